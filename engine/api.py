@@ -1,0 +1,151 @@
+"""The ``Engine``: one object, built from explicit configuration, that runs workflows."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from engine.celery_app import CeleryPublisher, StatewrightCelery, build_celery, register_steps
+from engine.clock import Clock, SystemClock
+from engine.config import Settings
+from engine.definition import Definition, Workflow
+from engine.dispatch import Dispatcher, Publisher
+from engine.errors import StatewrightError
+from engine.execution import StepExecutor
+from engine.metrics import Metrics, NullMetrics, StatsdMetrics
+from engine.operations import Operations
+from engine.persistence import Database
+from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
+from engine.reaper import Reaper
+from engine.recorder import RunRecorder
+from engine.registry import Registry, as_definitions, load_workflow_modules
+from engine.relay import OutboxRelay
+
+
+class Engine:
+    """Runs workflows: the operations API, the Celery app, the relay and the reaper.
+
+    ``workflows`` defaults to the modules named by ``settings.workflow_modules``.
+    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        workflows: Iterable[type[Workflow] | Definition] | None = None,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.clock: Clock = clock or SystemClock()
+        self.metrics: Metrics = metrics or metrics_from_settings(self.settings)
+        definitions = (
+            as_definitions(workflows) if workflows is not None
+            else load_workflow_modules(self.settings.workflow_modules)
+        )
+        self.registry = Registry(definitions, self.settings)
+        self.db = Database(self.settings.database_url)
+        self.celery: StatewrightCelery = build_celery(self.settings, self.metrics)
+        #: Where committed messages go. Embedded engines publish only while their
+        #: worker runs in this process; until then the worker's relay sends them.
+        self.publisher: Publisher | None = (
+            None if self.settings.embedded else CeleryPublisher(self.celery)
+        )
+        self.dispatcher = Dispatcher(self.db, self.clock, self.metrics, lambda: self.publisher)
+        self.recorder = RunRecorder(self.registry, self.dispatcher, self.settings, self.metrics)
+        self.executor = StepExecutor(
+            self.db, self.registry, self.recorder, self.settings, self.clock, self.metrics,
+            rng or random.Random(),  # noqa: S311 - jitter, not security
+        )
+        register_steps(self.celery, self.registry, self.executor.run_step)
+        grace = timedelta(0) if self.settings.embedded else timedelta(seconds=2)
+        self.relay = OutboxRelay(self.db, self.dispatcher, self.clock, self.metrics,
+                                 batch=self.settings.relay_batch, grace=grace)
+        self.reaper = Reaper(self.db, self.recorder, self.clock, self.metrics)
+        self._operations = Operations(self.db, self.registry, self.recorder, self.clock)
+
+    # -- writes ------------------------------------------------------------------
+
+    def start(
+        self, workflow: str, params: dict[str, Any] | None = None, *,
+        idempotency_key: str | None = None, pause_at: str | None = None,
+    ) -> RunInfo:
+        """Start a run of ``workflow``; the same ``idempotency_key`` returns the same run."""
+        return self._operations.start(workflow, params, idempotency_key=idempotency_key,
+                                      pause_at=pause_at)
+
+    def pause(self, run_id: str, *, at: str | None = None) -> RunInfo:
+        """Pause now, or when the run reaches state ``at``."""
+        return self._operations.pause(run_id, at=at)
+
+    def resume(self, run_id: str) -> RunInfo:
+        """Resume a paused run at the step where it stopped."""
+        return self._operations.resume(run_id)
+
+    def cancel(self, run_id: str) -> RunInfo:
+        """Cancel at the next step boundary."""
+        return self._operations.cancel(run_id)
+
+    def abort(self, run_id: str, *, reason: str = "Aborted by an operator") -> RunInfo:
+        """Fail the run now, fencing off the completion of a running step."""
+        return self._operations.abort(run_id, reason=reason)
+
+    def redrive(self, run_id: str) -> RunInfo:
+        """Continue a failed run from its failed state with fresh attempts."""
+        return self._operations.redrive(run_id)
+
+    def signal(self, run_id: str, trigger: str, data: dict[str, Any] | None = None) -> RunInfo:
+        """Fire ``trigger`` (declared from the run's state) from outside the workflow."""
+        return self._operations.signal(run_id, trigger, data)
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunInfo:
+        """The run with this id; ``RunNotFoundError`` if there is none."""
+        with self.db.sessions() as session:
+            return get_run(session, run_id)
+
+    def list(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunInfo]:
+        """Runs, newest first, optionally of one workflow and one status."""
+        if workflow is not None:
+            self.registry.get(workflow)
+        with self.db.sessions() as session:
+            return list_runs(session, workflow=workflow, status=status, limit=limit)
+
+    def history(self, run_id: str) -> list[TransitionInfo]:
+        """The run's history rows in order."""
+        with self.db.sessions() as session:
+            return run_history(session, run_id)
+
+    def wait(self, run_id: str, *, timeout: float = 60.0, interval: float = 0.05) -> RunInfo:
+        """Block until the run finishes or pauses (real time); returns it as it then stands."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.get(run_id)
+            if info.finished or info.status == "paused":
+                return info
+            if time.monotonic() > deadline:
+                raise StatewrightError(
+                    f"run {run_id} still {info.status} in state {info.state!r} after {timeout}s"
+                )
+            time.sleep(interval)
+
+    def use_celery_publisher(self) -> None:
+        """Publish committed messages from this process (the embedded worker calls this)."""
+        self.publisher = CeleryPublisher(self.celery)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def metrics_from_settings(settings: Settings) -> Metrics:
+    if settings.statsd_addr is not None:
+        return StatsdMetrics(*settings.statsd_addr)
+    return NullMetrics()

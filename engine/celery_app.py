@@ -1,0 +1,92 @@
+"""The Celery application of an engine, and one named task per workflow state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from engine.config import Settings
+from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
+from engine.instrumentation import InstrumentedTask
+from engine.metrics import Metrics
+from engine.registry import Registry, StepOptions
+from engine.silo import SiloMode
+
+StepRunner = Callable[[StepOptions, str, int], None]
+
+
+class StatewrightCelery(Celery):  # type: ignore[misc]
+    """A Celery app that knows its engine's silo mode and metrics."""
+
+    statewright_silo_mode: SiloMode = SiloMode.MONOLITH
+    statewright_metrics: Metrics | None = None
+
+
+def build_celery(settings: Settings, metrics: Metrics) -> StatewrightCelery:
+    """A Celery app configured the statewright way: JSON only, late acks, no results."""
+    app = StatewrightCelery("statewright", set_as_current=False)
+    app.statewright_silo_mode = settings.silo_mode
+    app.statewright_metrics = metrics
+    app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=(
+            {"polling_interval": 0.01} if settings.embedded else {"visibility_timeout": 3600}
+        ),
+        task_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue=settings.default_queue,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+    )
+    return app
+
+
+def register_steps(app: Celery, registry: Registry, run_step: StepRunner) -> None:
+    """Register ``<workflow>.<state>`` for every handler, each with its own options."""
+    for step in registry.steps():
+        _register(app, step, run_step)
+    queues = sorted({s.queue for s in registry.steps()} | {app.conf.task_default_queue})
+    app.conf.task_queues = [Queue(name) for name in queues]
+
+
+def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:
+    def body(run_id: str, token: int) -> None:
+        run_step(step, run_id, token)
+
+    body.__name__ = f"{step.workflow}_{step.state}"
+    body.__doc__ = f"Run the {step.state!r} step of workflow {step.workflow!r}."
+    app.task(
+        name=step.task_name, base=InstrumentedTask, queue=step.queue,
+        silo_mode=step.silo_mode, time_limit=step.time_limit + 5,
+        soft_time_limit=step.time_limit,
+    )(body)
+
+
+class CeleryPublisher:
+    """Publishes outbox messages to the app's broker, reusing one producer per batch."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def publish(self, messages: Sequence[TaskMessage]) -> None:
+        with self._app.producer_or_acquire() as producer:
+            for message in messages:
+                options: dict[str, Any] = {"queue": message.queue} if message.queue else {}
+                self._app.send_task(
+                    message.task_name, args=list(message.args), kwargs=message.kwargs,
+                    headers={ENQUEUED_AT_HEADER: time.time()}, producer=producer,
+                    ignore_result=True, **options,
+                )

@@ -1,0 +1,139 @@
+"""Configuration: one frozen object, read once from the environment and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from engine.errors import ConfigurationError
+from engine.retry import RetryPolicy
+from engine.silo import SiloMode
+
+DEFAULT_DATABASE_URL = "sqlite:///statewright.db"
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory")
+EMBEDDED = ("", "embedded")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the engine needs to know about its surroundings.
+
+    ``broker_url`` of ``None`` means embedded: an in-memory transport and a worker
+    inside the ``statewright`` process.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str | None = None
+    silo_mode: SiloMode = SiloMode.MONOLITH
+    #: Modules whose ``Workflow`` subclasses the engine registers.
+    workflow_modules: tuple[str, ...] = ("workflows",)
+    statsd_addr: tuple[str, int] | None = None
+    sentry_dsn: str | None = None
+    default_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    default_time_limit: float = 300.0
+    default_queue: str = "statewright"
+    #: Extra time past a step's time limit before its lease expires.
+    lease_grace: float = 30.0
+    #: How long a dispatched step may wait for a worker before it is dispatched again.
+    dispatch_timeout: float = 600.0
+    relay_interval: float = 0.2
+    relay_batch: int = 500
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", parse_database_url(self.database_url))
+        object.__setattr__(self, "broker_url", parse_broker_url(self.broker_url))
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``STATEWRIGHT_*`` variables, validating each."""
+        env = os.environ if environ is None else environ
+        modules = env.get("STATEWRIGHT_WORKFLOWS", "workflows")
+        return cls(
+            database_url=env.get("STATEWRIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            broker_url=env.get("STATEWRIGHT_BROKER_URL"),
+            silo_mode=SiloMode.parse(env.get("STATEWRIGHT_SILO_MODE", "monolith")),
+            workflow_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
+            statsd_addr=parse_statsd_addr(env.get("STATEWRIGHT_STATSD_ADDR")),
+            sentry_dsn=env.get("STATEWRIGHT_SENTRY_DSN") or None,
+            lease_grace=_seconds(env, "STATEWRIGHT_LEASE_GRACE", 30.0),
+            dispatch_timeout=_seconds(env, "STATEWRIGHT_DISPATCH_TIMEOUT", 600.0),
+            relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
+        )
+
+
+def parse_database_url(value: str) -> str:
+    """Check a database URL; plain ``postgresql://`` uses the psycopg 3 driver."""
+    try:
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise ConfigurationError(
+            f"STATEWRIGHT_DATABASE_URL {value!r} is not a database URL; expected e.g. "
+            "sqlite:///statewright.db or postgresql://user@host/dbname"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"STATEWRIGHT_DATABASE_URL uses {backend!r}; supported databases: postgresql, sqlite"
+        )
+    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def parse_broker_url(value: str | None) -> str | None:
+    """Check a broker URL; empty or ``embedded`` means the embedded transport."""
+    if value is None or value.strip().lower() in EMBEDDED:
+        return None
+    scheme = urlsplit(value.strip()).scheme.lower()
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigurationError(
+            f"STATEWRIGHT_BROKER_URL {redact_url(value)!r} has scheme {scheme!r}; "
+            f"supported: {', '.join(BROKER_SCHEMES)}, or unset for the embedded worker"
+        )
+    return value.strip()
+
+
+def parse_statsd_addr(value: str | None) -> tuple[str, int] | None:
+    """``host:port`` of a statsd/DogStatsD listener, or ``None``."""
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(
+            f"STATEWRIGHT_STATSD_ADDR {value!r} is not host:port (e.g. 127.0.0.1:8125)"
+        )
+    return host, int(port)
+
+
+def redact_url(value: str) -> str:
+    """A URL with its password replaced, for messages and logs."""
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    return value.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ConfigurationError(f"{key} {raw!r} is not a positive number of seconds")
+    return seconds

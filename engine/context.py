@@ -1,0 +1,62 @@
+"""What a handler receives: its run's data, a session for domain writes, a logger."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A step a worker has claimed: the run as it stood when the claim committed."""
+
+    run_id: str
+    workflow: str
+    state: str
+    token: int
+    attempt: int
+    polls: int
+    params: Mapping[str, Any]
+    context: Mapping[str, Any]
+    state_entered_at: datetime
+    entry_seq: int
+
+
+@dataclass(slots=True)
+class StepContext:
+    """The handler's view of its step.
+
+    ``session`` is the transaction the step completes in: domain writes made through
+    it commit together with the transition, or not at all. ``context`` is the run's
+    small JSON context; changes to it are saved when the step completes.
+    ``idempotency_key`` is the same for every attempt of this visit to the state:
+    pass it to external services so a retried side effect happens once.
+    """
+
+    run_id: str
+    workflow: str
+    state: str
+    attempt: int
+    polls: int
+    params: Mapping[str, Any]
+    context: dict[str, Any]
+    idempotency_key: str
+    session: Session
+    now: datetime
+    log: Any = field(default=None)
+
+    @classmethod
+    def for_claim(cls, claim: Claim, session: Session, now: datetime) -> StepContext:
+        return cls(
+            run_id=claim.run_id, workflow=claim.workflow, state=claim.state,
+            attempt=claim.attempt, polls=claim.polls, params=claim.params,
+            context=dict(claim.context),
+            idempotency_key=f"{claim.run_id}:{claim.state}:{claim.entry_seq}",
+            session=session, now=now,
+            log=structlog.get_logger("statewright.step"),
+        )

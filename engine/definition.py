@@ -1,0 +1,373 @@
+"""Declaring a workflow: a class validated once, when it is declared, then frozen.
+
+A workflow is a subclass of ``Workflow`` with a ``name``, a ``transitions`` table of
+``(trigger, source, dest)``, ``terminal`` states, and one ``@step`` handler per
+non-terminal state. Diagrams, replay and execution all read the same frozen
+``Definition``; its ``transitions`` machine is built once per definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import typing
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from transitions import Machine
+
+from engine.errors import DefinitionError
+from engine.outcomes import Outcome
+from engine.retry import RetryPolicy
+from engine.silo import SiloMode, normalize_modes
+
+if TYPE_CHECKING:
+    from engine.context import StepContext
+
+Handler = Callable[["StepContext"], Outcome]
+
+#: Triggers the engine itself writes into history; a workflow may not declare them.
+ENGINE_EVENTS = frozenset(
+    {"start", "retry", "poll", "pause", "resume", "cancel", "abort", "fail", "redrive",
+     "redispatch"}
+)
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One state's handler and its options as declared (``None`` = inherit)."""
+
+    state: str
+    handler: Handler
+    initial: bool = False
+    retry: RetryPolicy | None = None
+    time_limit: float | None = None
+    queue: str | None = None
+    silo_mode: frozenset[SiloMode] | None = None
+    reason: str | None = None
+    poll_limit: int | None = None
+    poll_deadline: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A declared move: ``trigger`` takes the run from ``source`` to ``dest``."""
+
+    trigger: str
+    source: str
+    dest: str
+
+
+def step(
+    state: str | None = None,
+    *,
+    initial: bool = False,
+    retry: RetryPolicy | None = None,
+    time_limit: float | None = None,
+    queue: str | None = None,
+    silo_mode: SiloMode | Iterable[SiloMode] | None = None,
+    reason: str | None = None,
+    poll_limit: int | None = None,
+    poll_deadline: timedelta | float | None = None,
+) -> Callable[[Handler], Handler]:
+    """Mark a function in a ``Workflow`` body as the handler of ``state``.
+
+    ``state`` defaults to the function's name. ``reason`` is the sentence a person
+    reads when the run fails in this state.
+    """
+    deadline = (
+        timedelta(seconds=poll_deadline)
+        if isinstance(poll_deadline, int | float)
+        else poll_deadline
+    )
+
+    def mark(fn: Handler) -> Handler:
+        spec = StepSpec(
+            state=state or fn.__name__, handler=fn, initial=initial, retry=retry,
+            time_limit=time_limit, queue=queue, silo_mode=normalize_modes(silo_mode),
+            reason=reason, poll_limit=poll_limit, poll_deadline=deadline,
+        )
+        fn.__statewright_step__ = spec  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A validated, frozen workflow definition."""
+
+    name: str
+    initial: str
+    states: tuple[str, ...]
+    terminal: frozenset[str]
+    edges: tuple[Edge, ...]
+    steps: Mapping[str, StepSpec]
+    renames: Mapping[str, str]
+    defaults: StepSpec
+    version: str
+    machine: Machine = field(compare=False, repr=False)
+
+    def task_name(self, state: str) -> str:
+        """The Celery task name of ``state``'s handler."""
+        return f"{self.name}.{state}"
+
+    def is_terminal(self, state: str) -> bool:
+        return state in self.terminal
+
+    def triggers_from(self, state: str) -> tuple[str, ...]:
+        """The triggers declared from ``state``, sorted."""
+        if state not in self.machine.states:
+            return ()
+        return tuple(sorted(self.machine.get_triggers(state)))
+
+    def destination(self, state: str, trigger: str) -> str | None:
+        """Where ``trigger`` leads from ``state``, or ``None`` if that move is not declared."""
+        if trigger not in self.machine.events or state not in self.machine.states:
+            return None
+        moves = self.machine.get_transitions(trigger=trigger, source=state)
+        return str(moves[0].dest) if moves else None
+
+    def ahead_of(self, state: str) -> frozenset[str]:
+        """States reachable from ``state`` by one or more declared moves."""
+        return _reachable(self.edges, state, include_start=False)
+
+
+class Workflow:
+    """Base class of workflow declarations; subclasses are validated when declared."""
+
+    name: ClassVar[str]
+    transitions: ClassVar[Sequence[tuple[str, str, str]]]
+    terminal: ClassVar[Sequence[str]]
+    #: Old state name -> current name, so histories recorded before a rename replay.
+    renames: ClassVar[Mapping[str, str]] = {}
+    #: Workflow-wide defaults, overridden per step by ``@step`` options.
+    retry: ClassVar[RetryPolicy | None] = None
+    time_limit: ClassVar[float | None] = None
+    queue: ClassVar[str | None] = None
+    silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
+    definition: ClassVar[Definition]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.definition = build_definition(cls)
+
+
+def build_definition(cls: type[Workflow]) -> Definition:
+    """Validate a workflow class and freeze it into a ``Definition``."""
+    name = _declared(cls, "name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f"workflow name {name!r} is not allowed; use lowercase letters, digits and _"
+        )
+    steps = _collect_steps(cls, name)
+    terminal = frozenset(_declared(cls, "terminal"))
+    edges = _edges(name, _declared(cls, "transitions"))
+    initial = _initial(name, steps)
+    _check_states(name, steps, terminal, edges)
+    _check_reachable(name, initial, steps, terminal, edges)
+    _check_returned_triggers(name, steps, edges)
+    states = _ordered_states(initial, edges, set(steps) | terminal)
+    machine = Machine(
+        model=None, states=list(states), initial=initial, auto_transitions=False,
+        transitions=[{"trigger": e.trigger, "source": e.source, "dest": e.dest} for e in edges],
+    )
+    defaults = StepSpec(
+        state="*", handler=_no_handler, retry=cls.retry, time_limit=cls.time_limit,
+        queue=cls.queue, silo_mode=normalize_modes(cls.silo_mode),
+    )
+    renames = dict(cls.renames)
+    return Definition(
+        name=name, initial=initial, states=states, terminal=terminal, edges=edges,
+        steps=MappingProxyType(steps), renames=MappingProxyType(renames), defaults=defaults,
+        version=_version(name, initial, states, terminal, edges), machine=machine,
+    )
+
+
+def _no_handler(ctx: StepContext) -> Outcome:  # pragma: no cover - never called
+    raise AssertionError("workflow defaults have no handler")
+
+
+def _declared(cls: type[Workflow], attribute: str) -> Any:
+    if attribute not in cls.__dict__:
+        raise DefinitionError(f"workflow class {cls.__name__} must declare {attribute!r}")
+    return cls.__dict__[attribute]
+
+
+def _collect_steps(cls: type[Workflow], name: str) -> dict[str, StepSpec]:
+    steps: dict[str, StepSpec] = {}
+    for value in vars(cls).values():
+        fn = value.__func__ if isinstance(value, staticmethod) else value
+        spec: StepSpec | None = getattr(fn, "__statewright_step__", None)
+        if spec is None:
+            continue
+        if not _NAME.match(spec.state):
+            raise DefinitionError(
+                f"workflow {name!r}: state name {spec.state!r} is not allowed; "
+                "use lowercase letters, digits and _"
+            )
+        if spec.state in steps:
+            raise DefinitionError(f"workflow {name!r}: state {spec.state!r} has two handlers")
+        steps[spec.state] = spec
+    return steps
+
+
+def _edges(name: str, table: Sequence[tuple[str, str, str]]) -> tuple[Edge, ...]:
+    edges: list[Edge] = []
+    seen: set[tuple[str, str]] = set()
+    for row in table:
+        if len(row) != 3 or not all(isinstance(part, str) for part in row):
+            raise DefinitionError(
+                f"workflow {name!r}: transition {row!r} must be (trigger, source, dest) strings"
+            )
+        edge = Edge(*row)
+        if edge.trigger in ENGINE_EVENTS:
+            raise DefinitionError(
+                f"workflow {name!r}: trigger {edge.trigger!r} is reserved by the engine; "
+                f"reserved: {', '.join(sorted(ENGINE_EVENTS))}"
+            )
+        if not _NAME.match(edge.trigger):
+            raise DefinitionError(
+                f"workflow {name!r}: trigger name {edge.trigger!r} is not allowed; "
+                "use lowercase letters, digits and _"
+            )
+        if (edge.trigger, edge.source) in seen:
+            raise DefinitionError(
+                f"workflow {name!r}: trigger {edge.trigger!r} is declared twice from "
+                f"{edge.source!r}; a trigger must lead to one state"
+            )
+        seen.add((edge.trigger, edge.source))
+        edges.append(edge)
+    return tuple(edges)
+
+
+def _initial(name: str, steps: Mapping[str, StepSpec]) -> str:
+    initial = [s.state for s in steps.values() if s.initial]
+    if not initial:
+        raise DefinitionError(
+            f"workflow {name!r} has no initial state; mark one handler @step(initial=True)"
+        )
+    if len(initial) > 1:
+        raise DefinitionError(
+            f"workflow {name!r} has {len(initial)} initial states "
+            f"({', '.join(map(repr, sorted(initial)))}); exactly one is allowed"
+        )
+    return initial[0]
+
+
+def _check_states(
+    name: str, steps: Mapping[str, StepSpec], terminal: frozenset[str], edges: Sequence[Edge]
+) -> None:
+    for state in sorted(terminal & set(steps)):
+        raise DefinitionError(
+            f"workflow {name!r}: terminal state {state!r} has a handler; terminal states have none"
+        )
+    known = set(steps) | terminal
+    for edge in edges:
+        for state in (edge.source, edge.dest):
+            if state not in known:
+                raise DefinitionError(
+                    f"workflow {name!r}: state {state!r} (in transition {edge.trigger!r}) has "
+                    f"no handler and is not terminal; states with handlers: "
+                    f"{', '.join(sorted(steps)) or '(none)'}"
+                )
+        if edge.source in terminal:
+            raise DefinitionError(
+                f"workflow {name!r}: terminal state {edge.source!r} has a transition out "
+                f"({edge.trigger!r}); terminal states end a run"
+            )
+    sources = {e.source for e in edges}
+    for state in sorted(set(steps) - sources):
+        raise DefinitionError(
+            f"workflow {name!r}: state {state!r} is not terminal and has no transition out; "
+            "declare a transition from it or make it terminal"
+        )
+
+
+def _check_reachable(
+    name: str, initial: str, steps: Mapping[str, StepSpec], terminal: frozenset[str],
+    edges: Sequence[Edge],
+) -> None:
+    reachable = _reachable(edges, initial, include_start=True)
+    unreachable = sorted((set(steps) | terminal) - reachable)
+    if unreachable:
+        raise DefinitionError(
+            f"workflow {name!r}: state(s) {', '.join(map(repr, unreachable))} cannot be "
+            f"reached from the initial state {initial!r}"
+        )
+    if not terminal & reachable:
+        raise DefinitionError(f"workflow {name!r}: no terminal state is reachable")
+
+
+def _check_returned_triggers(
+    name: str, steps: Mapping[str, StepSpec], edges: Sequence[Edge]
+) -> None:
+    """Triggers named in a handler's ``Literal[...]`` return type must be declared."""
+    for spec in steps.values():
+        declared = {e.trigger for e in edges if e.source == spec.state}
+        for trigger in sorted(_literal_returns(spec.handler) - declared):
+            raise DefinitionError(
+                f"workflow {name!r}: handler of {spec.state!r} may return trigger {trigger!r}, "
+                f"which is not declared from {spec.state!r}; declared: "
+                f"{', '.join(map(repr, sorted(declared))) or '(none)'}"
+            )
+
+
+def _literal_returns(handler: Handler) -> set[str]:
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception:  # an annotation we cannot resolve says nothing about triggers
+        return set()
+    found: set[str] = set()
+    pending: list[Any] = [hints.get("return")]
+    while pending:
+        hint = pending.pop()
+        if typing.get_origin(hint) is typing.Literal:
+            found.update(a for a in typing.get_args(hint) if isinstance(a, str))
+        else:
+            pending.extend(typing.get_args(hint))
+    return found
+
+
+def _reachable(edges: Iterable[Edge], start: str, *, include_start: bool) -> frozenset[str]:
+    seen: set[str] = {start} if include_start else set()
+    queue = deque([start])
+    while queue:
+        current = queue.popleft()
+        for edge in edges:
+            if edge.source == current and edge.dest not in seen:
+                seen.add(edge.dest)
+                queue.append(edge.dest)
+    return frozenset(seen)
+
+
+def _ordered_states(initial: str, edges: Sequence[Edge], states: set[str]) -> tuple[str, ...]:
+    """States in breadth-first order from the initial state, as people read a workflow."""
+    order = [initial]
+    queue = deque([initial])
+    while queue:
+        current = queue.popleft()
+        for edge in edges:
+            if edge.source == current and edge.dest not in order:
+                order.append(edge.dest)
+                queue.append(edge.dest)
+    return tuple(order) + tuple(sorted(states - set(order)))
+
+
+def _version(
+    name: str, initial: str, states: Sequence[str], terminal: frozenset[str],
+    edges: Sequence[Edge],
+) -> str:
+    shape = {
+        "name": name, "initial": initial, "states": sorted(states),
+        "terminal": sorted(terminal),
+        "edges": sorted([e.trigger, e.source, e.dest] for e in edges),
+    }
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+    return digest[:16]

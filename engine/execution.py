@@ -1,0 +1,252 @@
+"""Executing a step: claim (short transaction), execute, complete (one transaction).
+
+1. ``claim_step`` locks the run and checks the message is current: a message for a
+   run that is gone, finished, elsewhere, or carrying an old token is dropped and
+   counted. A scheduled pause or cancel applies here. Otherwise the attempt is
+   counted and a lease set, and the claim commits, so a crash mid-step still counts.
+2. The handler runs with a session for its domain writes.
+3. ``complete`` re-locks the run in the handler's own transaction and checks the
+   token is still ours; the outcome, domain writes, history and next dispatch
+   commit together. On error, domain writes roll back and the retry or failure is
+   recorded in a fresh transaction.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.orm import Session
+
+from engine.clock import Clock
+from engine.config import Settings
+from engine.context import Claim, StepContext
+from engine.decide import (
+    Advance,
+    Decision,
+    FailRun,
+    PollAgain,
+    RetryLater,
+    RunView,
+    decide_error,
+    decide_lost_worker,
+    decide_outcome,
+    error_detail,
+)
+from engine.errors import StatewrightError
+from engine.instrumentation import bind_step
+from engine.jsonvalues import check_json_object
+from engine.metrics import Metrics
+from engine.persistence import Database, lock_run
+from engine.recorder import RunRecorder
+from engine.registry import Registry, StepOptions
+from models.engine import WorkflowRun
+
+log = structlog.get_logger("statewright.execution")
+
+
+class StepExecutor:
+    """Runs one step message through claim, handler and completion."""
+
+    def __init__(
+        self, db: Database, registry: Registry, recorder: RunRecorder, settings: Settings,
+        clock: Clock, metrics: Metrics, rng: random.Random,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._recorder = recorder
+        self._settings = settings
+        self._clock = clock
+        self._metrics = metrics
+        self._rng = rng
+
+    def run_step(self, step: StepOptions, run_id: str, token: int) -> None:
+        """Handle one delivery of ``step``'s message for ``run_id`` under ``token``."""
+        bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
+        claim = self.claim_step(step, run_id, token)
+        if claim is None:
+            return
+        bind_step(attempt=claim.attempt)
+        log.info("step claimed")
+        session = self._db.sessions()
+        started = time.perf_counter()
+        try:
+            context = StepContext.for_claim(claim, session, self._clock.now())
+            outcome = step.handler(context)
+            self._complete(step, claim, session, outcome, context.context, started)
+        except Exception as error:
+            session.rollback()
+            self._record_error(step, claim, error, _elapsed_ms(started))
+        finally:
+            session.close()
+
+    def claim_step(self, step: StepOptions, run_id: str, token: int) -> Claim | None:
+        """Lock the run and take the step, or drop the message and say why."""
+        with self._db.transaction() as session:
+            run = lock_run(session, run_id)
+            stale = _stale_reason(run, step, token)
+            if stale is not None:
+                self._drop(step, stale)
+                return None
+            assert run is not None
+            now = self._clock.now()
+            if run.cancel_requested:
+                self._recorder.halt(session, run, "cancelled", "cancel", now=now)
+                log.info("run cancelled at step boundary")
+                return None
+            if run.pause_requested or run.pause_at == run.state:
+                run.pause_at = None
+                self._recorder.halt(session, run, "paused", "pause", now=now)
+                log.info("run paused at step boundary")
+                return None
+            run.attempt += 1
+            lost = decide_lost_worker(step, _view(run))
+            if lost is not None:
+                run.attempt -= 1
+                self._recorder.fail(session, run, lost.reason, lost.detail, now=now)
+                self._metrics.incr("step.failed", tags=_tags(step))
+                log.warning("run failed: worker lost", reason=lost.reason)
+                return None
+            run.claimed = True
+            run.lease_expires_at = now + timedelta(
+                seconds=step.time_limit + self._settings.lease_grace
+            )
+            return _claim(run)
+
+    def _complete(
+        self, step: StepOptions, claim: Claim, session: Session, outcome: object,
+        context: dict[str, object], started: float,
+    ) -> None:
+        run = lock_run(session, claim.run_id)
+        if not _still_ours(run, claim):
+            session.rollback()
+            self._drop(step, "fenced")
+            return
+        assert run is not None
+        now = self._clock.now()
+        decision = decide_outcome(
+            self._registry.get(step.workflow), step, _view(run), outcome, now
+        )
+        if isinstance(decision, FailRun | RetryLater):
+            session.rollback()  # the step failed: its domain writes must not land
+            self._apply_failure(step, claim, decision, _elapsed_ms(started))
+            return
+        run.context = check_json_object(context, "the run context")
+        self._apply(session, step, run, decision, now, _elapsed_ms(started))
+        session.commit()
+
+    def _apply(
+        self, session: Session, step: StepOptions, run: WorkflowRun, decision: Decision,
+        now: datetime, duration_ms: float,
+    ) -> None:
+        if isinstance(decision, Advance):
+            self._recorder.move(session, run, decision.trigger, decision.dest, now=now,
+                                duration_ms=duration_ms)
+            self._metrics.incr("step.completed", tags=_tags(step))
+            self._metrics.timing("step.duration", duration_ms, _tags(step))
+            log.info("step completed", trigger=decision.trigger, to=decision.dest)
+        elif isinstance(decision, PollAgain):
+            run.polls += 1
+            run.attempt -= 1  # a poll is not an attempt: the next claim counts the same one
+            self._recorder.repeat(
+                session, run, "poll", now=now, not_before=decision.not_before,
+                duration_ms=duration_ms, detail={"not_before": decision.not_before.isoformat()},
+            )
+            self._metrics.incr("step.polled", tags=_tags(step))
+            log.info("step polls again", not_before=decision.not_before.isoformat())
+
+    def _record_error(
+        self, step: StepOptions, claim: Claim, error: Exception, duration_ms: float
+    ) -> None:
+        with self._db.transaction() as session:
+            run = lock_run(session, claim.run_id)
+            if not _still_ours(run, claim):
+                self._drop(step, "fenced")
+                return
+            assert run is not None
+            decision = decide_error(step, _view(run), error, self._clock.now(), self._rng)
+            self._write_failure(session, step, run, decision, duration_ms)
+        if not isinstance(error, StatewrightError):
+            log.warning("step raised", error=repr(error), exc_info=False)
+
+    def _apply_failure(
+        self, step: StepOptions, claim: Claim, decision: FailRun | RetryLater,
+        duration_ms: float,
+    ) -> None:
+        with self._db.transaction() as session:
+            run = lock_run(session, claim.run_id)
+            if not _still_ours(run, claim):
+                self._drop(step, "fenced")
+                return
+            assert run is not None
+            self._write_failure(session, step, run, decision, duration_ms)
+
+    def _write_failure(
+        self, session: Session, step: StepOptions, run: WorkflowRun, decision: Decision,
+        duration_ms: float,
+    ) -> None:
+        now = self._clock.now()
+        if isinstance(decision, RetryLater):
+            detail = {k: v for k, v in decision.detail.items() if k != "traceback"}
+            detail["not_before"] = decision.not_before.isoformat()
+            self._recorder.repeat(session, run, "retry", now=now,
+                                  not_before=decision.not_before, duration_ms=duration_ms,
+                                  detail=detail)
+            self._metrics.incr("step.retried", tags=_tags(step))
+            log.info("step will be retried", not_before=detail["not_before"],
+                     error=detail.get("error_message"))
+        elif isinstance(decision, FailRun):
+            self._recorder.fail(session, run, decision.reason, decision.detail, now=now,
+                                duration_ms=duration_ms)
+            self._metrics.incr("step.failed", tags=_tags(step))
+            log.warning("run failed", reason=decision.reason,
+                        error=decision.detail.get("error_message"))
+
+    def _drop(self, step: StepOptions, reason: str) -> None:
+        self._metrics.incr("step.dropped", tags={**_tags(step), "reason": reason})
+        log.info("message dropped", reason=reason)
+
+
+def _stale_reason(run: WorkflowRun | None, step: StepOptions, token: int) -> str | None:
+    if run is None:
+        return "run_gone"
+    if run.status != "running":
+        return "not_running"
+    if run.workflow != step.workflow or run.state != step.state or run.token != token:
+        return "stale_token"
+    if run.claimed:
+        return "duplicate"
+    return None
+
+
+def _still_ours(run: WorkflowRun | None, claim: Claim) -> bool:
+    return (
+        run is not None and run.status == "running" and run.claimed
+        and run.token == claim.token
+    )
+
+
+def _view(run: WorkflowRun) -> RunView:
+    return RunView(run.state, run.attempt, run.polls, run.state_entered_at)
+
+
+def _claim(run: WorkflowRun) -> Claim:
+    return Claim(
+        run_id=run.id, workflow=run.workflow, state=run.state, token=run.token,
+        attempt=run.attempt, polls=run.polls, params=dict(run.params),
+        context=dict(run.context), state_entered_at=run.state_entered_at,
+        entry_seq=run.entry_seq,
+    )
+
+
+def _tags(step: StepOptions) -> dict[str, str]:
+    return {"workflow": step.workflow, "state": step.state}
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+__all__ = ["StepExecutor", "error_detail"]

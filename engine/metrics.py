@@ -1,0 +1,163 @@
+"""Metrics: one small interface, with statsd, Prometheus and in-memory backends.
+
+Names are dotted and unprefixed in code (``step.duration``); each backend adds the
+``statewright`` prefix in its own convention. Tags are low-cardinality labels
+(workflow, state, task, reason): never run ids.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+Tags = Mapping[str, str]
+Kind = Literal["count", "timing", "gauge"]
+
+
+class Metrics(Protocol):
+    """Where figures go."""
+
+    def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None: ...
+
+    def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None: ...
+
+    def gauge(self, name: str, value: float, tags: Tags | None = None) -> None: ...
+
+
+class NullMetrics:
+    """Discards everything."""
+
+    def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
+        pass
+
+    def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None:
+        pass
+
+    def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    kind: Kind
+    name: str
+    value: float
+    tags: Mapping[str, str]
+
+
+@dataclass
+class InMemoryMetrics:
+    """Keeps every sample, for tests to assert on."""
+
+    samples: list[Sample] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _add(self, kind: Kind, name: str, value: float, tags: Tags | None) -> None:
+        with self._lock:
+            self.samples.append(Sample(kind, name, value, dict(tags or {})))
+
+    def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
+        self._add("count", name, value, tags)
+
+    def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None:
+        self._add("timing", name, milliseconds, tags)
+
+    def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
+        self._add("gauge", name, value, tags)
+
+    def find(self, name: str, **tags: str) -> list[Sample]:
+        """Samples named ``name`` whose tags include ``tags``."""
+        with self._lock:
+            return [s for s in self.samples
+                    if s.name == name and all(s.tags.get(k) == v for k, v in tags.items())]
+
+    def total(self, name: str, **tags: str) -> float:
+        return sum(s.value for s in self.find(name, **tags))
+
+
+class StatsdMetrics:
+    """DogStatsD lines over UDP (plain statsd servers ignore the ``|#tags`` part)."""
+
+    def __init__(self, host: str, port: int, prefix: str = "statewright") -> None:
+        self._address = (host, port)
+        self._prefix = prefix
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._socket.setblocking(False)
+
+    def _send(self, name: str, value: float, kind: str, tags: Tags | None) -> None:
+        line = f"{self._prefix}.{name}:{value:g}|{kind}"
+        if tags:
+            line += "|#" + ",".join(f"{k}:{v}" for k, v in sorted(tags.items()))
+        try:
+            self._socket.sendto(line.encode(), self._address)
+        except OSError:
+            pass  # metrics never break the work they measure
+
+    def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
+        self._send(name, value, "c", tags)
+
+    def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None:
+        self._send(name, milliseconds, "ms", tags)
+
+    def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
+        self._send(name, value, "g", tags)
+
+
+class PrometheusMetrics:
+    """Counters, histograms (seconds) and gauges in a Prometheus registry.
+
+    A metric's label names are fixed by its first use; later samples must carry the
+    same tag keys.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 namespace: str = "statewright") -> None:
+        self.registry = registry or CollectorRegistry()
+        self._namespace = namespace
+        self._metrics: dict[tuple[str, str], Counter | Histogram | Gauge] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, kind: str, name: str, labels: tuple[str, ...]) -> Counter | Histogram | Gauge:
+        key = (kind, name)
+        with self._lock:
+            metric = self._metrics.get(key)
+            if metric is None:
+                full = name.replace(".", "_")
+                doc = f"statewright {name}"
+                if kind == "count":
+                    metric = Counter(full, doc, labels, namespace=self._namespace,
+                                     registry=self.registry)
+                elif kind == "timing":
+                    metric = Histogram(f"{full}_seconds", doc, labels,
+                                       namespace=self._namespace, registry=self.registry)
+                else:
+                    metric = Gauge(full, doc, labels, namespace=self._namespace,
+                                   registry=self.registry)
+                self._metrics[key] = metric
+            return metric
+
+    def _labelled(self, kind: str, name: str, tags: Tags | None) -> Counter | Histogram | Gauge:
+        tags = tags or {}
+        metric = self._get(kind, name, tuple(sorted(tags)))
+        return metric.labels(**tags) if tags else metric
+
+    def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
+        counter = self._labelled("count", name, tags)
+        assert isinstance(counter, Counter)
+        counter.inc(value)
+
+    def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None:
+        histogram = self._labelled("timing", name, tags)
+        assert isinstance(histogram, Histogram)
+        histogram.observe(milliseconds / 1000)
+
+    def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
+        gauge = self._labelled("gauge", name, tags)
+        assert isinstance(gauge, Gauge)
+        gauge.set(value)

@@ -1,0 +1,76 @@
+"""Database access: one SQLAlchemy engine and session factory, row locks, run snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine as SAEngine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.errors import RunNotFoundError
+from models.engine import WorkflowRun
+
+
+class Database:
+    """The engine's database: a connection pool and a session factory.
+
+    On SQLite every transaction is ``BEGIN IMMEDIATE``: the write lock is taken up
+    front, which is SQLite's equivalent of ``SELECT ... FOR UPDATE``, and WAL keeps
+    readers going meanwhile.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine: SAEngine = _create(url, echo=echo)
+        self.sessions: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=True
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _create(url: str, *, echo: bool) -> SAEngine:
+    if not url.startswith("sqlite"):
+        return create_engine(
+            url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+        )
+    engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "isolation_level": None})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
+    """The run row, locked until the transaction ends (``None`` if there is no such run)."""
+    statement = select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update()
+    return session.execute(statement).scalar_one_or_none()
+
+
+def require_run(session: Session, run_id: str) -> WorkflowRun:
+    """The run row, locked; ``RunNotFoundError`` if there is none."""
+    run = lock_run(session, run_id)
+    if run is None:
+        raise RunNotFoundError(run_id)
+    return run

@@ -1,0 +1,113 @@
+"""The workflows an engine knows, and each step's options resolved in one place.
+
+Options resolve call > state > workflow > engine defaults; the result is a frozen
+``StepOptions`` per state, computed once when the engine is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from types import MappingProxyType, ModuleType
+
+from engine.config import Settings
+from engine.definition import Definition, Handler, Workflow
+from engine.errors import ConfigurationError, DefinitionError, UnknownWorkflowError
+from engine.retry import RetryPolicy
+from engine.silo import SiloMode
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """Everything the engine needs to run one state's handler."""
+
+    workflow: str
+    state: str
+    task_name: str
+    handler: Handler
+    retry: RetryPolicy
+    time_limit: float
+    queue: str
+    silo_mode: frozenset[SiloMode] | None
+    reason: str
+    poll_limit: int | None
+    poll_deadline: timedelta | None
+
+
+def resolve_step(definition: Definition, state: str, settings: Settings) -> StepOptions:
+    """The options of ``state``: its own, else the workflow's, else the engine's."""
+    spec = definition.steps[state]
+    base = definition.defaults
+    return StepOptions(
+        workflow=definition.name,
+        state=state,
+        task_name=definition.task_name(state),
+        handler=spec.handler,
+        retry=spec.retry or base.retry or settings.default_retry,
+        time_limit=spec.time_limit or base.time_limit or settings.default_time_limit,
+        queue=spec.queue or base.queue or settings.default_queue,
+        silo_mode=spec.silo_mode if spec.silo_mode is not None else base.silo_mode,
+        reason=spec.reason or f"The {definition.name} run failed while {state.replace('_', ' ')}",
+        poll_limit=spec.poll_limit,
+        poll_deadline=spec.poll_deadline,
+    )
+
+
+class Registry:
+    """Definitions by name, with their resolved step options."""
+
+    def __init__(self, definitions: Iterable[Definition], settings: Settings) -> None:
+        by_name: dict[str, Definition] = {}
+        for definition in definitions:
+            known = by_name.get(definition.name)
+            if known is not None and known is not definition:
+                raise DefinitionError(f"two workflows are named {definition.name!r}")
+            by_name[definition.name] = definition
+        self.definitions: Mapping[str, Definition] = MappingProxyType(by_name)
+        self._steps = {
+            (d.name, state): resolve_step(d, state, settings)
+            for d in by_name.values() for state in d.steps
+        }
+
+    def get(self, name: str) -> Definition:
+        """The definition named ``name``; ``UnknownWorkflowError`` names the known ones."""
+        try:
+            return self.definitions[name]
+        except KeyError:
+            raise UnknownWorkflowError(name, self.definitions) from None
+
+    def step(self, workflow: str, state: str) -> StepOptions:
+        return self._steps[(workflow, state)]
+
+    def steps(self) -> Iterable[StepOptions]:
+        return self._steps.values()
+
+
+def as_definitions(items: Iterable[type[Workflow] | Definition]) -> list[Definition]:
+    return [item if isinstance(item, Definition) else item.definition for item in items]
+
+
+def load_workflow_modules(modules: Iterable[str]) -> list[Definition]:
+    """Import ``modules`` and collect the workflows declared in them."""
+    found: list[Definition] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as error:
+            raise ConfigurationError(
+                f"STATEWRIGHT_WORKFLOWS names module {name!r}, which cannot be imported: {error}"
+            ) from error
+        found.extend(d for d in _declared_in(module) if d not in found)
+    return found
+
+
+def _declared_in(module: ModuleType) -> list[Definition]:
+    exported = getattr(module, "WORKFLOWS", None)
+    if exported is not None:
+        return as_definitions(exported)
+    return [
+        value.definition for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Workflow) and value is not Workflow
+    ]

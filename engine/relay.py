@@ -1,0 +1,83 @@
+"""The outbox relay: sends messages that were committed but never sent, and due timers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import delete, func, select
+
+from engine.clock import Clock
+from engine.dispatch import Dispatcher, TaskMessage
+from engine.metrics import Metrics
+from engine.persistence import Database
+from models.engine import OutboxMessage
+
+log = structlog.get_logger("statewright.relay")
+
+
+class OutboxRelay:
+    """Publishes due outbox rows in batches.
+
+    Rows that another process committed a moment ago are normally published by that
+    process right after its commit; ``grace`` leaves them to it, so the relay mostly
+    picks up what was orphaned (a crash between commit and publish) and durable
+    timers whose time has come. On PostgreSQL, ``SKIP LOCKED`` lets several relays run.
+    """
+
+    def __init__(
+        self, db: Database, dispatcher: Dispatcher, clock: Clock, metrics: Metrics, *,
+        batch: int = 500, grace: timedelta = timedelta(0),
+    ) -> None:
+        self._db = db
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._metrics = metrics
+        self._batch = batch
+        self._grace = grace
+
+    def run_once(self) -> int:
+        """Send one batch of due rows; returns how many were sent."""
+        now = self._clock.now()
+        skip = self._dispatcher.in_flight()
+        statement = (
+            select(OutboxMessage)
+            .where(OutboxMessage.not_before <= now - self._grace)
+            .order_by(OutboxMessage.not_before, OutboxMessage.id)
+            .limit(self._batch)
+        )
+        if not self._db.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        with self._db.transaction() as session:
+            rows = session.execute(statement).scalars().all()
+            messages = [TaskMessage.from_row(r) for r in rows if r.id not in skip]
+            if not messages:
+                return 0
+            # published while the rows are still locked, so no other relay sends them too
+            if not self._dispatcher.publish(messages):
+                return 0
+            session.execute(delete(OutboxMessage).where(
+                OutboxMessage.id.in_([m.outbox_id for m in messages])
+            ))
+        sent = len(messages)
+        if sent:
+            self._metrics.incr("relay.sent", sent)
+            lag = (now - min(m.not_before for m in messages)).total_seconds()
+            self._metrics.timing("outbox.lag", lag * 1000)
+            log.debug("relay sent messages", count=sent)
+        return sent
+
+    def drain(self) -> int:
+        """Send batches until none is due; returns the total sent."""
+        total = 0
+        while sent := self.run_once():
+            total += sent
+        return total
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``not_before`` waiting in the outbox, or ``None``."""
+        with self._db.transaction() as session:
+            due: datetime | None = session.execute(
+                select(func.min(OutboxMessage.not_before))
+            ).scalar()
+            return due
