@@ -18,7 +18,9 @@ def _url() -> str:
 
 def _run(connection: Connection) -> None:
     context.configure(
-        connection=connection, target_metadata=metadata, compare_type=True,
+        connection=connection,
+        target_metadata=metadata,
+        compare_type=True,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import random
 import time
 from collections.abc import Iterable
@@ -45,7 +46,8 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.metrics: Metrics = metrics or metrics_from_settings(self.settings)
         definitions = (
-            as_definitions(workflows) if workflows is not None
+            as_definitions(workflows)
+            if workflows is not None
             else load_workflow_modules(self.settings.workflow_modules)
         )
         self.registry = Registry(definitions, self.settings)
@@ -59,25 +61,41 @@ class Engine:
         self.dispatcher = Dispatcher(self.db, self.clock, self.metrics, lambda: self.publisher)
         self.recorder = RunRecorder(self.registry, self.dispatcher, self.settings, self.metrics)
         self.executor = StepExecutor(
-            self.db, self.registry, self.recorder, self.settings, self.clock, self.metrics,
-            rng or random.Random(),  # noqa: S311 - jitter, not security
+            self.db,
+            self.registry,
+            self.recorder,
+            self.settings,
+            self.clock,
+            self.metrics,
+            rng or random.Random(),
         )
         register_steps(self.celery, self.registry, self.executor.run_step)
         grace = timedelta(0) if self.settings.embedded else timedelta(seconds=2)
-        self.relay = OutboxRelay(self.db, self.dispatcher, self.clock, self.metrics,
-                                 batch=self.settings.relay_batch, grace=grace)
+        self.relay = OutboxRelay(
+            self.db,
+            self.dispatcher,
+            self.clock,
+            self.metrics,
+            batch=self.settings.relay_batch,
+            grace=grace,
+        )
         self.reaper = Reaper(self.db, self.recorder, self.clock, self.metrics)
         self._operations = Operations(self.db, self.registry, self.recorder, self.clock)
 
     # -- writes ------------------------------------------------------------------
 
     def start(
-        self, workflow: str, params: dict[str, Any] | None = None, *,
-        idempotency_key: str | None = None, pause_at: str | None = None,
+        self,
+        workflow: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        pause_at: str | None = None,
     ) -> RunInfo:
         """Start a run of ``workflow``; the same ``idempotency_key`` returns the same run."""
-        return self._operations.start(workflow, params, idempotency_key=idempotency_key,
-                                      pause_at=pause_at)
+        return self._operations.start(
+            workflow, params, idempotency_key=idempotency_key, pause_at=pause_at
+        )
 
     def pause(self, run_id: str, *, at: str | None = None) -> RunInfo:
         """Pause now, or when the run reaches state ``at``."""
@@ -112,14 +130,14 @@ class Engine:
 
     def list(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
-    ) -> list[RunInfo]:
+    ) -> builtins.list[RunInfo]:
         """Runs, newest first, optionally of one workflow and one status."""
         if workflow is not None:
             self.registry.get(workflow)
         with self.db.sessions() as session:
             return list_runs(session, workflow=workflow, status=status, limit=limit)
 
-    def history(self, run_id: str) -> list[TransitionInfo]:
+    def history(self, run_id: str) -> builtins.list[TransitionInfo]:
         """The run's history rows in order."""
         with self.db.sessions() as session:
             return run_history(session, run_id)

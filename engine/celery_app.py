@@ -19,7 +19,7 @@ from engine.silo import SiloMode
 StepRunner = Callable[[StepOptions, str, int], None]
 
 
-class StatewrightCelery(Celery):  # type: ignore[misc]
+class StatewrightCelery(Celery):
     """A Celery app that knows its engine's silo mode and metrics."""
 
     statewright_silo_mode: SiloMode = SiloMode.MONOLITH
@@ -68,11 +68,16 @@ def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:
 
     body.__name__ = f"{step.workflow}_{step.state}"
     body.__doc__ = f"Run the {step.state!r} step of workflow {step.workflow!r}."
-    app.task(
-        name=step.task_name, base=InstrumentedTask, queue=step.queue,
-        silo_mode=step.silo_mode, time_limit=step.time_limit + 5,
-        soft_time_limit=step.time_limit,
-    )(body)
+    options: dict[str, Any] = {
+        "name": step.task_name,
+        "base": InstrumentedTask,
+        "queue": step.queue,
+        "shared": False,
+        "silo_mode": step.silo_mode,
+        "time_limit": step.time_limit + 5,
+        "soft_time_limit": step.time_limit,
+    }
+    app.task(**options)(body)
 
 
 class CeleryPublisher:
@@ -86,7 +91,11 @@ class CeleryPublisher:
             for message in messages:
                 options: dict[str, Any] = {"queue": message.queue} if message.queue else {}
                 self._app.send_task(
-                    message.task_name, args=list(message.args), kwargs=message.kwargs,
-                    headers={ENQUEUED_AT_HEADER: time.time()}, producer=producer,
-                    ignore_result=True, **options,
+                    message.task_name,
+                    args=list(message.args),
+                    kwargs=message.kwargs,
+                    headers={ENQUEUED_AT_HEADER: time.time()},
+                    producer=producer,
+                    ignore_result=True,
+                    **options,
                 )

@@ -53,10 +53,15 @@ class StepContext:
     @classmethod
     def for_claim(cls, claim: Claim, session: Session, now: datetime) -> StepContext:
         return cls(
-            run_id=claim.run_id, workflow=claim.workflow, state=claim.state,
-            attempt=claim.attempt, polls=claim.polls, params=claim.params,
+            run_id=claim.run_id,
+            workflow=claim.workflow,
+            state=claim.state,
+            attempt=claim.attempt,
+            polls=claim.polls,
+            params=claim.params,
             context=dict(claim.context),
             idempotency_key=f"{claim.run_id}:{claim.state}:{claim.entry_seq}",
-            session=session, now=now,
+            session=session,
+            now=now,
             log=structlog.get_logger("statewright.step"),
         )

@@ -117,8 +117,12 @@ def decide_lost_worker(step: StepOptions, run: RunView) -> FailRun | None:
     spent = step.retry.max_attempts
     return FailRun(
         f"{step.reason} (worker lost: none of {spent} attempt(s) finished)",
-        {"error_type": "WorkerLost", "error_message": f"{spent} attempt(s) started, none finished",
-         "attempt": spent, "max_attempts": spent},
+        {
+            "error_type": "WorkerLost",
+            "error_message": f"{spent} attempt(s) started, none finished",
+            "attempt": spent,
+            "max_attempts": spent,
+        },
     )
 
 

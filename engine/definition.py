@@ -1,9 +1,11 @@
 """Declaring a workflow: a class validated once, when it is declared, then frozen.
 
 A workflow is a subclass of ``Workflow`` with a ``name``, a ``transitions`` table of
-``(trigger, source, dest)``, ``terminal`` states, and one ``@step`` handler per
-non-terminal state. Diagrams, replay and execution all read the same frozen
-``Definition``; its ``transitions`` machine is built once per definition.
+``(trigger, source, dest)``, ``terminal`` states, and one ``@step`` handler method per
+non-terminal state. The class is instantiated once, when declared; handlers are
+that instance's bound methods, so a workflow keeps no per-run state. Diagrams,
+replay and execution all read the same frozen ``Definition``; its ``transitions``
+machine is built once per definition.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,12 +31,23 @@ from engine.silo import SiloMode, normalize_modes
 if TYPE_CHECKING:
     from engine.context import StepContext
 
+#: A bound handler: takes the step's context, returns a trigger or ``Poll``.
 Handler = Callable[["StepContext"], Outcome]
 
 #: Triggers the engine itself writes into history; a workflow may not declare them.
 ENGINE_EVENTS = frozenset(
-    {"start", "retry", "poll", "pause", "resume", "cancel", "abort", "fail", "redrive",
-     "redispatch"}
+    {
+        "start",
+        "retry",
+        "poll",
+        "pause",
+        "resume",
+        "cancel",
+        "abort",
+        "fail",
+        "redrive",
+        "redispatch",
+    }
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -44,7 +57,8 @@ class StepSpec:
     """One state's handler and its options as declared (``None`` = inherit)."""
 
     state: str
-    handler: Handler
+    #: The method as declared until the class is bound, then the bound ``Handler``.
+    handler: Callable[..., Outcome]
     initial: bool = False
     retry: RetryPolicy | None = None
     time_limit: float | None = None
@@ -75,10 +89,11 @@ def step(
     reason: str | None = None,
     poll_limit: int | None = None,
     poll_deadline: timedelta | float | None = None,
-) -> Callable[[Handler], Handler]:
-    """Mark a function in a ``Workflow`` body as the handler of ``state``.
+) -> Callable[[Callable[[Any, StepContext], Outcome]], Any]:
+    """Mark a method of a ``Workflow`` as the handler of ``state``.
 
-    ``state`` defaults to the function's name. ``reason`` is the sentence a person
+    The method takes the ``StepContext`` and returns a trigger name or ``Poll``.
+    ``state`` defaults to the method's name. ``reason`` is the sentence a person
     reads when the run fails in this state.
     """
     deadline = (
@@ -87,11 +102,18 @@ def step(
         else poll_deadline
     )
 
-    def mark(fn: Handler) -> Handler:
+    def mark(fn: Callable[[Any, StepContext], Outcome]) -> Any:
         spec = StepSpec(
-            state=state or fn.__name__, handler=fn, initial=initial, retry=retry,
-            time_limit=time_limit, queue=queue, silo_mode=normalize_modes(silo_mode),
-            reason=reason, poll_limit=poll_limit, poll_deadline=deadline,
+            state=state or fn.__name__,
+            handler=fn,
+            initial=initial,
+            retry=retry,
+            time_limit=time_limit,
+            queue=queue,
+            silo_mode=normalize_modes(silo_mode),
+            reason=reason,
+            poll_limit=poll_limit,
+            poll_deadline=deadline,
         )
         fn.__statewright_step__ = spec  # type: ignore[attr-defined]
         return fn
@@ -166,7 +188,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         raise DefinitionError(
             f"workflow name {name!r} is not allowed; use lowercase letters, digits and _"
         )
-    steps = _collect_steps(cls, name)
+    steps = _bind(cls, _collect_steps(cls, name))
     terminal = frozenset(_declared(cls, "terminal"))
     edges = _edges(name, _declared(cls, "transitions"))
     initial = _initial(name, steps)
@@ -175,19 +197,47 @@ def build_definition(cls: type[Workflow]) -> Definition:
     _check_returned_triggers(name, steps, edges)
     states = _ordered_states(initial, edges, set(steps) | terminal)
     machine = Machine(
-        model=None, states=list(states), initial=initial, auto_transitions=False,
+        model=None,
+        states=list(states),
+        initial=initial,
+        auto_transitions=False,
         transitions=[{"trigger": e.trigger, "source": e.source, "dest": e.dest} for e in edges],
     )
     defaults = StepSpec(
-        state="*", handler=_no_handler, retry=cls.retry, time_limit=cls.time_limit,
-        queue=cls.queue, silo_mode=normalize_modes(cls.silo_mode),
+        state="*",
+        handler=_no_handler,
+        retry=cls.retry,
+        time_limit=cls.time_limit,
+        queue=cls.queue,
+        silo_mode=normalize_modes(cls.silo_mode),
     )
     renames = dict(cls.renames)
     return Definition(
-        name=name, initial=initial, states=states, terminal=terminal, edges=edges,
-        steps=MappingProxyType(steps), renames=MappingProxyType(renames), defaults=defaults,
-        version=_version(name, initial, states, terminal, edges), machine=machine,
+        name=name,
+        initial=initial,
+        states=states,
+        terminal=terminal,
+        edges=edges,
+        steps=MappingProxyType(steps),
+        renames=MappingProxyType(renames),
+        defaults=defaults,
+        version=_version(name, initial, states, terminal, edges),
+        machine=machine,
     )
+
+
+def _bind(cls: type[Workflow], steps: dict[str, StepSpec]) -> dict[str, StepSpec]:
+    """Handlers become bound methods of one instance of the workflow class."""
+    try:
+        instance = cls()
+    except TypeError as error:
+        raise DefinitionError(
+            f"workflow class {cls.__name__} must be constructible without arguments: {error}"
+        ) from None
+    return {
+        state: replace(spec, handler=spec.handler.__get__(instance, cls))
+        for state, spec in steps.items()
+    }
 
 
 def _no_handler(ctx: StepContext) -> Outcome:  # pragma: no cover - never called
@@ -291,7 +341,10 @@ def _check_states(
 
 
 def _check_reachable(
-    name: str, initial: str, steps: Mapping[str, StepSpec], terminal: frozenset[str],
+    name: str,
+    initial: str,
+    steps: Mapping[str, StepSpec],
+    terminal: frozenset[str],
     edges: Sequence[Edge],
 ) -> None:
     reachable = _reachable(edges, initial, include_start=True)
@@ -361,11 +414,16 @@ def _ordered_states(initial: str, edges: Sequence[Edge], states: set[str]) -> tu
 
 
 def _version(
-    name: str, initial: str, states: Sequence[str], terminal: frozenset[str],
+    name: str,
+    initial: str,
+    states: Sequence[str],
+    terminal: frozenset[str],
     edges: Sequence[Edge],
 ) -> str:
     shape = {
-        "name": name, "initial": initial, "states": sorted(states),
+        "name": name,
+        "initial": initial,
+        "states": sorted(states),
         "terminal": sorted(terminal),
         "edges": sorted([e.trigger, e.source, e.dest] for e in edges),
     }

@@ -48,8 +48,9 @@ class TaskMessage:
 
     @classmethod
     def from_row(cls, row: OutboxMessage) -> TaskMessage:
-        return cls(row.id, row.task_name, tuple(row.args), dict(row.kwargs), row.queue,
-                   row.not_before)
+        return cls(
+            row.id, row.task_name, tuple(row.args), dict(row.kwargs), row.queue, row.not_before
+        )
 
 
 class Publisher(Protocol):
@@ -62,7 +63,10 @@ class Dispatcher:
     """Writes outbox rows in a session and publishes them once the session commits."""
 
     def __init__(
-        self, db: Database, clock: Clock, metrics: Metrics,
+        self,
+        db: Database,
+        clock: Clock,
+        metrics: Metrics,
         publisher: Callable[[], Publisher | None],
     ) -> None:
         self._db = db
@@ -73,15 +77,26 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def enqueue(
-        self, session: Session, task_name: str, *, kwargs: dict[str, Any],
-        args: Sequence[Any] = (), queue: str | None = None,
-        not_before: datetime | None = None, run_id: str | None = None,
+        self,
+        session: Session,
+        task_name: str,
+        *,
+        kwargs: dict[str, Any],
+        args: Sequence[Any] = (),
+        queue: str | None = None,
+        not_before: datetime | None = None,
+        run_id: str | None = None,
     ) -> OutboxMessage:
         """Add a message to ``session``'s transaction; it is sent only after commit."""
         now = self._clock.now()
         row = OutboxMessage(
-            task_name=task_name, args=list(args), kwargs=kwargs, queue=queue, run_id=run_id,
-            not_before=not_before or now, created_at=now,
+            task_name=task_name,
+            args=list(args),
+            kwargs=kwargs,
+            queue=queue,
+            run_id=run_id,
+            not_before=not_before or now,
+            created_at=now,
         )
         session.add(row)
         if row.not_before <= now:
@@ -99,9 +114,9 @@ class Dispatcher:
         if not self.publish(messages):
             return 0
         with self._db.engine.begin() as connection:
-            connection.execute(delete(OutboxMessage).where(
-                OutboxMessage.id.in_([m.outbox_id for m in messages])
-            ))
+            connection.execute(
+                delete(OutboxMessage).where(OutboxMessage.id.in_([m.outbox_id for m in messages]))
+            )
         return len(messages)
 
     def publish(self, messages: Sequence[TaskMessage]) -> bool:
@@ -120,8 +135,9 @@ class Dispatcher:
             publisher.publish(messages)
         except Exception as error:
             self._metrics.incr("outbox.publish_failed", len(messages))
-            log.warning("publish failed; the relay will retry", error=repr(error),
-                        messages=len(messages))
+            log.warning(
+                "publish failed; the relay will retry", error=repr(error), messages=len(messages)
+            )
             return False
         finally:
             with self._lock:
@@ -155,5 +171,3 @@ def _snapshot(session: Session) -> None:
 def _discard(session: Session) -> None:
     session.info.pop(_PENDING, None)
     session.info.pop(_COMMITTED, None)
-
-

@@ -35,7 +35,6 @@ from engine.decide import (
     decide_outcome,
     error_detail,
 )
-from engine.errors import StatewrightError
 from engine.instrumentation import bind_step
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
@@ -51,8 +50,14 @@ class StepExecutor:
     """Runs one step message through claim, handler and completion."""
 
     def __init__(
-        self, db: Database, registry: Registry, recorder: RunRecorder, settings: Settings,
-        clock: Clock, metrics: Metrics, rng: random.Random,
+        self,
+        db: Database,
+        registry: Registry,
+        recorder: RunRecorder,
+        settings: Settings,
+        clock: Clock,
+        metrics: Metrics,
+        rng: random.Random,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -116,8 +121,13 @@ class StepExecutor:
             return _claim(run)
 
     def _complete(
-        self, step: StepOptions, claim: Claim, session: Session, outcome: object,
-        context: dict[str, object], started: float,
+        self,
+        step: StepOptions,
+        claim: Claim,
+        session: Session,
+        outcome: object,
+        context: dict[str, object],
+        started: float,
     ) -> None:
         run = lock_run(session, claim.run_id)
         if not _still_ours(run, claim):
@@ -126,9 +136,7 @@ class StepExecutor:
             return
         assert run is not None
         now = self._clock.now()
-        decision = decide_outcome(
-            self._registry.get(step.workflow), step, _view(run), outcome, now
-        )
+        decision = decide_outcome(self._registry.get(step.workflow), step, _view(run), outcome, now)
         if isinstance(decision, FailRun | RetryLater):
             session.rollback()  # the step failed: its domain writes must not land
             self._apply_failure(step, claim, decision, _elapsed_ms(started))
@@ -138,22 +146,33 @@ class StepExecutor:
         session.commit()
 
     def _apply(
-        self, session: Session, step: StepOptions, run: WorkflowRun, decision: Decision,
-        now: datetime, duration_ms: float,
+        self,
+        session: Session,
+        step: StepOptions,
+        run: WorkflowRun,
+        decision: Decision,
+        now: datetime,
+        duration_ms: float,
     ) -> None:
         if isinstance(decision, Advance):
-            self._recorder.move(session, run, decision.trigger, decision.dest, now=now,
-                                duration_ms=duration_ms)
+            self._recorder.move(
+                session, run, decision.trigger, decision.dest, now=now, duration_ms=duration_ms
+            )
             self._metrics.incr("step.completed", tags=_tags(step))
             self._metrics.timing("step.duration", duration_ms, _tags(step))
             log.info("step completed", trigger=decision.trigger, to=decision.dest)
         elif isinstance(decision, PollAgain):
             run.polls += 1
-            run.attempt -= 1  # a poll is not an attempt: the next claim counts the same one
             self._recorder.repeat(
-                session, run, "poll", now=now, not_before=decision.not_before,
-                duration_ms=duration_ms, detail={"not_before": decision.not_before.isoformat()},
+                session,
+                run,
+                "poll",
+                now=now,
+                not_before=decision.not_before,
+                duration_ms=duration_ms,
+                detail={"not_before": decision.not_before.isoformat()},
             )
+            run.attempt -= 1  # a poll is not an attempt: the next claim counts the same one
             self._metrics.incr("step.polled", tags=_tags(step))
             log.info("step polls again", not_before=decision.not_before.isoformat())
 
@@ -168,11 +187,12 @@ class StepExecutor:
             assert run is not None
             decision = decide_error(step, _view(run), error, self._clock.now(), self._rng)
             self._write_failure(session, step, run, decision, duration_ms)
-        if not isinstance(error, StatewrightError):
-            log.warning("step raised", error=repr(error), exc_info=False)
 
     def _apply_failure(
-        self, step: StepOptions, claim: Claim, decision: FailRun | RetryLater,
+        self,
+        step: StepOptions,
+        claim: Claim,
+        decision: FailRun | RetryLater,
         duration_ms: float,
     ) -> None:
         with self._db.transaction() as session:
@@ -184,25 +204,44 @@ class StepExecutor:
             self._write_failure(session, step, run, decision, duration_ms)
 
     def _write_failure(
-        self, session: Session, step: StepOptions, run: WorkflowRun, decision: Decision,
+        self,
+        session: Session,
+        step: StepOptions,
+        run: WorkflowRun,
+        decision: Decision,
         duration_ms: float,
     ) -> None:
         now = self._clock.now()
         if isinstance(decision, RetryLater):
             detail = {k: v for k, v in decision.detail.items() if k != "traceback"}
             detail["not_before"] = decision.not_before.isoformat()
-            self._recorder.repeat(session, run, "retry", now=now,
-                                  not_before=decision.not_before, duration_ms=duration_ms,
-                                  detail=detail)
+            self._recorder.repeat(
+                session,
+                run,
+                "retry",
+                now=now,
+                not_before=decision.not_before,
+                duration_ms=duration_ms,
+                detail=detail,
+            )
             self._metrics.incr("step.retried", tags=_tags(step))
-            log.info("step will be retried", not_before=detail["not_before"],
-                     error=detail.get("error_message"))
+            log.info(
+                "step will be retried",
+                not_before=detail["not_before"],
+                error_type=detail.get("error_type"),
+                error=detail.get("error_message"),
+            )
         elif isinstance(decision, FailRun):
-            self._recorder.fail(session, run, decision.reason, decision.detail, now=now,
-                                duration_ms=duration_ms)
+            self._recorder.fail(
+                session, run, decision.reason, decision.detail, now=now, duration_ms=duration_ms
+            )
             self._metrics.incr("step.failed", tags=_tags(step))
-            log.warning("run failed", reason=decision.reason,
-                        error=decision.detail.get("error_message"))
+            log.warning(
+                "run failed",
+                reason=decision.reason,
+                error_type=decision.detail.get("error_type"),
+                error=decision.detail.get("error_message"),
+            )
 
     def _drop(self, step: StepOptions, reason: str) -> None:
         self._metrics.incr("step.dropped", tags={**_tags(step), "reason": reason})
@@ -222,10 +261,7 @@ def _stale_reason(run: WorkflowRun | None, step: StepOptions, token: int) -> str
 
 
 def _still_ours(run: WorkflowRun | None, claim: Claim) -> bool:
-    return (
-        run is not None and run.status == "running" and run.claimed
-        and run.token == claim.token
-    )
+    return run is not None and run.status == "running" and run.claimed and run.token == claim.token
 
 
 def _view(run: WorkflowRun) -> RunView:
@@ -234,9 +270,15 @@ def _view(run: WorkflowRun) -> RunView:
 
 def _claim(run: WorkflowRun) -> Claim:
     return Claim(
-        run_id=run.id, workflow=run.workflow, state=run.state, token=run.token,
-        attempt=run.attempt, polls=run.polls, params=dict(run.params),
-        context=dict(run.context), state_entered_at=run.state_entered_at,
+        run_id=run.id,
+        workflow=run.workflow,
+        state=run.state,
+        token=run.token,
+        attempt=run.attempt,
+        polls=run.polls,
+        params=dict(run.params),
+        context=dict(run.context),
+        state_entered_at=run.state_entered_at,
         entry_seq=run.entry_seq,
     )
 

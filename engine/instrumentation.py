@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Celery, Task, shared_task
 from celery.canvas import Signature
@@ -29,7 +29,13 @@ DEFAULT_HOOKS: tuple[Hook, ...] = (logging_context, sentry_scope, timing, queue_
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class InstrumentedTask(Task):  # type: ignore[misc]
+if TYPE_CHECKING:
+    _TaskBase = Task[Any, Any]
+else:
+    _TaskBase = Task
+
+
+class InstrumentedTask(_TaskBase):
     """Base class of every statewright task."""
 
     #: Silo modes the task may be called and run in; ``None`` means anywhere.
@@ -51,8 +57,11 @@ class InstrumentedTask(Task):  # type: ignore[misc]
         self.check_silo()
         request = self.request
         call = TaskCall(
-            name=self.name, instance=self._instance(args, kwargs), task_id=request.id,
-            headers=_headers(request), metrics=process_metrics(self.app),
+            name=self.name,
+            instance=self._instance(args, kwargs),
+            task_id=request.id,
+            headers=_headers(request),
+            metrics=process_metrics(self.app),
             record_timing=self.record_timing,
         )
         with ExitStack() as stack:
@@ -73,9 +82,10 @@ class InstrumentedTask(Task):  # type: ignore[misc]
         return super().signature(*args, **kwargs)
 
     def _instance(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        if self.stat_suffix is None:
+        suffix = self.stat_suffix
+        if suffix is None:
             return str(self.name)
-        return f"{self.name}.{type(self).stat_suffix(*args, **kwargs)}"
+        return f"{self.name}.{suffix(*args, **kwargs)}"
 
 
 def instrumented_task(
@@ -90,8 +100,11 @@ def instrumented_task(
 ) -> Callable[[F], InstrumentedTask]:
     """Declare an instrumented Celery task (on ``app``, or shared by every app)."""
     options: dict[str, Any] = {
-        "name": name, "base": InstrumentedTask, "silo_mode": normalize_modes(silo_mode),
-        "record_timing": record_timing, **celery_options,
+        "name": name,
+        "base": InstrumentedTask,
+        "silo_mode": normalize_modes(silo_mode),
+        "record_timing": record_timing,
+        **celery_options,
     }
     if stat_suffix is not None:
         options["stat_suffix"] = staticmethod(stat_suffix)
@@ -99,7 +112,7 @@ def instrumented_task(
         options["queue"] = queue
 
     def declare(fn: F) -> InstrumentedTask:
-        factory = app.task(**options) if app is not None else shared_task(**options)
+        factory = app.task(shared=False, **options) if app is not None else shared_task(**options)
         task: InstrumentedTask = factory(fn)
         return task
 

@@ -7,6 +7,7 @@ Names are dotted and unprefixed in code (``step.duration``); each backend adds t
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Mapping
@@ -73,8 +74,11 @@ class InMemoryMetrics:
     def find(self, name: str, **tags: str) -> list[Sample]:
         """Samples named ``name`` whose tags include ``tags``."""
         with self._lock:
-            return [s for s in self.samples
-                    if s.name == name and all(s.tags.get(k) == v for k, v in tags.items())]
+            return [
+                s
+                for s in self.samples
+                if s.name == name and all(s.tags.get(k) == v for k, v in tags.items())
+            ]
 
     def total(self, name: str, **tags: str) -> float:
         return sum(s.value for s in self.find(name, **tags))
@@ -94,10 +98,8 @@ class StatsdMetrics:
         line = f"{self._prefix}.{name}:{value:g}|{kind}"
         if tags:
             line += "|#" + ",".join(f"{k}:{v}" for k, v in sorted(tags.items()))
-        try:
+        with contextlib.suppress(OSError):  # metrics never break the work they measure
             self._socket.sendto(line.encode(), self._address)
-        except OSError:
-            pass  # metrics never break the work they measure
 
     def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
         self._send(name, value, "c", tags)
@@ -116,8 +118,9 @@ class PrometheusMetrics:
     same tag keys.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None,
-                 namespace: str = "statewright") -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, namespace: str = "statewright"
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self._namespace = namespace
         self._metrics: dict[tuple[str, str], Counter | Histogram | Gauge] = {}
@@ -131,14 +134,21 @@ class PrometheusMetrics:
                 full = name.replace(".", "_")
                 doc = f"statewright {name}"
                 if kind == "count":
-                    metric = Counter(full, doc, labels, namespace=self._namespace,
-                                     registry=self.registry)
+                    metric = Counter(
+                        full, doc, labels, namespace=self._namespace, registry=self.registry
+                    )
                 elif kind == "timing":
-                    metric = Histogram(f"{full}_seconds", doc, labels,
-                                       namespace=self._namespace, registry=self.registry)
+                    metric = Histogram(
+                        f"{full}_seconds",
+                        doc,
+                        labels,
+                        namespace=self._namespace,
+                        registry=self.registry,
+                    )
                 else:
-                    metric = Gauge(full, doc, labels, namespace=self._namespace,
-                                   registry=self.registry)
+                    metric = Gauge(
+                        full, doc, labels, namespace=self._namespace, registry=self.registry
+                    )
                 self._metrics[key] = metric
             return metric
 

@@ -29,16 +29,21 @@ MAX_KEY = 200
 class Operations:
     """The write side of the engine API."""
 
-    def __init__(self, db: Database, registry: Registry, recorder: RunRecorder,
-                 clock: Clock) -> None:
+    def __init__(
+        self, db: Database, registry: Registry, recorder: RunRecorder, clock: Clock
+    ) -> None:
         self._db = db
         self._registry = registry
         self._recorder = recorder
         self._clock = clock
 
     def start(
-        self, workflow: str, params: dict[str, Any] | None = None, *,
-        idempotency_key: str | None = None, pause_at: str | None = None,
+        self,
+        workflow: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        pause_at: str | None = None,
     ) -> RunInfo:
         """Start a run; with an idempotency key, the same key returns the same run."""
         definition = self._registry.get(workflow)
@@ -53,8 +58,9 @@ class Operations:
                     return _same_start(existing, clean)
                 run = self._new_run(definition, clean, idempotency_key, pause_at)
                 session.add(run)
-                self._recorder.move(session, run, "start", definition.initial,
-                                    now=self._clock.now())
+                self._recorder.move(
+                    session, run, "start", definition.initial, now=self._clock.now()
+                )
                 return RunInfo.of(run)
         except IntegrityError:
             if idempotency_key is None:
@@ -80,8 +86,9 @@ class Operations:
     def _pause_at(self, run: WorkflowRun, at: str) -> RunInfo:
         _require_status(run, ("running", "paused"), "paused at a later state")
         definition = self._registry.get(run.workflow)
-        _check_pause_state(definition, at, run.state, including_current=not run.claimed,
-                           run_id=run.id)
+        _check_pause_state(
+            definition, at, run.state, including_current=not run.claimed, run_id=run.id
+        )
         run.pause_at = at
         run.updated_at = self._clock.now()
         return RunInfo.of(run)
@@ -115,10 +122,14 @@ class Operations:
         with self._db.transaction() as session:
             run = require_run(session, run_id)
             _require_status(run, ("running", "paused"), "aborted")
-            detail = {"error_type": "Aborted", "error_message": reason,
-                      "step_was_running": run.claimed}
-            self._recorder.fail(session, run, reason, detail, now=self._clock.now(),
-                                trigger="abort")
+            detail = {
+                "error_type": "Aborted",
+                "error_message": reason,
+                "step_was_running": run.claimed,
+            }
+            self._recorder.fail(
+                session, run, reason, detail, now=self._clock.now(), trigger="abort"
+            )
             return RunInfo.of(run)
 
     def redrive(self, run_id: str) -> RunInfo:
@@ -155,21 +166,45 @@ class Operations:
                 )
             if clean:
                 run.context = {**run.context, **clean}
-            self._recorder.move(session, run, trigger, dest, now=self._clock.now(),
-                                detail={"signal": True, "data": clean or None})
+            self._recorder.move(
+                session,
+                run,
+                trigger,
+                dest,
+                now=self._clock.now(),
+                detail={"signal": True, "data": clean or None},
+            )
             return RunInfo.of(run)
 
     def _new_run(
-        self, definition: Definition, params: dict[str, Any], key: str | None,
+        self,
+        definition: Definition,
+        params: dict[str, Any],
+        key: str | None,
         pause_at: str | None,
     ) -> WorkflowRun:
         now = self._clock.now()
         return WorkflowRun(
-            id=uuid.uuid4().hex, workflow=definition.name,
-            definition_version=definition.version, state="", status="running", params=params,
-            context={}, attempt=0, polls=0, token=0, claimed=False, state_entered_at=now,
-            entry_seq=0, history_len=0, pause_requested=False, pause_at=pause_at,
-            cancel_requested=False, idempotency_key=key, created_at=now, updated_at=now,
+            id=uuid.uuid4().hex,
+            workflow=definition.name,
+            definition_version=definition.version,
+            state="",
+            status="running",
+            params=params,
+            context={},
+            attempt=0,
+            polls=0,
+            token=0,
+            claimed=False,
+            state_entered_at=now,
+            entry_seq=0,
+            history_len=0,
+            pause_requested=False,
+            pause_at=pause_at,
+            cancel_requested=False,
+            idempotency_key=key,
+            created_at=now,
+            updated_at=now,
         )
 
     def _check_state_known(self, run: WorkflowRun) -> None:
@@ -192,7 +227,11 @@ def _require_status(run: WorkflowRun, allowed: tuple[str, ...], verb: str) -> No
 
 
 def _check_pause_state(
-    definition: Definition, at: str, current: str, *, including_current: bool,
+    definition: Definition,
+    at: str,
+    current: str,
+    *,
+    including_current: bool,
     run_id: str | None = None,
 ) -> None:
     if at not in definition.steps:

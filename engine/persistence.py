@@ -43,7 +43,11 @@ class Database:
 def _create(url: str, *, echo: bool) -> SAEngine:
     if not url.startswith("sqlite"):
         return create_engine(
-            url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
         )
     engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "isolation_level": None})
 

@@ -46,14 +46,25 @@ class RunInfo:
     @classmethod
     def of(cls, run: WorkflowRun) -> RunInfo:
         return cls(
-            id=run.id, workflow=run.workflow, state=run.state, status=run.status,
-            params=dict(run.params), context=dict(run.context), attempt=run.attempt,
-            polls=run.polls, token=run.token, failure_reason=run.failure_reason,
+            id=run.id,
+            workflow=run.workflow,
+            state=run.state,
+            status=run.status,
+            params=dict(run.params),
+            context=dict(run.context),
+            attempt=run.attempt,
+            polls=run.polls,
+            token=run.token,
+            failure_reason=run.failure_reason,
             failure_detail=dict(run.failure_detail) if run.failure_detail else None,
-            definition_version=run.definition_version, idempotency_key=run.idempotency_key,
-            pause_at=run.pause_at, pause_requested=run.pause_requested,
-            cancel_requested=run.cancel_requested, created_at=run.created_at,
-            updated_at=run.updated_at, finished_at=run.finished_at,
+            definition_version=run.definition_version,
+            idempotency_key=run.idempotency_key,
+            pause_at=run.pause_at,
+            pause_requested=run.pause_requested,
+            cancel_requested=run.cancel_requested,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            finished_at=run.finished_at,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -76,8 +87,17 @@ class TransitionInfo:
 
     @classmethod
     def of(cls, row: WorkflowTransition) -> TransitionInfo:
-        return cls(row.seq, row.from_state, row.trigger, row.to_state, row.attempt, row.token,
-                   row.at, row.duration_ms, dict(row.detail) if row.detail else None)
+        return cls(
+            row.seq,
+            row.from_state,
+            row.trigger,
+            row.to_state,
+            row.attempt,
+            row.token,
+            row.at,
+            row.duration_ms,
+            dict(row.detail) if row.detail else None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -94,9 +114,7 @@ def list_runs(
     session: Session, *, workflow: str | None, status: str | None, limit: int
 ) -> list[RunInfo]:
     if status is not None and status not in RUN_STATUSES:
-        raise InvalidParamsError(
-            f"unknown status {status!r}; allowed: {', '.join(RUN_STATUSES)}"
-        )
+        raise InvalidParamsError(f"unknown status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
     if not 1 <= limit <= 10_000:
         raise InvalidParamsError(f"limit {limit} is out of range; allowed: 1 to 10000")
     statement = select(WorkflowRun).order_by(WorkflowRun.created_at.desc(), WorkflowRun.id)

@@ -26,7 +26,12 @@ class Reaper:
     """Finds expired leases and dispatches those steps again."""
 
     def __init__(
-        self, db: Database, recorder: RunRecorder, clock: Clock, metrics: Metrics, *,
+        self,
+        db: Database,
+        recorder: RunRecorder,
+        clock: Clock,
+        metrics: Metrics,
+        *,
         batch: int = 200,
     ) -> None:
         self._db = db
@@ -64,11 +69,15 @@ class Reaper:
         process, so whatever had been published to it is gone.
         """
         with self._db.transaction() as session:
-            runs = session.execute(
-                select(WorkflowRun).where(
-                    WorkflowRun.status == "running", WorkflowRun.claimed.is_(False)
+            runs = (
+                session.execute(
+                    select(WorkflowRun).where(
+                        WorkflowRun.status == "running", WorkflowRun.claimed.is_(False)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             pending = _with_pending_messages(session, [r.id for r in runs])
             lost = [run for run in runs if run.id not in pending]
             for run in lost:

@@ -30,21 +30,41 @@ class RunRecorder:
         self._metrics = metrics
 
     def history(
-        self, session: Session, run: WorkflowRun, trigger: str, to_state: str, *,
-        now: datetime, duration_ms: float | None = None, detail: dict[str, Any] | None = None,
+        self,
+        session: Session,
+        run: WorkflowRun,
+        trigger: str,
+        to_state: str,
+        *,
+        now: datetime,
+        duration_ms: float | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> int:
         """Append one history row (from the run's current state) and return its position."""
         run.history_len += 1
         run.updated_at = now
-        session.add(WorkflowTransition(
-            run_id=run.id, seq=run.history_len, from_state=run.state or None, trigger=trigger,
-            to_state=to_state, attempt=run.attempt, token=run.token, at=now,
-            duration_ms=duration_ms, detail=detail,
-        ))
+        session.add(
+            WorkflowTransition(
+                run_id=run.id,
+                seq=run.history_len,
+                from_state=run.state or None,
+                trigger=trigger,
+                to_state=to_state,
+                attempt=run.attempt,
+                token=run.token,
+                at=now,
+                duration_ms=duration_ms,
+                detail=detail,
+            )
+        )
         return run.history_len
 
     def dispatch(
-        self, session: Session, run: WorkflowRun, *, now: datetime,
+        self,
+        session: Session,
+        run: WorkflowRun,
+        *,
+        now: datetime,
         not_before: datetime | None = None,
     ) -> None:
         """Send the current state's step under a new token; unclaimed until a worker claims it."""
@@ -54,17 +74,29 @@ class RunRecorder:
         run.claimed = False
         run.lease_expires_at = at + timedelta(seconds=self._settings.dispatch_timeout)
         self._dispatcher.enqueue(
-            session, step.task_name, kwargs={"run_id": run.id, "token": run.token},
-            queue=step.queue, not_before=at, run_id=run.id,
+            session,
+            step.task_name,
+            kwargs={"run_id": run.id, "token": run.token},
+            queue=step.queue,
+            not_before=at,
+            run_id=run.id,
         )
 
     def move(
-        self, session: Session, run: WorkflowRun, trigger: str, dest: str, *, now: datetime,
-        duration_ms: float | None = None, detail: dict[str, Any] | None = None,
+        self,
+        session: Session,
+        run: WorkflowRun,
+        trigger: str,
+        dest: str,
+        *,
+        now: datetime,
+        duration_ms: float | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """Take a declared transition: enter ``dest``, then dispatch it or finish the run."""
-        seq = self.history(session, run, trigger, dest, now=now, duration_ms=duration_ms,
-                           detail=detail)
+        seq = self.history(
+            session, run, trigger, dest, now=now, duration_ms=duration_ms, detail=detail
+        )
         run.state = dest
         run.attempt = 0
         run.polls = 0
@@ -76,33 +108,67 @@ class RunRecorder:
             self.dispatch(session, run, now=now)
 
     def repeat(
-        self, session: Session, run: WorkflowRun, trigger: str, *, now: datetime,
-        not_before: datetime, duration_ms: float | None = None,
+        self,
+        session: Session,
+        run: WorkflowRun,
+        trigger: str,
+        *,
+        now: datetime,
+        not_before: datetime,
+        duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Stay in the state and run its step again at ``not_before`` (a retry or a poll)."""
-        self.history(session, run, trigger, run.state, now=now, duration_ms=duration_ms,
-                     detail=detail)
+        self.history(
+            session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
+        )
         self.dispatch(session, run, now=now, not_before=not_before)
 
     def fail(
-        self, session: Session, run: WorkflowRun, reason: str, detail: dict[str, Any], *,
-        now: datetime, trigger: str = "fail", duration_ms: float | None = None,
+        self,
+        session: Session,
+        run: WorkflowRun,
+        reason: str,
+        detail: dict[str, Any],
+        *,
+        now: datetime,
+        trigger: str = "fail",
+        duration_ms: float | None = None,
     ) -> None:
         """End the run as failed, keeping the readable reason beside the real error."""
         summary = {k: v for k, v in detail.items() if k != "traceback"}
-        self.history(session, run, trigger, run.state, now=now, duration_ms=duration_ms,
-                     detail={"reason": reason, **summary})
+        self.history(
+            session,
+            run,
+            trigger,
+            run.state,
+            now=now,
+            duration_ms=duration_ms,
+            detail={"reason": reason, **summary},
+        )
         self.finish(run, "failed", now=now, reason=reason, detail=detail)
 
-    def halt(self, session: Session, run: WorkflowRun, status: str, trigger: str, *,
-             now: datetime, detail: dict[str, Any] | None = None) -> None:
+    def halt(
+        self,
+        session: Session,
+        run: WorkflowRun,
+        status: str,
+        trigger: str,
+        *,
+        now: datetime,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         """Pause or cancel the run where it stands, fencing off its pending step."""
         self.history(session, run, trigger, run.state, now=now, detail=detail)
         self.finish(run, status, now=now)
 
     def finish(
-        self, run: WorkflowRun, status: str, *, now: datetime, reason: str | None = None,
+        self,
+        run: WorkflowRun,
+        status: str,
+        *,
+        now: datetime,
+        reason: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Set a non-running status; the token bump fences off any step still in flight."""

@@ -68,7 +68,8 @@ class Registry:
         self.definitions: Mapping[str, Definition] = MappingProxyType(by_name)
         self._steps = {
             (d.name, state): resolve_step(d, state, settings)
-            for d in by_name.values() for state in d.steps
+            for d in by_name.values()
+            for state in d.steps
         }
 
     def get(self, name: str) -> Definition:
@@ -108,6 +109,7 @@ def _declared_in(module: ModuleType) -> list[Definition]:
     if exported is not None:
         return as_definitions(exported)
     return [
-        value.definition for value in vars(module).values()
+        value.definition
+        for value in vars(module).values()
         if isinstance(value, type) and issubclass(value, Workflow) and value is not Workflow
     ]

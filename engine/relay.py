@@ -26,8 +26,14 @@ class OutboxRelay:
     """
 
     def __init__(
-        self, db: Database, dispatcher: Dispatcher, clock: Clock, metrics: Metrics, *,
-        batch: int = 500, grace: timedelta = timedelta(0),
+        self,
+        db: Database,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        batch: int = 500,
+        grace: timedelta = timedelta(0),
     ) -> None:
         self._db = db
         self._dispatcher = dispatcher
@@ -56,9 +62,9 @@ class OutboxRelay:
             # published while the rows are still locked, so no other relay sends them too
             if not self._dispatcher.publish(messages):
                 return 0
-            session.execute(delete(OutboxMessage).where(
-                OutboxMessage.id.in_([m.outbox_id for m in messages])
-            ))
+            session.execute(
+                delete(OutboxMessage).where(OutboxMessage.id.in_([m.outbox_id for m in messages]))
+            )
         sent = len(messages)
         if sent:
             self._metrics.incr("relay.sent", sent)

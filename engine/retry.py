@@ -41,7 +41,7 @@ class RetryPolicy:
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """Whether ``error`` on ``attempt`` (1-based) earns another attempt."""
-        if isinstance(error, PermanentError) or isinstance(error, self.give_up_on):
+        if isinstance(error, (PermanentError, *self.give_up_on)):
             return False
         return isinstance(error, self.retry_on) and attempt < self.max_attempts
 

@@ -22,9 +22,7 @@ class SiloMode(enum.StrEnum):
             return cls(value.strip().lower())
         except ValueError:
             allowed = ", ".join(m.value for m in cls)
-            raise ConfigurationError(
-                f"unknown silo mode {value!r}; allowed: {allowed}"
-            ) from None
+            raise ConfigurationError(f"unknown silo mode {value!r}; allowed: {allowed}") from None
 
 
 def normalize_modes(

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -61,8 +62,7 @@ class WorkflowHarness:
         """Run one message through its Celery task, as a worker would."""
         self.deliveries.append(Delivery(message, self.clock.now()))
         task = self.engine.celery.tasks[message.task_name]
-        result = task.apply(args=message.args, kwargs=message.kwargs,
-                            headers={ENQUEUED_AT_HEADER: time.time()})
+        result = task.apply(args=message.args, kwargs=message.kwargs, headers=_headers())
         if isinstance(result.result, BaseException):
             raise result.result
 
@@ -108,11 +108,16 @@ class WorkflowHarness:
     def _next_lease(self) -> datetime | None:
         with self.engine.db.sessions() as session:
             lease: datetime | None = session.execute(
-                select(func.min(WorkflowRun.lease_expires_at))
-                .where(WorkflowRun.status == "running")
+                select(func.min(WorkflowRun.lease_expires_at)).where(
+                    WorkflowRun.status == "running"
+                )
             ).scalar()
         # the reaper takes leases strictly past their expiry
         return None if lease is None else lease + timedelta(microseconds=1)
+
+
+def _headers() -> Any:
+    return {ENQUEUED_AT_HEADER: time.time()}
 
 
 @contextmanager
@@ -125,4 +130,3 @@ def captured_queue(engine: Engine) -> Iterator[LocalQueue]:
         yield queue
     finally:
         engine.publisher = previous
-

@@ -66,8 +66,10 @@ class WorkflowRun(Base):
         UniqueConstraint("workflow", "idempotency_key"),
         # reaper: running runs by lease expiry
         Index(
-            "ix_workflow_runs_lease", "lease_expires_at",
-            postgresql_where=text("status = 'running'"), sqlite_where=text("status = 'running'"),
+            "ix_workflow_runs_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
         ),
         # list: newest first, by workflow and status
         Index("ix_workflow_runs_workflow_status_created", "workflow", "status", "created_at"),

@@ -43,5 +43,6 @@ def timing(call: TaskCall) -> Iterator[None]:
     finally:
         tags = {"task": call.instance, "status": status}
         call.metrics.timing("task.duration", (time.perf_counter() - started) * 1000, tags)
-        call.metrics.gauge("task.memory_change", current_rss() - memory_before,
-                           {"task": call.instance})
+        call.metrics.gauge(
+            "task.memory_change", current_rss() - memory_before, {"task": call.instance}
+        )

@@ -1,0 +1,67 @@
+"""statewright: durable workflow state machines on Celery and SQLAlchemy."""
+
+from engine.api import Engine, metrics_from_settings
+from engine.clock import Clock, SystemClock, VirtualClock
+from engine.config import Settings
+from engine.context import StepContext
+from engine.definition import Definition, Workflow, step
+from engine.dispatch import Dispatcher
+from engine.embedded import EmbeddedWorker
+from engine.errors import (
+    ConfigurationError,
+    DefinitionError,
+    IdempotencyConflictError,
+    IllegalOperationError,
+    InvalidParamsError,
+    PermanentError,
+    RunNotFoundError,
+    SiloLimitError,
+    StatewrightError,
+    UnknownWorkflowError,
+)
+from engine.instrumentation import InstrumentedTask, bind_step, instrumented_task
+from engine.metrics import InMemoryMetrics, Metrics, NullMetrics, PrometheusMetrics, StatsdMetrics
+from engine.migrate import upgrade as migrate
+from engine.outcomes import Poll
+from engine.queries import RunInfo, TransitionInfo
+from engine.retry import RetryPolicy
+from engine.silo import SiloMode
+
+__all__ = [
+    "Clock",
+    "ConfigurationError",
+    "Definition",
+    "DefinitionError",
+    "Dispatcher",
+    "EmbeddedWorker",
+    "Engine",
+    "IdempotencyConflictError",
+    "IllegalOperationError",
+    "InMemoryMetrics",
+    "InstrumentedTask",
+    "InvalidParamsError",
+    "Metrics",
+    "NullMetrics",
+    "PermanentError",
+    "Poll",
+    "PrometheusMetrics",
+    "RetryPolicy",
+    "RunInfo",
+    "RunNotFoundError",
+    "Settings",
+    "SiloLimitError",
+    "SiloMode",
+    "StatewrightError",
+    "StatsdMetrics",
+    "StepContext",
+    "SystemClock",
+    "TransitionInfo",
+    "UnknownWorkflowError",
+    "VirtualClock",
+    "Workflow",
+    "bind_step",
+    "instrumented_task",
+    "metrics_from_settings",
+    "migrate",
+    "step",
+]

@@ -1,0 +1,439 @@
+"""The ``statewright`` command line.
+
+Exit codes: 0 ok; 1 the operation was refused or failed, or the run failed;
+2 usage error. Every read command takes ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.api import Engine
+from engine.config import Settings, redact_url
+from engine.errors import StatewrightError
+from engine.logs import configure_logging
+from engine.queries import RunInfo, TransitionInfo
+
+app = typer.Typer(
+    help="statewright: durable workflow state machines on Celery and SQLAlchemy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+runs_app = typer.Typer(help="Start, inspect and operate runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except StatewrightError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(1)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def engine_from_env() -> Iterator[Engine]:
+    configure_logging(level=os.environ.get("STATEWRIGHT_LOG_LEVEL", "WARNING"))
+    engine = Engine(Settings.from_env())
+    try:
+        ensure_migrated(engine)
+        yield engine
+    finally:
+        engine.close()
+
+
+def ensure_migrated(engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    if not inspect(engine.db.engine).has_table("workflow_runs"):
+        raise StatewrightError(
+            f"database {redact_url(engine.settings.database_url)} has no statewright tables; "
+            "run `statewright migrate` first"
+        )
+
+
+def parse_json(value: str | None, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"{what} is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object, e.g. '{{\"key\": 1}}'")
+    return parsed
+
+
+# -- setup and processes -------------------------------------------------------------
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the schema of the configured database.
+
+    Example: STATEWRIGHT_DATABASE_URL=postgresql://localhost/app statewright migrate
+    """
+    from engine.migrate import upgrade
+
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    out.print(f"database {redact_url(settings.database_url)} is up to date")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run steps: embedded (no broker configured) or a real Celery worker.
+
+    Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright worker -c 4
+    """
+    settings = Settings.from_env()
+    if not settings.embedded:
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "engine.worker_app",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        os.execv(sys.executable, command)  # noqa: S606 - become the Celery worker
+    from engine.embedded import EmbeddedWorker
+
+    with engine_from_env() as engine:
+        embedded = EmbeddedWorker(engine)
+        _stop_on_signals(embedded.stop)
+        embedded.start()
+        out.print("embedded worker running; Ctrl-C stops it")
+        embedded.wait()
+
+
+@app.command()
+def relay(
+    once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
+) -> None:
+    """Send orphaned and due outbox messages and re-dispatch expired leases.
+
+    Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright relay
+    """
+    with engine_from_env() as engine:
+        if engine.settings.embedded:
+            fail("the relay needs STATEWRIGHT_BROKER_URL; the embedded worker runs its own")
+        stopping: list[bool] = []
+        _stop_on_signals(lambda: stopping.append(True))
+        while True:
+            sent = engine.relay.drain()
+            redispatched = engine.reaper.run_once()
+            if once:
+                out.print(f"sent {sent} message(s), re-dispatched {redispatched} run(s)")
+                return
+            if stopping:
+                return
+            time.sleep(engine.settings.relay_interval)
+
+
+@app.command()
+def workflows(as_json: JsonFlag = False) -> None:
+    """List the registered workflows and their states.
+
+    Example: statewright workflows --json
+    """
+    engine = Engine(Settings.from_env())
+    rows: list[dict[str, Any]] = [
+        {
+            "name": d.name,
+            "version": d.version,
+            "initial": d.initial,
+            "states": list(d.states),
+            "terminal": sorted(d.terminal),
+        }
+        for d in engine.registry.definitions.values()
+    ]
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("workflow", "version", "states", "terminal")
+    for row in rows:
+        table.add_row(
+            row["name"], row["version"], " → ".join(row["states"]), ", ".join(row["terminal"])
+        )
+    out.print(table)
+
+
+@app.command()
+def demo(
+    runs: Annotated[int, typer.Option(min=1, max=500, help="How many runs to start.")] = 20,
+) -> None:
+    """Run the onboarding workflow end to end on the embedded worker, with progress.
+
+    Example: statewright demo --runs 50
+    """
+    from engine.demo import run_demo
+
+    configure_logging(level="WARNING")
+    raise typer.Exit(run_demo(out, runs=runs))
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+@runs_app.command("start")
+def runs_start(
+    workflow: str,
+    params: Annotated[str | None, typer.Option(help="Run parameters as a JSON object.")] = None,
+    key: Annotated[str | None, typer.Option(help="Idempotency key.")] = None,
+    pause_at: Annotated[str | None, typer.Option(help="Pause when this state is reached.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run, showing progress.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start a run.
+
+    Example: statewright runs start onboarding --params '{"email": "a@example.com"}' --wait
+    """
+    parsed = parse_json(params, "--params")
+    with engine_from_env() as engine:
+        info = engine.start(workflow, parsed, idempotency_key=key, pause_at=pause_at)
+        if wait:
+            info = wait_with_progress(engine, info)
+        _print_run(info, as_json)
+        if info.status == "failed":
+            raise typer.Exit(1)
+
+
+@runs_app.command("list")
+def runs_list(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first.
+
+    Example: statewright runs list --status failed --limit 20
+    """
+    with engine_from_env() as engine:
+        found = engine.list(workflow=workflow, status=status, limit=limit)
+    if as_json:
+        out.print_json(data=[r.to_json() for r in found])
+        return
+    table = Table("run", "workflow", "state", "status", "attempt", "created", "reason")
+    for r in found:
+        table.add_row(
+            r.id,
+            r.workflow,
+            r.state,
+            _status(r.status),
+            str(r.attempt),
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.failure_reason or "",
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonFlag = False) -> None:
+    """Show a run and its timeline.
+
+    Example: statewright runs show 3f2a...
+    """
+    with engine_from_env() as engine:
+        info = engine.get(run_id)
+        history = engine.history(run_id)
+    if as_json:
+        out.print_json(data={**info.to_json(), "history": [h.to_json() for h in history]})
+        return
+    _print_run(info, False)
+    _print_history(history)
+
+
+@runs_app.command("history")
+def runs_history(run_id: str, as_json: JsonFlag = False) -> None:
+    """Print a run's history rows.
+
+    Example: statewright runs history 3f2a... --json
+    """
+    with engine_from_env() as engine:
+        history = engine.history(run_id)
+    if as_json:
+        out.print_json(data=[h.to_json() for h in history])
+        return
+    _print_history(history)
+
+
+def _operation(name: str, call: Callable[[Engine, str], RunInfo], example: str) -> None:
+    def command(run_id: str, as_json: JsonFlag = False) -> None:
+        with engine_from_env() as engine:
+            _print_run(call(engine, run_id), as_json)
+
+    command.__doc__ = f"{name.capitalize()} a run.\n\nExample: {example}"
+    runs_app.command(name)(command)
+
+
+_operation("resume", lambda e, r: e.resume(r), "statewright runs resume RUN_ID")
+_operation("cancel", lambda e, r: e.cancel(r), "statewright runs cancel RUN_ID")
+_operation("abort", lambda e, r: e.abort(r), "statewright runs abort RUN_ID")
+_operation("redrive", lambda e, r: e.redrive(r), "statewright runs redrive RUN_ID")
+
+
+@runs_app.command("pause")
+def runs_pause(
+    run_id: str,
+    at: Annotated[str | None, typer.Option(help="Pause when this state is reached.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pause a run now, or when it reaches a state ahead.
+
+    Example: statewright runs pause RUN_ID --at welcoming
+    """
+    with engine_from_env() as engine:
+        _print_run(engine.pause(run_id, at=at), as_json)
+
+
+@runs_app.command("signal")
+def runs_signal(
+    run_id: str,
+    name: str,
+    data: Annotated[str | None, typer.Option(help="Data merged into the run context.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Deliver an external event that fires a declared trigger.
+
+    Example: statewright runs signal RUN_ID closed --data '{"by": "support"}'
+    """
+    parsed = parse_json(data, "--data")
+    with engine_from_env() as engine:
+        _print_run(engine.signal(run_id, name, parsed), as_json)
+
+
+# -- rendering -----------------------------------------------------------------------
+
+
+def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
+    """Follow a run until it stops, one progress bar for its states."""
+    definition = engine.registry.get(info.workflow)
+    worker = None
+    if engine.settings.embedded:
+        from engine.embedded import EmbeddedWorker
+
+        worker = EmbeddedWorker(engine).start()
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} states"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            bar = progress.add_task(info.workflow, total=len(definition.steps))
+            while not (info.finished or info.status == "paused"):
+                time.sleep(0.1)
+                info = engine.get(info.id)
+                done = sum(
+                    1
+                    for s in definition.states
+                    if s in definition.steps
+                    and s != info.state
+                    and s not in definition.ahead_of(info.state)
+                )
+                progress.update(
+                    bar,
+                    completed=len(definition.steps) if info.finished else done,
+                    description=f"{info.workflow}: {info.state} ({info.status})",
+                )
+    finally:
+        if worker is not None:
+            worker.stop()
+    return info
+
+
+def _print_run(info: RunInfo, as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=info.to_json())
+        return
+    table = Table(show_header=False, box=None)
+    for label, value in [
+        ("run", info.id),
+        ("workflow", info.workflow),
+        ("state", info.state),
+        ("status", _status(info.status)),
+        ("attempt", str(info.attempt)),
+        ("polls", str(info.polls)),
+        ("created", info.created_at.isoformat()),
+        ("failure", info.failure_reason or ""),
+        ("error", _error(info.failure_detail)),
+        ("pause at", info.pause_at or ""),
+    ]:
+        if value:
+            table.add_row(f"[bold]{label}[/bold]", value)
+    out.print(table)
+
+
+def _print_history(history: list[TransitionInfo]) -> None:
+    table = Table("#", "at", "from", "trigger", "to", "attempt", "ms", "detail")
+    for h in history:
+        detail = json.dumps(h.detail)[:80] if h.detail else ""
+        table.add_row(
+            str(h.seq),
+            h.at.strftime("%H:%M:%S.%f")[:-3],
+            h.from_state or "",
+            h.trigger,
+            h.to_state,
+            str(h.attempt),
+            f"{h.duration_ms:.1f}" if h.duration_ms is not None else "",
+            detail,
+        )
+    out.print(table)
+
+
+def _status(status: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "running": "cyan", "paused": "yellow"}
+    return f"[{colour.get(status, 'white')}]{status}[/]"
+
+
+def _error(detail: dict[str, Any] | None) -> str:
+    if not detail:
+        return ""
+    return f"{detail.get('error_type', '')}: {detail.get('error_message', '')}"
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

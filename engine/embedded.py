@@ -1,0 +1,125 @@
+"""The embedded worker: a real Celery worker inside the ``statewright`` process.
+
+With no broker configured, the engine's Celery app uses the in-memory transport.
+This worker consumes it in a thread, while a second thread runs the outbox relay
+and the reaper. Durability comes from the database: on start, every running run
+whose message was lost with the previous process is dispatched again.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+import structlog
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+
+from engine.api import Engine
+from engine.errors import StatewrightError
+from engine.silo import check_silo
+
+log = structlog.get_logger("statewright.embedded")
+
+
+class _Controller(WorkController):
+    """A work controller that says when its consumer is ready."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        self.ready.set()
+
+
+class EmbeddedWorker:
+    """Runs an engine's steps in this process until stopped."""
+
+    def __init__(self, engine: Engine, *, interval: float | None = None) -> None:
+        self.engine = engine
+        self._interval = interval or engine.settings.relay_interval
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._controller: _Controller | None = None
+
+    def start(self, *, timeout: float = 30.0) -> EmbeddedWorker:
+        engine = self.engine
+        engine.use_celery_publisher()
+        recovered = engine.reaper.recover_all()
+        if recovered:
+            log.info("dispatched runs again after restart", runs=recovered)
+        worker_state.should_terminate = None
+        self._controller = _Controller(
+            app=engine.celery,
+            pool="solo",
+            concurrency=1,
+            queues=self._queues(),
+            hostname=f"embedded-{id(self)}@statewright",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="WARNING",
+        )
+        self._spawn(self._run_controller, "statewright-worker")
+        if not self._controller.ready.wait(timeout):
+            raise StatewrightError(f"the embedded worker did not start within {timeout}s")
+        self._spawn(self._loop, "statewright-relay")
+        log.info("embedded worker started", queues=self._queues())
+        return self
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        self._stop.set()
+        worker_state.should_terminate = 0  # type: ignore[assignment] # Celery's own stop flag
+        for thread in self._threads:
+            thread.join(timeout)
+        worker_state.should_terminate = None
+        self.engine.publisher = None
+        log.info("embedded worker stopped")
+
+    def wait(self) -> None:
+        """Block until ``stop`` is called (from a signal handler, say)."""
+        while not self._stop.wait(0.5):
+            pass
+
+    def _run_controller(self) -> None:
+        # the solo pool traces tasks through the thread's current app
+        self.engine.celery.set_current()
+        assert self._controller is not None
+        self._controller.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.engine.relay.drain()
+                self.engine.reaper.run_once()
+            except Exception as error:  # keep going: the next round retries
+                log.warning("relay round failed", error=repr(error))
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _queues(self) -> list[str]:
+        mode = self.engine.settings.silo_mode
+        queues = {self.engine.settings.default_queue}
+        for step in self.engine.registry.steps():
+            try:
+                check_silo(step.task_name, step.silo_mode, mode)
+            except StatewrightError:
+                continue
+            queues.add(step.queue)
+        return sorted(queues)
+
+    def __enter__(self) -> EmbeddedWorker:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
