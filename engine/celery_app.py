@@ -71,7 +71,7 @@ def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:
     options: dict[str, Any] = {
         "name": step.task_name,
         "base": InstrumentedTask,
-        "queue": step.queue,
+        "task_queue": step.queue,
         "shared": False,
         "silo_mode": step.silo_mode,
         "time_limit": step.time_limit + 5,

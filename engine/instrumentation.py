@@ -43,6 +43,8 @@ class InstrumentedTask(_TaskBase):
     #: Appended to the metric instance, e.g. per batch: ``(args, kwargs) -> suffix``.
     stat_suffix: Callable[..., str] | None = None
     record_timing: bool = True
+    #: Queue used when a call does not name one (Celery's ``queue`` attribute is deprecated).
+    task_queue: str | None = None
     hooks: tuple[Hook, ...] = DEFAULT_HOOKS
     ignore_result = True
     acks_late = True
@@ -71,6 +73,8 @@ class InstrumentedTask(_TaskBase):
 
     def apply_async(self, *args: Any, **kwargs: Any) -> Any:
         self.check_silo()
+        if self.task_queue is not None and not kwargs.get("queue"):
+            kwargs["queue"] = self.task_queue
         return super().apply_async(*args, **kwargs)
 
     def apply(self, *args: Any, **kwargs: Any) -> Any:
@@ -109,7 +113,7 @@ def instrumented_task(
     if stat_suffix is not None:
         options["stat_suffix"] = staticmethod(stat_suffix)
     if queue is not None:
-        options["queue"] = queue
+        options["task_queue"] = queue
 
     def declare(fn: F) -> InstrumentedTask:
         factory = app.task(shared=False, **options) if app is not None else shared_task(**options)

@@ -1,0 +1,145 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), engines on a virtual clock, services."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
+from engine.testing import WorkflowHarness
+from tests.sample_workflows import WORKFLOWS, test_metadata
+
+REQUIRE_SERVICES = os.environ.get("STATEWRIGHT_REQUIRE_SERVICES") == "1"
+PG_SERVER = os.environ.get("STATEWRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+PG_DATABASE = "statewright_test"
+REDIS_URL = os.environ.get("STATEWRIGHT_TEST_REDIS", "redis://127.0.0.1:6379/5")
+AMQP_URL = os.environ.get("STATEWRIGHT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+ENGINE_TABLES = ("workflow_transitions", "workflow_runs", "workflow_outbox")
+
+
+def service_up(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is down, unless CI demands every service."""
+    if service_up(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (STATEWRIGHT_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+# -- databases ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    setup = create_engine(url)
+    test_metadata.create_all(setup)
+    setup.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "statewright.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, migrated to head."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
+    url = f"{PG_SERVER}/{PG_DATABASE}"
+    migrate(url)
+    setup = create_engine(url)
+    test_metadata.create_all(setup)
+    setup.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    cleaner = create_engine(pg_database)
+    with cleaner.begin() as connection:
+        tables = ", ".join((*ENGINE_TABLES, "test_effects"))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    cleaner.dispose()
+    return pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(fixture))
+
+
+# -- engines ------------------------------------------------------------------------
+
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine(database_url: str) -> Iterator[EngineFactory]:
+    """Build engines on the test database with a virtual clock and in-memory metrics."""
+    built: list[Engine] = []
+
+    def build(workflows: Any = WORKFLOWS, **settings: Any) -> Engine:
+        engine = Engine(
+            Settings(database_url=database_url, **settings),
+            workflows,
+            clock=VirtualClock(),
+            metrics=InMemoryMetrics(),
+            rng=random.Random(7),
+        )
+        built.append(engine)
+        return engine
+
+    yield build
+    for engine in built:
+        engine.close()
+
+
+@pytest.fixture
+def engine(make_engine: EngineFactory) -> Engine:
+    return make_engine()
+
+
+@pytest.fixture
+def harness(engine: Engine) -> WorkflowHarness:
+    return WorkflowHarness(engine)
+
+
+@pytest.fixture
+def metrics(engine: Engine) -> InMemoryMetrics:
+    assert isinstance(engine.metrics, InMemoryMetrics)
+    return engine.metrics

@@ -1,0 +1,135 @@
+"""Workflows the test suite runs (also imported by real worker processes in tests).
+
+Every step records its database effect in ``test_effects`` (one row per run and
+state, counting how often the effect was applied) inside the step's transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy.orm import Session
+
+from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
+
+test_metadata = MetaData()
+effects = Table(
+    "test_effects",
+    test_metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("state", String(100), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff=2.0, multiplier=2.0, jitter=0.0)
+
+
+def record_effect(session: Session, run_id: str, state: str) -> None:
+    """Count one application of ``state``'s effect for ``run_id``."""
+    changed = session.execute(
+        update(effects)
+        .where(effects.c.run_id == run_id, effects.c.state == state)
+        .values(count=effects.c.count + 1)
+    ).rowcount
+    if not changed:
+        session.execute(effects.insert().values(run_id=run_id, state=state, count=1))
+
+
+def effect_counts(session: Session, run_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(effects.c.state, effects.c.count).where(effects.c.run_id == run_id)
+    )
+    return {state: count for state, count in rows}
+
+
+def _misbehave(ctx: StepContext) -> None:
+    """Fail the way the run's params ask for, in this state."""
+    failures = ctx.params.get("fail", {}).get(ctx.state, 0)
+    if ctx.attempt <= failures:
+        raise ConnectionError(f"{ctx.state} attempt {ctx.attempt} lost its connection")
+    if ctx.params.get("permanent") == ctx.state:
+        raise PermanentError(f"the input cannot be {ctx.state}")
+    sleep = ctx.params.get("sleep", {}).get(ctx.state)
+    if sleep and ctx.attempt <= ctx.params.get("sleep_attempts", 99):
+        time.sleep(sleep)
+
+
+class Pipeline(Workflow):
+    """Three states in a row, each with a database effect."""
+
+    name = "pipeline"
+    transitions = [
+        ("fetched", "fetching", "transforming"),
+        ("transformed", "transforming", "storing"),
+        ("stored", "storing", "done"),
+    ]
+    terminal = ["done"]
+    retry = FAST_RETRY
+    time_limit = 20.0
+
+    @step(initial=True, reason="We could not fetch the input")
+    def fetching(self, ctx: StepContext) -> Literal["fetched"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "fetched"
+
+    @step(reason="We could not transform the input")
+    def transforming(self, ctx: StepContext) -> str:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return str(ctx.params.get("trigger", "transformed"))
+
+    @step(reason="We could not store the result")
+    def storing(self, ctx: StepContext) -> Literal["stored"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        ctx.context["stored_by"] = ctx.idempotency_key
+        return "stored"
+
+
+class Waiter(Workflow):
+    """Polls until the work it waits for is ready, within a deadline."""
+
+    name = "waiter"
+    transitions = [("ready", "waiting", "finishing"), ("finished", "finishing", "done")]
+    terminal = ["done"]
+    retry = FAST_RETRY
+
+    @step(initial=True, poll_deadline=timedelta(seconds=30), reason="The work never got ready")
+    def waiting(self, ctx: StepContext) -> Literal["ready"] | Poll:
+        _misbehave(ctx)
+        if ctx.polls < int(ctx.params.get("ready_after", 3)):
+            return Poll(after=float(ctx.params.get("every", 10)))
+        return "ready"
+
+    @step()
+    def finishing(self, ctx: StepContext) -> Literal["finished"]:
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "finished"
+
+
+class Approval(Workflow):
+    """Waits for a person's decision, delivered as a signal."""
+
+    name = "approval"
+    transitions = [
+        ("approved", "awaiting", "applying"),
+        ("rejected", "awaiting", "rejected"),
+        ("applied", "applying", "applied"),
+    ]
+    terminal = ["applied", "rejected"]
+
+    @step(initial=True)
+    def awaiting(self, ctx: StepContext) -> Poll:
+        return Poll(after=60)
+
+    @step()
+    def applying(self, ctx: StepContext) -> Literal["applied"]:
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "applied"
+
+
+WORKFLOWS = [Pipeline, Waiter, Approval]
