@@ -88,7 +88,7 @@ def parse_database_url(value: str) -> str:
         raise ConfigurationError(
             f"STATEWRIGHT_DATABASE_URL uses {backend!r}; supported databases: postgresql, sqlite"
         )
-    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+    if backend == "postgresql" and url.drivername in ("postgresql", "postgresql+psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
 

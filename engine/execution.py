@@ -71,8 +71,11 @@ class StepExecutor:
         """Handle one delivery of ``step``'s message for ``run_id`` under ``token``."""
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
         claim = self.claim_step(step, run_id, token)
-        if claim is None:
-            return
+        if claim is not None:
+            self.execute(step, claim)
+
+    def execute(self, step: StepOptions, claim: Claim) -> None:
+        """Run the handler of a claimed step and complete it (or record its error)."""
         bind_step(attempt=claim.attempt)
         log.info("step claimed")
         session = self._db.sessions()

@@ -21,6 +21,8 @@ from sqlalchemy import func, select
 
 from engine.api import Engine
 from engine.clock import VirtualClock
+from engine.context import Claim
+from engine.registry import StepOptions
 from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
 from engine.queries import RunInfo
 from models.engine import WorkflowRun
@@ -80,6 +82,22 @@ class WorkflowHarness:
         self.deliver(message)
         return message
 
+    def claim_next(self) -> ClaimedStep:
+        """Take the next message and claim its step without running it (a worker mid-step)."""
+        if not self.queue.messages:
+            self.engine.relay.drain()
+        if not self.queue.messages:
+            raise AssertionError("no message is waiting to be claimed")
+        message = self.queue.messages.popleft()
+        workflow, _, state = message.task_name.partition(".")
+        step = self.engine.registry.step(workflow, state)
+        claim = self.engine.executor.claim_step(
+            step, message.kwargs["run_id"], message.kwargs["token"]
+        )
+        if claim is None:
+            raise AssertionError(f"{message.task_name} for {message.kwargs} was not claimable")
+        return ClaimedStep(self.engine, step, claim, message)
+
     def run(self, run_id: str, *, max_steps: int = 10_000) -> RunInfo:
         """Step until ``run_id`` finishes or pauses (or nothing is left to do)."""
         for _ in range(max_steps):
@@ -114,6 +132,21 @@ class WorkflowHarness:
             ).scalar()
         # the reaper takes leases strictly past their expiry
         return None if lease is None else lease + timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedStep:
+    """A step claimed by a pretend worker: finish it, or abandon it as if the worker died."""
+
+    engine: Engine
+    step: StepOptions
+    claim: Claim
+    message: TaskMessage
+
+    def finish(self) -> RunInfo:
+        """Run the handler and complete the step, as the worker would have."""
+        self.engine.executor.execute(self.step, self.claim)
+        return self.engine.get(self.claim.run_id)
 
 
 def _headers() -> Any:
