@@ -14,7 +14,6 @@ from typing import Any
 
 import structlog
 from celery.worker import WorkController
-from celery.worker import state as worker_state
 
 from engine.api import Engine
 from engine.errors import StatewrightError
@@ -50,7 +49,6 @@ class EmbeddedWorker:
         recovered = engine.reaper.recover_all()
         if recovered:
             log.info("dispatched runs again after restart", runs=recovered)
-        worker_state.should_terminate = None
         self._controller = _Controller(
             app=engine.celery,
             pool="solo",
@@ -71,10 +69,10 @@ class EmbeddedWorker:
 
     def stop(self, *, timeout: float = 30.0) -> None:
         self._stop.set()
-        worker_state.should_terminate = 0  # type: ignore[assignment] # Celery's own stop flag
+        if self._controller is not None:
+            self._controller.stop(in_sighandler=False)
         for thread in self._threads:
             thread.join(timeout)
-        worker_state.should_terminate = None
         self.engine.publisher = None
         log.info("embedded worker stopped")
 

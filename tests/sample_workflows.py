@@ -133,3 +133,22 @@ class Approval(Workflow):
 
 
 WORKFLOWS = [Pipeline, Waiter, Approval]
+
+
+class Brief(Workflow):
+    """One short step with a tight time limit, for crash and lease tests."""
+
+    name = "brief"
+    transitions = [("worked", "working", "done")]
+    terminal = ["done"]
+    retry = FAST_RETRY
+    time_limit = 3.0
+
+    @step(initial=True, reason="The work did not finish")
+    def working(self, ctx: StepContext) -> Literal["worked"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "worked"
+
+
+WORKFLOWS.append(Brief)

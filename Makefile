@@ -1,0 +1,35 @@
+# statewright: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck unit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the demo workflow end to end on the embedded default (SQLite, in-process worker).
+demo: install
+	$(BIN)/statewright demo
+
+## Lint, type-check and run the whole suite.
+test: install lint typecheck unit
+
+lint: install
+	$(BIN)/ruff check engine models workflows tests alembic
+	$(BIN)/ruff format --check engine models workflows tests alembic
+
+typecheck: install
+	$(BIN)/mypy engine models workflows
+
+unit: install
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache statewright-demo.db*

@@ -1,0 +1,176 @@
+"""Real processes: `celery worker` and `statewright relay` against PostgreSQL and a broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from engine import Engine, Settings
+from tests.conftest import AMQP_URL, REDIS_URL, require_service
+from tests.sample_workflows import WORKFLOWS
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Process:
+    """A child process whose output goes to a log file the test can read."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything it forked, as a crash would."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Cluster:
+    """Workers and a relay sharing one database and broker with the test's engine."""
+
+    env: dict[str, str]
+    logs: Path
+    engine: Engine
+    processes: list[Process] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: list[str]) -> Process:
+        log = self.logs / f"{name}-{len(self.processes)}.log"
+        handle = log.open("wb")
+        popen = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def worker(self, concurrency: int = 2) -> Process:
+        process = self.spawn(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "engine.worker_app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"w{len(self.processes)}@%h",
+            ],
+        )
+        process.wait_for("ready.")
+        return process
+
+    def relay(self) -> Process:
+        return self.spawn("relay", [str(BIN / "statewright"), "relay"])
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.output() for p in self.processes if p.name == "worker")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+def purge(broker: str) -> None:
+    with Connection(broker) as connection:
+        channel = connection.default_channel
+        for queue in ("statewright",):
+            try:
+                channel.queue_purge(queue)
+            except Exception:
+                pass
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis":
+        require_service("Redis", "127.0.0.1", 6379)
+        url = REDIS_URL
+    else:
+        require_service("RabbitMQ", "127.0.0.1", 5672)
+        url = AMQP_URL
+    purge(url)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    purge(REDIS_URL)
+    return REDIS_URL
+
+
+ClusterFactory = Callable[[str], Cluster]
+
+
+@pytest.fixture
+def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
+    clusters: list[Cluster] = []
+
+    def build(broker: str) -> Cluster:
+        env = {
+            **os.environ,
+            "STATEWRIGHT_DATABASE_URL": pg_url,
+            "STATEWRIGHT_BROKER_URL": broker,
+            "STATEWRIGHT_WORKFLOWS": "tests.sample_workflows",
+            "STATEWRIGHT_LEASE_GRACE": "1",
+            "STATEWRIGHT_DISPATCH_TIMEOUT": "30",
+            "STATEWRIGHT_RELAY_INTERVAL": "0.2",
+            "STATEWRIGHT_LOG_FORMAT": "json",
+            "PYTHONPATH": str(ROOT),
+        }
+        settings = Settings.from_env(env)
+        cluster = Cluster(env, tmp_path, Engine(settings, WORKFLOWS))
+        clusters.append(cluster)
+        return cluster
+
+    yield build
+    for cluster in clusters:
+        cluster.stop()
+        cluster.engine.close()

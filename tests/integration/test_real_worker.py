@@ -1,0 +1,99 @@
+"""The same engine under real `celery worker` processes, PostgreSQL and Redis or RabbitMQ."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, select
+
+from engine.dispatch import TaskMessage
+from models import OutboxMessage
+from tests.integration.conftest import ClusterFactory
+from tests.sample_workflows import effect_counts
+
+
+def test_three_states_complete_on_real_workers(
+    make_cluster: ClusterFactory, broker_url: str
+) -> None:
+    """A run completes through real broker messages with exactly the expected history."""
+    cluster = make_cluster(broker_url)
+    cluster.worker()
+    cluster.relay()
+    engine = cluster.engine
+    run = engine.start("pipeline")
+    assert engine.wait(run.id, timeout=60).status == "succeeded"
+    assert [(h.from_state, h.trigger, h.to_state) for h in engine.history(run.id)] == [
+        (None, "start", "fetching"),
+        ("fetching", "fetched", "transforming"),
+        ("transforming", "transformed", "storing"),
+        ("storing", "stored", "done"),
+    ]
+    with engine.db.sessions() as session:
+        assert effect_counts(session, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
+
+
+def test_retries_wait_their_real_countdown(make_cluster: ClusterFactory, redis_url: str) -> None:
+    """Backoff between attempts is honoured by the relay's durable timers (2s, then 4s)."""
+    cluster = make_cluster(redis_url)
+    cluster.worker()
+    cluster.relay()
+    engine = cluster.engine
+    run = engine.start("pipeline", {"fail": {"fetching": 2}})
+    assert engine.wait(run.id, timeout=60).status == "succeeded"
+    history = engine.history(run.id)
+    assert [h.trigger for h in history[:4]] == ["start", "retry", "retry", "fetched"]
+    assert (history[2].at - history[1].at).total_seconds() >= 2.0
+    assert (history[3].at - history[2].at).total_seconds() >= 4.0
+    assert history[3].attempt == 3
+
+
+def test_duplicate_broker_messages_apply_once(make_cluster: ClusterFactory, redis_url: str) -> None:
+    """The same step message published three times: one effect, two drops in the logs."""
+    cluster = make_cluster(redis_url)
+    engine = cluster.engine
+    engine.publisher = None  # keep the first message in the outbox so the test can copy it
+    run = engine.start("brief")
+    with engine.db.transaction() as session:
+        row = session.execute(select(OutboxMessage)).scalar_one()
+        message = TaskMessage.from_row(row)
+        session.execute(delete(OutboxMessage))
+    engine.use_celery_publisher()
+    engine.publisher.publish([message, message, message])  # type: ignore[union-attr]
+    cluster.worker(concurrency=3)
+    assert engine.wait(run.id, timeout=60).status == "succeeded"
+    with engine.db.sessions() as session:
+        assert effect_counts(session, run.id) == {"working": 1}
+    deadline = time.monotonic() + 10
+    while cluster.worker_logs().count('"message dropped"') < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster.worker_logs().count('"message dropped"') == 2
+
+
+def test_sigkilled_worker_mid_step_resumes_after_the_lease(
+    make_cluster: ClusterFactory, redis_url: str
+) -> None:
+    """A worker killed mid-step: the run completes after its lease expires; the attempt counted."""
+    cluster = make_cluster(redis_url)
+    first = cluster.worker()
+    cluster.relay()
+    engine = cluster.engine
+    run = engine.start("brief", {"sleep": {"working": 30}, "sleep_attempts": 1})
+    deadline = time.monotonic() + 30
+    while engine.get(run.id).attempt < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.get(run.id).attempt == 1
+    first.kill()
+    killed_at = time.monotonic()
+    cluster.worker()
+    done = engine.wait(run.id, timeout=60)
+    assert done.status == "succeeded"
+    history = engine.history(run.id)
+    assert [(h.trigger, h.attempt) for h in history] == [
+        ("start", 0),
+        ("redispatch", 1),
+        ("worked", 2),
+    ]
+    assert history[1].detail == {"reason": "lease expired", "was_claimed": True}
+    assert time.monotonic() - killed_at < 30
+    with engine.db.sessions() as session:
+        assert effect_counts(session, run.id) == {"working": 1}
