@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 from engine.api import Engine
 from engine.clock import VirtualClock
 from engine.context import Claim
-from engine.registry import StepOptions
 from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
 from engine.queries import RunInfo
+from engine.registry import StepOptions
 from models.engine import WorkflowRun
 
 

@@ -86,7 +86,9 @@ def test_unreachable_state_is_refused() -> None:
 def test_missing_handler_is_refused() -> None:
     """A non-terminal state without a handler is named with the states that have one."""
     with pytest.raises(DefinitionError, match=r"state 'b'.*no handler and is not terminal"):
-        _declare(transitions=[("next", "a", "b"), ("go", "b", "done")], a=_handler("a", initial=True))
+        _declare(
+            transitions=[("next", "a", "b"), ("go", "b", "done")], a=_handler("a", initial=True)
+        )
 
 
 def test_terminal_state_with_handler_is_refused() -> None:
@@ -151,7 +153,9 @@ def test_undeclared_returned_trigger_is_refused() -> None:
 def test_bad_names_are_refused() -> None:
     """Workflow, state and trigger names are lowercase identifiers."""
     with pytest.raises(DefinitionError, match=r"workflow name 'Bad Name'"):
-        _declare(name="Bad Name", transitions=[("next", "a", "done")], a=_handler("a", initial=True))
+        _declare(
+            name="Bad Name", transitions=[("next", "a", "done")], a=_handler("a", initial=True)
+        )
     with pytest.raises(DefinitionError, match=r"trigger name 'Go!'"):
         _declare(transitions=[("Go!", "a", "done")], a=_handler("a", initial=True))
 

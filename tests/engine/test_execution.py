@@ -5,6 +5,7 @@ Each test runs on SQLite and on PostgreSQL, stepped by the harness on a virtual 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -55,7 +56,7 @@ def test_retries_are_spaced_by_the_policy(engine: Engine, harness: WorkflowHarne
         ("transforming", "transformed", "storing", 3),
     ]
     times = [d.at for d in harness.deliveries if d.message.task_name == "pipeline.transforming"]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps == [timedelta(seconds=2), timedelta(seconds=4)]
     retry = engine.history(run.id)[2]
     assert retry.detail is not None
@@ -231,9 +232,7 @@ class CommitCheckingPublisher:
         self.forward.publish(messages)
 
 
-def test_no_task_is_published_before_its_commit(
-    engine: Engine, harness: WorkflowHarness
-) -> None:
+def test_no_task_is_published_before_its_commit(engine: Engine, harness: WorkflowHarness) -> None:
     """Every message is published only once its transition is visible to other connections."""
     checker = CommitCheckingPublisher(engine.settings.database_url, harness.queue)
     engine.publisher = checker
@@ -245,9 +244,14 @@ def test_no_task_is_published_before_its_commit(
 
 def test_rolled_back_dispatch_never_runs(engine: Engine, harness: WorkflowHarness) -> None:
     """A task dispatched inside a transaction that rolls back is never published."""
-    with pytest.raises(RuntimeError), engine.db.transaction() as session:
-        engine.dispatcher.enqueue(session, "pipeline.fetching", kwargs={"run_id": "x", "token": 1})
-        raise RuntimeError("the caller changed its mind")
+
+    def change_of_mind() -> None:
+        with engine.db.transaction() as session:
+            engine.dispatcher.enqueue(session, "pipeline.fetching", kwargs={"run_id": "x"})
+            raise RuntimeError("the caller changed its mind")
+
+    with pytest.raises(RuntimeError):
+        change_of_mind()
     assert harness.queue.published == []
     with engine.db.sessions() as session:
         assert session.execute(select(OutboxMessage)).first() is None

@@ -31,7 +31,9 @@ def test_idempotent_start_returns_the_same_run(engine: Engine) -> None:
 def test_idempotency_key_with_other_params_is_refused(engine: Engine) -> None:
     """Reusing a key with different params is a conflict, not a silent second run."""
     engine.start("pipeline", {"n": 1}, idempotency_key="order-42")
-    with pytest.raises(IdempotencyConflictError, match=r"'order-42' already started run .* different params"):
+    with pytest.raises(
+        IdempotencyConflictError, match=r"'order-42' already started run .* different params"
+    ):
         engine.start("pipeline", {"n": 2}, idempotency_key="order-42")
 
 
@@ -48,10 +50,19 @@ def test_params_that_are_not_json_are_refused(engine: Engine) -> None:
 
 def test_unknown_workflow_and_run_are_named(engine: Engine) -> None:
     """Unknown names and ids are refused with what exists."""
-    with pytest.raises(UnknownWorkflowError, match=r"unknown workflow 'nope'; registered workflows: 'approval'"):
+    with pytest.raises(
+        UnknownWorkflowError, match=r"unknown workflow 'nope'; registered workflows: 'approval'"
+    ):
         engine.start("nope")
-    for operation in (engine.get, engine.history, engine.pause, engine.resume, engine.cancel,
-                      engine.abort, engine.redrive):
+    for operation in (
+        engine.get,
+        engine.history,
+        engine.pause,
+        engine.resume,
+        engine.cancel,
+        engine.abort,
+        engine.redrive,
+    ):
         with pytest.raises(RunNotFoundError, match=r"no run with id 'missing'"):
             operation("missing")
 
@@ -79,7 +90,12 @@ def test_pause_now_and_resume_at_the_exact_step(engine: Engine, harness: Workflo
     assert resumed.status == "running"
     assert harness.run(run.id).status == "succeeded"
     assert triggers(engine, run.id) == [
-        "start", "fetched", "pause", "resume", "transformed", "stored"
+        "start",
+        "fetched",
+        "pause",
+        "resume",
+        "transformed",
+        "stored",
     ]
     with engine.db.sessions() as session:
         assert effect_counts(session, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
@@ -120,22 +136,29 @@ def test_pause_refusals(engine: Engine, harness: WorkflowHarness) -> None:
     run = engine.start("pipeline")
     harness.step()
     harness.step()
-    with pytest.raises(IllegalOperationError, match=(
-        r"cannot pause at 'fetching': run \w+ is in 'storing', and 'fetching' is not ahead "
-        r"of it; states ahead: storing"
-    )):
+    with pytest.raises(
+        IllegalOperationError,
+        match=(
+            r"cannot pause at 'fetching': run \w+ is in 'storing', and 'fetching' is not ahead "
+            r"of it; states ahead: storing"
+        ),
+    ):
         engine.pause(run.id, at="fetching")
     with pytest.raises(InvalidParamsError, match=r"cannot pause at 'dreaming'.*states: fetching"):
         engine.pause(run.id, at="dreaming")
     harness.run(run.id)
-    with pytest.raises(IllegalOperationError, match=r"is succeeded \(it has finished\); only a run that is running"):
+    with pytest.raises(
+        IllegalOperationError, match=r"is succeeded \(it has finished\); only a run that is running"
+    ):
         engine.pause(run.id)
 
 
 def test_resume_of_a_running_run_is_refused(engine: Engine) -> None:
     """Only paused runs resume."""
     run = engine.start("pipeline")
-    with pytest.raises(IllegalOperationError, match=r"run \w+ is running; only a run that is paused can be resumed"):
+    with pytest.raises(
+        IllegalOperationError, match=r"run \w+ is running; only a run that is paused can be resumed"
+    ):
         engine.resume(run.id)
 
 
@@ -145,10 +168,16 @@ def test_cancel_waiting_run_at_once(engine: Engine, harness: WorkflowHarness) ->
     harness.step()
     cancelled = engine.cancel(run.id)
     assert cancelled.status == "cancelled"
-    assert harness.run_all() >= 0
+    harness.run_all()  # whatever was queued for the run is dropped
     assert engine.get(run.id).status == "cancelled"
     assert triggers(engine, run.id)[-1] == "cancel"
-    with pytest.raises(IllegalOperationError, match=r"is cancelled \(it has finished\); only a run that is running or paused can be cancelled"):
+    with pytest.raises(
+        IllegalOperationError,
+        match=(
+            r"is cancelled \(it has finished\); "
+            r"only a run that is running or paused can be cancelled"
+        ),
+    ):
         engine.cancel(run.id)
 
 
@@ -204,9 +233,13 @@ def test_signal_fires_a_declared_trigger(engine: Engine, harness: WorkflowHarnes
 def test_undeclared_signal_is_refused(engine: Engine) -> None:
     """A signal not declared from the run's state is refused, listing the allowed ones."""
     run = engine.start("approval")
-    with pytest.raises(IllegalOperationError, match=(
-        r"in state 'awaiting', where signal 'applied' is not declared; allowed: 'approved', 'rejected'"
-    )):
+    with pytest.raises(
+        IllegalOperationError,
+        match=(
+            r"in state 'awaiting', where signal 'applied' is not declared; "
+            r"allowed: 'approved', 'rejected'"
+        ),
+    ):
         engine.signal(run.id, "applied")
     with pytest.raises(InvalidParamsError, match=r"signal data must be a JSON object"):
         engine.signal(run.id, "approved", "yes")  # type: ignore[arg-type]

@@ -39,7 +39,9 @@ def test_attempts_are_bounded() -> None:
 
 def test_error_filters_decide_retry() -> None:
     """retry_on limits what is retried; give_up_on and PermanentError never are."""
-    policy = RetryPolicy(max_attempts=5, retry_on=(ConnectionError,), give_up_on=(ConnectionResetError,))
+    policy = RetryPolicy(
+        max_attempts=5, retry_on=(ConnectionError,), give_up_on=(ConnectionResetError,)
+    )
     assert policy.should_retry(ConnectionError(), 1)
     assert not policy.should_retry(ValueError(), 1)
     assert not policy.should_retry(ConnectionResetError(), 1)
