@@ -1,0 +1,118 @@
+"""The statewright command line on the embedded default: output, refusals and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "statewright")
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    values = {
+        **os.environ,
+        "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "STATEWRIGHT_WORKFLOWS": "workflows,tests.sample_workflows",
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "200",
+    }
+    values.pop("STATEWRIGHT_BROKER_URL", None)
+    return values
+
+
+def test_commands_refuse_an_unmigrated_database(env: dict[str, str]) -> None:
+    """Before `migrate`, run commands say what to do and exit 1."""
+    result = cli("runs", "list", env=env)
+    assert result.returncode == 1
+    assert "run `statewright migrate` first" in result.stderr
+
+
+def test_start_wait_list_show_and_history(env: dict[str, str]) -> None:
+    """A run started with --wait completes; list, show and history print it as JSON."""
+    assert cli("migrate", env=env).returncode == 0
+    started = cli(
+        "runs",
+        "start",
+        "onboarding",
+        "--params",
+        '{"email": "kim@example.com"}',
+        "--wait",
+        "--json",
+        env=env,
+    )
+    assert started.returncode == 0, started.stderr
+    run = json.loads(started.stdout)
+    assert (run["status"], run["state"]) == ("succeeded", "active")
+    listed = json.loads(cli("runs", "list", "--json", env=env).stdout)
+    assert [r["id"] for r in listed] == [run["id"]]
+    shown = json.loads(cli("runs", "show", run["id"], "--json", env=env).stdout)
+    assert shown["history"][0]["trigger"] == "start"
+    history = json.loads(cli("runs", "history", run["id"], "--json", env=env).stdout)
+    assert history[-1]["to_state"] == "active"
+    table = cli("runs", "list", env=env)
+    assert run["id"] in table.stdout
+    assert "succeeded" in table.stdout
+
+
+def test_failed_run_exits_1(env: dict[str, str]) -> None:
+    """--wait returns 1 when the run fails, and prints the reason."""
+    cli("migrate", env=env)
+    result = cli(
+        "runs", "start", "onboarding", "--params", '{"email": "nobody"}', "--wait", env=env
+    )
+    assert result.returncode == 1
+    assert "'nobody' is not an email address" in result.stdout
+
+
+def test_refusals_exit_1_with_the_reason(env: dict[str, str]) -> None:
+    """Operations the engine refuses exit 1 and say why."""
+    cli("migrate", env=env)
+    missing = cli("runs", "resume", "no-such-run", env=env)
+    assert missing.returncode == 1
+    assert "no run with id 'no-such-run'" in missing.stderr
+    unknown = cli("runs", "start", "teleport", env=env)
+    assert unknown.returncode == 1
+    assert "unknown workflow 'teleport'; registered workflows:" in unknown.stderr
+
+
+def test_usage_errors_exit_2(env: dict[str, str]) -> None:
+    """Bad arguments are usage errors."""
+    cli("migrate", env=env)
+    bad_json = cli("runs", "start", "onboarding", "--params", "{not json", env=env)
+    assert bad_json.returncode == 2
+    assert "--params is not valid JSON" in bad_json.stderr
+    assert cli("runs", "frobnicate", env=env).returncode == 2
+
+
+def test_bad_configuration_is_named(env: dict[str, str]) -> None:
+    """A bad setting fails with the variable and the allowed values."""
+    result = cli("runs", "list", env={**env, "STATEWRIGHT_SILO_MODE": "edge"})
+    assert result.returncode == 1
+    assert "unknown silo mode 'edge'; allowed: monolith, control, region" in result.stderr
+
+
+def test_workflows_lists_definitions(env: dict[str, str]) -> None:
+    """The workflows command lists every registered workflow with its states."""
+    rows = json.loads(cli("workflows", "--json", env=env).stdout)
+    names = {row["name"]: row for row in rows}
+    assert names["onboarding"]["states"] == [
+        "provisioning",
+        "verifying",
+        "welcoming",
+        "closed",
+        "active",
+    ]
+    assert "pipeline" in names

@@ -1,0 +1,61 @@
+"""The public API is deliberate: `engine.__all__` is pinned here."""
+
+import engine
+
+PUBLIC = {
+    "Clock",
+    "ConfigurationError",
+    "Definition",
+    "DefinitionError",
+    "Dispatcher",
+    "EmbeddedWorker",
+    "Engine",
+    "IdempotencyConflictError",
+    "IllegalOperationError",
+    "InMemoryMetrics",
+    "InstrumentedTask",
+    "InvalidParamsError",
+    "Metrics",
+    "NullMetrics",
+    "PermanentError",
+    "Poll",
+    "PrometheusMetrics",
+    "RetryPolicy",
+    "RunInfo",
+    "RunNotFoundError",
+    "Settings",
+    "SiloLimitError",
+    "SiloMode",
+    "StatewrightError",
+    "StatsdMetrics",
+    "StepContext",
+    "SystemClock",
+    "TransitionInfo",
+    "UnknownWorkflowError",
+    "VirtualClock",
+    "Workflow",
+    "bind_step",
+    "instrumented_task",
+    "metrics_from_settings",
+    "migrate",
+    "step",
+}
+
+
+def test_all_is_pinned() -> None:
+    """Adding or removing a public name is a decision made in this test."""
+    assert set(engine.__all__) == PUBLIC
+
+
+def test_every_public_name_exists() -> None:
+    """Every name in __all__ is importable from the package."""
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None
+
+
+def test_errors_share_one_root() -> None:
+    """Every statewright error derives from StatewrightError."""
+    for name in engine.__all__:
+        value = getattr(engine, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, engine.StatewrightError), name
