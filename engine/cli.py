@@ -24,6 +24,7 @@ from engine.api import Engine
 from engine.config import Settings, redact_url
 from engine.errors import StatewrightError
 from engine.logs import configure_logging
+from engine.observability import setup_sentry
 from engine.queries import RunInfo, TransitionInfo
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def engine_from_env() -> Iterator[Engine]:
     configure_logging(level=os.environ.get("STATEWRIGHT_LOG_LEVEL", "WARNING"))
     engine = Engine(Settings.from_env())
+    setup_sentry(engine.settings)
     try:
         ensure_migrated(engine)
         yield engine

@@ -71,6 +71,7 @@ class Settings:
             lease_grace=_seconds(env, "STATEWRIGHT_LEASE_GRACE", 30.0),
             dispatch_timeout=_seconds(env, "STATEWRIGHT_DISPATCH_TIMEOUT", 600.0),
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
+            default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
         )
 
 

@@ -35,6 +35,7 @@ from engine.decide import (
     decide_outcome,
     error_detail,
 )
+from engine.hooks.sentry import report_failure
 from engine.instrumentation import bind_step
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
@@ -116,6 +117,7 @@ class StepExecutor:
                 self._recorder.fail(session, run, lost.reason, lost.detail, now=now)
                 self._metrics.incr("step.failed", tags=_tags(step))
                 log.warning("run failed: worker lost", reason=lost.reason)
+                report_failure(lost.reason)
                 return None
             run.claimed = True
             run.lease_expires_at = now + timedelta(
@@ -190,6 +192,8 @@ class StepExecutor:
             assert run is not None
             decision = decide_error(step, _view(run), error, self._clock.now(), self._rng)
             self._write_failure(session, step, run, decision, duration_ms)
+        if isinstance(decision, FailRun):
+            report_failure(decision.reason, error)
 
     def _apply_failure(
         self,
@@ -205,6 +209,8 @@ class StepExecutor:
                 return
             assert run is not None
             self._write_failure(session, step, run, decision, duration_ms)
+        if isinstance(decision, FailRun):
+            report_failure(decision.reason)
 
     def _write_failure(
         self,

@@ -12,9 +12,11 @@ from celery.signals import worker_process_init
 
 from engine.api import Engine
 from engine.logs import configure_logging
+from engine.observability import setup_sentry
 
 configure_logging()
 engine = Engine()
+setup_sentry(engine.settings)
 app = engine.celery
 app.set_default()
 

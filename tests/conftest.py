@@ -19,7 +19,10 @@ from tests.sample_workflows import WORKFLOWS, test_metadata
 
 REQUIRE_SERVICES = os.environ.get("STATEWRIGHT_REQUIRE_SERVICES") == "1"
 PG_SERVER = os.environ.get("STATEWRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
-PG_DATABASE = "statewright_test"
+#: One database and one queue per test session, so concurrent sessions never meet.
+SESSION = f"{os.getpid()}"
+PG_DATABASE = f"statewright_test_{SESSION}"
+TEST_QUEUE = f"statewright-test-{SESSION}"
 REDIS_URL = os.environ.get("STATEWRIGHT_TEST_REDIS", "redis://127.0.0.1:6379/5")
 AMQP_URL = os.environ.get("STATEWRIGHT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 ENGINE_TABLES = ("workflow_transitions", "workflow_runs", "workflow_outbox")

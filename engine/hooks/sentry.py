@@ -26,3 +26,13 @@ def tag_scope(**tags: Any) -> None:
     scope = sentry_sdk.get_isolation_scope()
     for key, value in tags.items():
         scope.set_tag(key, value)
+
+
+def report_failure(reason: str, error: BaseException | None = None) -> None:
+    """Report a run's failure once (retries are not reported), with the readable reason."""
+    scope = sentry_sdk.get_isolation_scope()
+    scope.set_extra("failure_reason", reason)
+    if error is not None:
+        sentry_sdk.capture_exception(error)
+    else:
+        sentry_sdk.capture_message(reason, level="error")

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 from engine import migrate
 from engine.migrate import alembic_config
 from models import metadata
-from tests.conftest import PG_SERVER, require_service
+from tests.conftest import PG_SERVER, SESSION, require_service
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,13 +24,14 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     require_service("PostgreSQL", "127.0.0.1", 5432)
+    name = f"statewright_migrations_{SESSION}"
     admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS statewright_migrations WITH (FORCE)"))
-        connection.execute(text("CREATE DATABASE statewright_migrations"))
-    yield f"{PG_SERVER}/statewright_migrations"
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    yield f"{PG_SERVER}/{name}"
     with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS statewright_migrations WITH (FORCE)"))
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
 
 

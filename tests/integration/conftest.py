@@ -16,7 +16,7 @@ import pytest
 from kombu import Connection
 
 from engine import Engine, Settings
-from tests.conftest import AMQP_URL, REDIS_URL, require_service
+from tests.conftest import AMQP_URL, REDIS_URL, TEST_QUEUE, require_service, service_up
 from tests.sample_workflows import WORKFLOWS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,12 +118,23 @@ class Cluster:
             process.stop()
 
 
-def purge(broker: str) -> None:
+def purge(broker: str, *, delete: bool = False) -> None:
+    """Empty (or remove) this session's queue on ``broker``."""
     with Connection(broker) as connection:
         channel = connection.default_channel
-        for queue in ("statewright",):
-            with contextlib.suppress(Exception):  # a queue not declared yet is empty
-                channel.queue_purge(queue)
+        with contextlib.suppress(Exception):  # a queue not declared yet is empty
+            if delete:
+                channel.queue_delete(TEST_QUEUE)
+            else:
+                channel.queue_purge(TEST_QUEUE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_queues() -> Iterator[None]:
+    yield
+    for broker, port in ((REDIS_URL, 6379), (AMQP_URL, 5672)):
+        if service_up("127.0.0.1", port):
+            purge(broker, delete=True)
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
@@ -162,6 +173,7 @@ def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
             "STATEWRIGHT_DISPATCH_TIMEOUT": "30",
             "STATEWRIGHT_RELAY_INTERVAL": "0.2",
             "STATEWRIGHT_LOG_FORMAT": "json",
+            "STATEWRIGHT_DEFAULT_QUEUE": TEST_QUEUE,
             "PYTHONPATH": str(ROOT),
         }
         settings = Settings.from_env(env)

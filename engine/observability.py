@@ -1,0 +1,22 @@
+"""Turning on error tracking for a process, from its settings."""
+
+from __future__ import annotations
+
+import sentry_sdk
+from sentry_sdk.integrations.celery import CeleryIntegration
+from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+
+from engine.config import Settings
+
+
+def setup_sentry(settings: Settings) -> bool:
+    """Initialise sentry-sdk when ``STATEWRIGHT_SENTRY_DSN`` is set; ``True`` if it was."""
+    if not settings.sentry_dsn:
+        return False
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        integrations=[CeleryIntegration(), SqlalchemyIntegration()],
+        send_default_pii=False,
+        traces_sample_rate=0.0,
+    )
+    return True
