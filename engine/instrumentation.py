@@ -85,6 +85,8 @@ class InstrumentedTask(_TaskBase):
         self.check_silo()
         return super().signature(*args, **kwargs)
 
+    subtask = signature  # Celery's alias points at its own method otherwise
+
     def _instance(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         suffix = self.stat_suffix
         if suffix is None:

@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = structlog.get_logger("statewright.metrics")
 
 Tags = Mapping[str, str]
 Kind = Literal["count", "timing", "gauge"]
@@ -95,9 +98,10 @@ class StatsdMetrics:
         self._socket.setblocking(False)
 
     def _send(self, name: str, value: float, kind: str, tags: Tags | None) -> None:
-        line = f"{self._prefix}.{name}:{value:g}|{kind}"
+        number = str(int(value)) if float(value).is_integer() else repr(float(value))
+        line = f"{self._prefix}.{name}:{number}|{kind}"
         if tags:
-            line += "|#" + ",".join(f"{k}:{v}" for k, v in sorted(tags.items()))
+            line += "|#" + ",".join(f"{k}:{_tag(v)}" for k, v in sorted(tags.items()))
         with contextlib.suppress(OSError):  # metrics never break the work they measure
             self._socket.sendto(line.encode(), self._address)
 
@@ -109,6 +113,14 @@ class StatsdMetrics:
 
     def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
         self._send(name, value, "g", tags)
+
+
+_TAG_UNSAFE = str.maketrans(",|:#", "____")
+
+
+def _tag(value: str) -> str:
+    """A tag value without the characters that delimit DogStatsD fields."""
+    return str(value).translate(_TAG_UNSAFE)
 
 
 class PrometheusMetrics:
@@ -125,6 +137,7 @@ class PrometheusMetrics:
         self._namespace = namespace
         self._metrics: dict[tuple[str, str], Counter | Histogram | Gauge] = {}
         self._lock = threading.Lock()
+        self._warned: set[tuple[str, str]] = set()
 
     def _get(self, kind: str, name: str, labels: tuple[str, ...]) -> Counter | Histogram | Gauge:
         key = (kind, name)
@@ -158,16 +171,26 @@ class PrometheusMetrics:
         return metric.labels(**tags) if tags else metric
 
     def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
-        counter = self._labelled("count", name, tags)
-        assert isinstance(counter, Counter)
-        counter.inc(value)
+        counter = self._safely("count", name, tags)
+        if isinstance(counter, Counter):
+            counter.inc(value)
 
     def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None:
-        histogram = self._labelled("timing", name, tags)
-        assert isinstance(histogram, Histogram)
-        histogram.observe(milliseconds / 1000)
+        histogram = self._safely("timing", name, tags)
+        if isinstance(histogram, Histogram):
+            histogram.observe(milliseconds / 1000)
 
     def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
-        gauge = self._labelled("gauge", name, tags)
-        assert isinstance(gauge, Gauge)
-        gauge.set(value)
+        gauge = self._safely("gauge", name, tags)
+        if isinstance(gauge, Gauge):
+            gauge.set(value)
+
+    def _safely(self, kind: str, name: str, tags: Tags | None) -> object:
+        """The labelled metric, or ``None`` (logged once) when the sample does not fit it."""
+        try:
+            return self._labelled(kind, name, tags)
+        except ValueError as error:  # other label names, or a name used for two kinds
+            if (kind, name) not in self._warned:
+                self._warned.add((kind, name))
+                log.warning("metric sample dropped", metric=name, error=str(error))
+            return None

@@ -46,5 +46,5 @@ def check_silo(task_name: str, allowed: frozenset[SiloMode] | None, current: Sil
     names = ", ".join(sorted(m.value for m in allowed))
     raise SiloLimitError(
         f"task {task_name!r} may run only in silo mode {names}; this process runs in "
-        f"{current.value!r} (set by STATEWRIGHT_SILO_MODE)"
+        f"{current.value!r} (set by Settings.silo_mode / STATEWRIGHT_SILO_MODE)"
     )
