@@ -9,20 +9,24 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import structlog
+
 from engine.celery_app import CeleryPublisher, StatewrightCelery, build_celery, register_steps
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
-from engine.definition import Definition, Workflow
+from engine.context import TaskContext
+from engine.definition import Definition, TaskSpec
 from engine.dispatch import Dispatcher, Publisher
 from engine.errors import StatewrightError
 from engine.execution import StepExecutor
+from engine.instrumentation import bind_step
 from engine.metrics import Metrics, NullMetrics, StatsdMetrics
-from engine.operations import Operations
+from engine.operations import Operations, Setup
 from engine.persistence import Database
 from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
 from engine.reaper import Reaper
 from engine.recorder import RunRecorder
-from engine.registry import Registry, as_definitions, load_workflow_modules
+from engine.registry import Registry, WorkflowItem, as_definitions, load_workflow_modules
 from engine.relay import OutboxRelay
 
 
@@ -36,7 +40,7 @@ class Engine:
     def __init__(
         self,
         settings: Settings | None = None,
-        workflows: Iterable[type[Workflow] | Definition] | None = None,
+        workflows: Iterable[WorkflowItem] | None = None,
         *,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
@@ -69,7 +73,7 @@ class Engine:
             self.metrics,
             rng or random.Random(),
         )
-        register_steps(self.celery, self.registry, self.executor.run_step)
+        register_steps(self.celery, self.registry, self.executor.run_step, self._run_task)
         grace = timedelta(0) if self.settings.embedded else timedelta(seconds=2)
         self.relay = OutboxRelay(
             self.db,
@@ -91,10 +95,14 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         pause_at: str | None = None,
+        setup: Setup | None = None,
     ) -> RunInfo:
-        """Start a run of ``workflow``; the same ``idempotency_key`` returns the same run."""
+        """Start a run of ``workflow``; the same ``idempotency_key`` returns the same run.
+
+        ``setup(session, run_id)`` writes owning records in the run's own transaction.
+        """
         return self._operations.start(
-            workflow, params, idempotency_key=idempotency_key, pause_at=pause_at
+            workflow, params, idempotency_key=idempotency_key, pause_at=pause_at, setup=setup
         )
 
     def pause(self, run_id: str, *, at: str | None = None) -> RunInfo:
@@ -154,6 +162,18 @@ class Engine:
                     f"run {run_id} still {info.status} in state {info.state!r} after {timeout}s"
                 )
             time.sleep(interval)
+
+    def _run_task(self, definition: Definition, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
+        bind_step(workflow=definition.name)
+        context = TaskContext(
+            workflow=definition.name,
+            task=spec.name,
+            now=self.clock.now(),
+            log=structlog.get_logger("statewright.task"),
+            _transaction=self.db.transaction,
+            _enqueue=self.recorder.enqueue,
+        )
+        spec.handler(context, **kwargs)
 
     def use_celery_publisher(self) -> None:
         """Publish committed messages from this process (the embedded worker calls this)."""

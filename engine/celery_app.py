@@ -10,6 +10,7 @@ from celery import Celery
 from kombu import Queue
 
 from engine.config import Settings
+from engine.definition import Definition, TaskSpec
 from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
 from engine.instrumentation import InstrumentedTask
 from engine.metrics import Metrics
@@ -17,6 +18,7 @@ from engine.registry import Registry, StepOptions
 from engine.silo import SiloMode
 
 StepRunner = Callable[[StepOptions, str, int], None]
+TaskRunner = Callable[[Definition, TaskSpec, dict[str, Any]], None]
 
 
 class StatewrightCelery(Celery):
@@ -54,12 +56,42 @@ def build_celery(settings: Settings, metrics: Metrics) -> StatewrightCelery:
     return app
 
 
-def register_steps(app: Celery, registry: Registry, run_step: StepRunner) -> None:
-    """Register ``<workflow>.<state>`` for every handler, each with its own options."""
+def register_steps(
+    app: Celery, registry: Registry, run_step: StepRunner, run_task: TaskRunner
+) -> None:
+    """Register ``<workflow>.<state>`` for every handler and ``<workflow>.<task>`` for
+    every workflow task, each with its own options."""
+    default = app.conf.task_default_queue
     for step in registry.steps():
         _register(app, step, run_step)
-    queues = sorted({s.queue for s in registry.steps()} | {app.conf.task_default_queue})
-    app.conf.task_queues = [Queue(name) for name in queues]
+    for definition, spec in registry.tasks():
+        _register_task(app, definition, spec, run_task, default)
+    queues = {s.queue for s in registry.steps()} | {default}
+    queues |= {spec.queue for _, spec in registry.tasks() if spec.queue}
+    app.conf.task_queues = [Queue(name) for name in sorted(queues)]
+
+
+def _register_task(
+    app: Celery, definition: Definition, spec: TaskSpec, run_task: TaskRunner, default: str
+) -> None:
+    def body(**kwargs: Any) -> None:
+        run_task(definition, spec, kwargs)
+
+    body.__name__ = f"{definition.name}_{spec.name}"
+    body.__doc__ = f"Run task {spec.name!r} of workflow {definition.name!r}."
+    options: dict[str, Any] = {
+        "name": definition.task_name(spec.name),
+        "base": InstrumentedTask,
+        "task_queue": spec.queue or default,
+        "shared": False,
+        "silo_mode": spec.silo_mode
+        if spec.silo_mode is not None
+        else definition.defaults.silo_mode,
+        **spec.celery_options,
+    }
+    if spec.time_limit is not None:
+        options.update(time_limit=spec.time_limit + 5, soft_time_limit=spec.time_limit)
+    app.task(**options)(body)
 
 
 def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:

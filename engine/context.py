@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,9 @@ class Claim:
     entry_seq: int
 
 
+Enqueue = Callable[..., None]
+
+
 @dataclass(slots=True)
 class StepContext:
     """The handler's view of its step.
@@ -49,9 +53,19 @@ class StepContext:
     session: Session
     now: datetime
     log: Any = field(default=None)
+    _enqueue: Enqueue | None = field(default=None, repr=False)
+
+    def enqueue(self, task: str, **kwargs: Any) -> None:
+        """Dispatch ``task`` (a task of this workflow, or a full task name) after this step
+        commits; nothing is sent if the step fails."""
+        assert self._enqueue is not None
+        name = task if "." in task else f"{self.workflow}.{task}"
+        self._enqueue(self.session, name, kwargs=kwargs)
 
     @classmethod
-    def for_claim(cls, claim: Claim, session: Session, now: datetime) -> StepContext:
+    def for_claim(
+        cls, claim: Claim, session: Session, now: datetime, enqueue: Enqueue | None = None
+    ) -> StepContext:
         return cls(
             run_id=claim.run_id,
             workflow=claim.workflow,
@@ -64,4 +78,26 @@ class StepContext:
             session=session,
             now=now,
             log=structlog.get_logger("statewright.step"),
+            _enqueue=enqueue,
         )
+
+
+@dataclass(slots=True)
+class TaskContext:
+    """What a workflow's ``@task`` receives: transactions, after-commit dispatch, a logger."""
+
+    workflow: str
+    task: str
+    now: datetime
+    log: Any
+    _transaction: Callable[[], AbstractContextManager[Session]] = field(repr=False)
+    _enqueue: Enqueue = field(repr=False)
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A session in one transaction (committed on success, rolled back on error)."""
+        return self._transaction()
+
+    def enqueue(self, session: Session, task: str, **kwargs: Any) -> None:
+        """Dispatch ``task`` after ``session`` commits."""
+        name = task if "." in task else f"{self.workflow}.{task}"
+        self._enqueue(session, name, kwargs=kwargs)

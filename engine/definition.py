@@ -70,6 +70,22 @@ class StepSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A task that belongs to a workflow but is not a state: ``<workflow>.<name>``.
+
+    Steps dispatch it through the outbox (``ctx.enqueue``); it receives a
+    ``TaskContext`` and its keyword arguments.
+    """
+
+    name: str
+    handler: Callable[..., None]
+    queue: str | None = None
+    silo_mode: frozenset[SiloMode] | None = None
+    time_limit: float | None = None
+    celery_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Edge:
     """A declared move: ``trigger`` takes the run from ``source`` to ``dest``."""
 
@@ -121,6 +137,34 @@ def step(
     return mark
 
 
+def task(
+    name: str | None = None,
+    *,
+    queue: str | None = None,
+    silo_mode: SiloMode | Iterable[SiloMode] | None = None,
+    time_limit: float | None = None,
+    **celery_options: Any,
+) -> Callable[[Callable[..., None]], Any]:
+    """Mark a method of a ``Workflow`` as one of its tasks (not a state).
+
+    The method takes a ``TaskContext`` and keyword arguments; it runs as the
+    instrumented Celery task ``<workflow>.<name>`` (``name`` defaults to the method's).
+    """
+
+    def mark(fn: Callable[..., None]) -> Any:
+        fn.__statewright_task__ = TaskSpec(  # type: ignore[attr-defined]
+            name=name or fn.__name__,
+            handler=fn,
+            queue=queue,
+            silo_mode=normalize_modes(silo_mode),
+            time_limit=time_limit,
+            celery_options=MappingProxyType(dict(celery_options)),
+        )
+        return fn
+
+    return mark
+
+
 @dataclass(frozen=True, slots=True)
 class Definition:
     """A validated, frozen workflow definition."""
@@ -134,11 +178,26 @@ class Definition:
     renames: Mapping[str, str]
     defaults: StepSpec
     version: str
+    tasks: Mapping[str, TaskSpec] = field(compare=False, repr=False)
+    #: A task enqueued (with ``run_id``) in the transaction that fails a run.
+    failure_task: str | None = field(compare=False, repr=False)
+    instance: Workflow = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
 
     def task_name(self, state: str) -> str:
-        """The Celery task name of ``state``'s handler."""
+        """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
         return f"{self.name}.{state}"
+
+    def bound_to(self, instance: Workflow) -> Definition:
+        """This definition with handlers bound to ``instance`` (a configured workflow)."""
+        if type(instance).definition is not self:
+            raise DefinitionError(
+                f"{type(instance).__name__} instance cannot bind workflow {self.name!r}"
+            )
+        steps, tasks = _bind(instance, self.steps, self.tasks)
+        return replace(
+            self, steps=MappingProxyType(steps), tasks=MappingProxyType(tasks), instance=instance
+        )
 
     def is_terminal(self, state: str) -> bool:
         return state in self.terminal
@@ -174,6 +233,8 @@ class Workflow:
     time_limit: ClassVar[float | None] = None
     queue: ClassVar[str | None] = None
     silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
+    #: Name of one of the workflow's ``@task`` methods to run when a run fails.
+    failure_task: ClassVar[str | None] = None
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -188,13 +249,16 @@ def build_definition(cls: type[Workflow]) -> Definition:
         raise DefinitionError(
             f"workflow name {name!r} is not allowed; use lowercase letters, digits and _"
         )
-    steps = _bind(cls, _collect_steps(cls, name))
+    tasks = _collect_tasks(cls, name)
+    instance = _instantiate(cls)
+    steps, tasks = _bind(instance, _collect_steps(cls, name), tasks)
     terminal = frozenset(_declared(cls, "terminal"))
     edges = _edges(name, _declared(cls, "transitions"))
     initial = _initial(name, steps)
     _check_states(name, steps, terminal, edges)
     _check_reachable(name, initial, steps, terminal, edges)
     _check_returned_triggers(name, steps, edges)
+    _check_tasks(name, tasks, set(steps) | terminal, cls.failure_task)
     states = _ordered_states(initial, edges, set(steps) | terminal)
     machine = Machine(
         model=None,
@@ -222,22 +286,69 @@ def build_definition(cls: type[Workflow]) -> Definition:
         renames=MappingProxyType(renames),
         defaults=defaults,
         version=_version(name, initial, states, terminal, edges),
+        tasks=MappingProxyType(tasks),
+        failure_task=cls.failure_task,
+        instance=instance,
         machine=machine,
     )
 
 
-def _bind(cls: type[Workflow], steps: dict[str, StepSpec]) -> dict[str, StepSpec]:
-    """Handlers become bound methods of one instance of the workflow class."""
+def _instantiate(cls: type[Workflow]) -> Workflow:
     try:
-        instance = cls()
+        return cls()
     except TypeError as error:
         raise DefinitionError(
             f"workflow class {cls.__name__} must be constructible without arguments: {error}"
         ) from None
-    return {
-        state: replace(spec, handler=spec.handler.__get__(instance, cls))
-        for state, spec in steps.items()
-    }
+
+
+def _bind(
+    instance: Workflow, steps: Mapping[str, StepSpec], tasks: Mapping[str, TaskSpec]
+) -> tuple[dict[str, StepSpec], dict[str, TaskSpec]]:
+    """Handlers become bound methods of one instance of the workflow class."""
+    cls = type(instance)
+
+    def unbound(handler: Callable[..., Any]) -> Callable[..., Any]:
+        return getattr(handler, "__func__", handler)
+
+    return (
+        {
+            s: replace(spec, handler=unbound(spec.handler).__get__(instance, cls))
+            for s, spec in steps.items()
+        },
+        {
+            t: replace(spec, handler=unbound(spec.handler).__get__(instance, cls))
+            for t, spec in tasks.items()
+        },
+    )
+
+
+def _collect_tasks(cls: type[Workflow], name: str) -> dict[str, TaskSpec]:
+    tasks: dict[str, TaskSpec] = {}
+    for value in vars(cls).values():
+        spec: TaskSpec | None = getattr(value, "__statewright_task__", None)
+        if spec is None:
+            continue
+        if not _NAME.match(spec.name) or spec.name in tasks:
+            raise DefinitionError(
+                f"workflow {name!r}: task name {spec.name!r} is not allowed or declared twice"
+            )
+        tasks[spec.name] = spec
+    return tasks
+
+
+def _check_tasks(
+    name: str, tasks: Mapping[str, TaskSpec], states: set[str], failure_task: str | None
+) -> None:
+    for clash in sorted(set(tasks) & states):
+        raise DefinitionError(
+            f"workflow {name!r}: task {clash!r} has the name of a state; task names must differ"
+        )
+    if failure_task is not None and failure_task not in tasks:
+        raise DefinitionError(
+            f"workflow {name!r}: failure_task {failure_task!r} is not one of its tasks; "
+            f"tasks: {', '.join(sorted(tasks)) or '(none)'}"
+        )
 
 
 def _no_handler(ctx: StepContext) -> Outcome:  # pragma: no cover - never called

@@ -82,7 +82,9 @@ class StepExecutor:
         session = self._db.sessions()
         started = time.perf_counter()
         try:
-            context = StepContext.for_claim(claim, session, self._clock.now())
+            context = StepContext.for_claim(
+                claim, session, self._clock.now(), self._recorder.enqueue
+            )
             outcome = step.handler(context)
             self._complete(step, claim, session, outcome, context.context, started)
         except Exception as error:

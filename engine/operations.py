@@ -7,6 +7,7 @@ refuses; each change and its history row and dispatch commit together.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +25,9 @@ from engine.registry import Registry
 from models.engine import WorkflowRun
 
 MAX_KEY = 200
+
+#: Writes a run's owning records: ``setup(session, run_id)``.
+Setup = Callable[[Session, str], None]
 
 
 class Operations:
@@ -44,8 +48,13 @@ class Operations:
         *,
         idempotency_key: str | None = None,
         pause_at: str | None = None,
+        setup: Setup | None = None,
     ) -> RunInfo:
-        """Start a run; with an idempotency key, the same key returns the same run."""
+        """Start a run; with an idempotency key, the same key returns the same run.
+
+        ``setup(session, run_id)`` writes the run's owning records in the same
+        transaction: if it raises, nothing of the run is written.
+        """
         definition = self._registry.get(workflow)
         clean = check_json_object(params, "params")
         _check_key(idempotency_key)
@@ -58,6 +67,9 @@ class Operations:
                     return _same_start(existing, clean)
                 run = self._new_run(definition, clean, idempotency_key, pause_at)
                 session.add(run)
+                if setup is not None:
+                    session.flush()
+                    setup(session, run.id)
                 self._recorder.move(
                     session, run, "start", definition.initial, now=self._clock.now()
                 )

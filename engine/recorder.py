@@ -59,6 +59,14 @@ class RunRecorder:
         )
         return run.history_len
 
+    def enqueue(self, session: Session, task_name: str, *, kwargs: dict[str, Any]) -> None:
+        """Dispatch a workflow task after ``session`` commits, on its own queue."""
+        workflow, _, name = task_name.partition(".")
+        definition = self._registry.get(workflow)
+        spec = definition.tasks.get(name)
+        queue = (spec.queue if spec else None) or self._settings.default_queue
+        self._dispatcher.enqueue(session, task_name, kwargs=kwargs, queue=queue)
+
     def dispatch(
         self,
         session: Session,
@@ -147,6 +155,9 @@ class RunRecorder:
             detail={"reason": reason, **summary},
         )
         self.finish(run, "failed", now=now, reason=reason, detail=detail)
+        failure_task = self._registry.get(run.workflow).failure_task
+        if failure_task is not None:
+            self.enqueue(session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id})
 
     def halt(
         self,

@@ -13,7 +13,7 @@ from datetime import timedelta
 from types import MappingProxyType, ModuleType
 
 from engine.config import Settings
-from engine.definition import Definition, Handler, Workflow
+from engine.definition import Definition, Handler, TaskSpec, Workflow
 from engine.errors import ConfigurationError, DefinitionError, UnknownWorkflowError
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode
@@ -85,9 +85,25 @@ class Registry:
     def steps(self) -> Iterable[StepOptions]:
         return self._steps.values()
 
+    def tasks(self) -> Iterable[tuple[Definition, TaskSpec]]:
+        """Every workflow task, with its workflow's definition."""
+        return [(d, spec) for d in self.definitions.values() for spec in d.tasks.values()]
 
-def as_definitions(items: Iterable[type[Workflow] | Definition]) -> list[Definition]:
-    return [item if isinstance(item, Definition) else item.definition for item in items]
+
+WorkflowItem = type[Workflow] | Workflow | Definition
+
+
+def as_definitions(items: Iterable[WorkflowItem]) -> list[Definition]:
+    """Definitions of classes, of configured instances (bound to them), or as given."""
+    found: list[Definition] = []
+    for item in items:
+        if isinstance(item, Definition):
+            found.append(item)
+        elif isinstance(item, Workflow):
+            found.append(type(item).definition.bound_to(item))
+        else:
+            found.append(item.definition)
+    return found
 
 
 def load_workflow_modules(modules: Iterable[str]) -> list[Definition]:

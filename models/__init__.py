@@ -1,6 +1,31 @@
 """SQLAlchemy models: the engine's tables and the domain tables of shipped workflows."""
 
 from models.base import Base, metadata
+from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from models.relocation import (
+    Relocation,
+    RelocationEmail,
+    RelocationFile,
+    RelocationValidation,
+    RelocationValidationAttempt,
+)
 
-__all__ = ["Base", "OutboxMessage", "WorkflowRun", "WorkflowTransition", "metadata"]
+__all__ = [
+    "Base",
+    "Organization",
+    "OrganizationMember",
+    "OutboxMessage",
+    "Project",
+    "ProjectTeam",
+    "Relocation",
+    "RelocationEmail",
+    "RelocationFile",
+    "RelocationValidation",
+    "RelocationValidationAttempt",
+    "Team",
+    "User",
+    "WorkflowRun",
+    "WorkflowTransition",
+    "metadata",
+]

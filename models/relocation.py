@@ -1,0 +1,99 @@
+"""Relocation's own records: the request, its files and its validations.
+
+Status lives in the run (``workflow_runs``); these tables hold what the run
+works on and what it found.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, BigId, JSONType, UTCDateTime
+
+
+class Relocation(Base):
+    """One request to move organizations into this installation; owned by one run."""
+
+    __tablename__ = "relocations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("workflow_runs.id", ondelete="CASCADE"), unique=True
+    )
+    owner_email: Mapped[str] = mapped_column(String(254))
+    want_org_slugs: Mapped[list[str]] = mapped_column(JSONType)
+    want_usernames: Mapped[list[str] | None] = mapped_column(JSONType)
+    latest_notified: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RelocationFile(Base):
+    """A file of a relocation: the upload as received, or its checked, normalized form."""
+
+    __tablename__ = "relocation_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    relocation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("relocations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    #: Size of the file as the sender had it (what is stored is cut at the size limit).
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("relocation_id", "kind"),)
+
+
+class RelocationValidation(Base):
+    """Validation of a relocation in a sandbox: one row, several attempts."""
+
+    __tablename__ = "relocation_validations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    relocation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("relocations.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RelocationValidationAttempt(Base):
+    """One sandbox import: pending, then valid, invalid (with findings) or timed out."""
+
+    __tablename__ = "relocation_validation_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    validation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("relocation_validations.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    findings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    detail: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("validation_id", "number"),)
+
+
+class RelocationEmail(Base):
+    """An email the relocation sent: the unique key makes a second sending impossible."""
+
+    __tablename__ = "relocation_emails"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    relocation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("relocations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(254))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("relocation_id", "kind", "recipient"),)
