@@ -84,7 +84,10 @@ class RelocationValidationAttempt(Base):
 
 
 class RelocationEmail(Base):
-    """An email the relocation sent: the unique key makes a second sending impossible."""
+    """An email of a relocation: written once (the unique key), sent by a task after commit.
+
+    ``sent_at`` stays empty until the mail server has accepted it.
+    """
 
     __tablename__ = "relocation_emails"
 
@@ -94,6 +97,9 @@ class RelocationEmail(Base):
     )
     kind: Mapped[str] = mapped_column(String(40))
     recipient: Mapped[str] = mapped_column(String(254))
-    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("relocation_id", "kind", "recipient"),)

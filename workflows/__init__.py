@@ -1,7 +1,8 @@
 """Workflows shipped with statewright."""
 
 from workflows.onboarding import Onboarding
+from workflows.relocation import Relocation
 
-WORKFLOWS = [Onboarding]
+WORKFLOWS = [Onboarding, Relocation]
 
-__all__ = ["WORKFLOWS", "Onboarding"]
+__all__ = ["WORKFLOWS", "Onboarding", "Relocation"]

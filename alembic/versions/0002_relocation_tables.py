@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 06:41:58.759524
+Create Date: 2026-11-24 06:46:35.387788
 """
 from collections.abc import Sequence
 
@@ -90,7 +90,10 @@ def upgrade() -> None:
     sa.Column('relocation_id', BigId, nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('recipient', sa.String(length=254), nullable=False),
-    sa.Column('sent_at', UTCDateTime(), nullable=False),
+    sa.Column('subject', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('created_at', UTCDateTime(), nullable=False),
+    sa.Column('sent_at', UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['relocation_id'], ['relocations.id'], name=op.f('fk_relocation_emails_relocation_id_relocations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_relocation_emails')),
     sa.UniqueConstraint('relocation_id', 'kind', 'recipient', name=op.f('uq_relocation_emails_relocation_id_kind_recipient'))

@@ -1,0 +1,8 @@
+"""Relocation: move organizations between installations (the flagship workflow)."""
+
+from workflows.relocation.config import RelocationConfig
+from workflows.relocation.format import Limits
+from workflows.relocation.start import start_relocation
+from workflows.relocation.workflow import Relocation
+
+__all__ = ["Limits", "Relocation", "RelocationConfig", "start_relocation"]

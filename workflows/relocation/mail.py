@@ -1,0 +1,65 @@
+"""Email backends: console (the default), a directory of .eml files, or SMTP."""
+
+from __future__ import annotations
+
+import smtplib
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from engine.errors import ConfigurationError
+
+
+class MailBackend(Protocol):
+    """Delivers one message; raises if it could not."""
+
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class ConsoleBackend:
+    """Prints messages to standard output."""
+
+    def send(self, message: EmailMessage) -> None:
+        sys.stdout.write(f"--- email to {message['To']}: {message['Subject']}\n")
+
+
+class FileBackend:
+    """Writes each message as an .eml file into a directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = str(message["Message-ID"]).strip("<>").replace("@", "_").replace("/", "_")
+        (self.directory / f"{name}.eml").write_bytes(bytes(message))
+
+
+class SmtpBackend:
+    """Sends through an SMTP server."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    def send(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as client:
+            client.send_message(message)
+
+
+def backend_from_url(value: str) -> MailBackend:
+    """``console``, ``file:DIRECTORY`` or ``smtp://HOST:PORT``."""
+    if value == "console":
+        return ConsoleBackend()
+    if value.startswith("file:"):
+        return FileBackend(Path(value.removeprefix("file:")))
+    parts = urlsplit(value)
+    if parts.scheme == "smtp" and parts.hostname:
+        return SmtpBackend(parts.hostname, parts.port or 25)
+    raise ConfigurationError(
+        f"STATEWRIGHT_EMAIL_BACKEND {value!r} is not known; allowed: console, file:DIRECTORY, "
+        "smtp://HOST:PORT"
+    )

@@ -1,0 +1,460 @@
+"""Relocation: move organizations, their members, teams and projects into this installation.
+
+uploading → preprocessing → validating → importing → postprocessing → notifying → completed.
+Every failure has its own reason; a failed run emails its owner once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import BinaryIO, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.context import StepContext, TaskContext
+from engine.definition import Workflow, step, task
+from engine.errors import PermanentError
+from engine.outcomes import Poll
+from engine.retry import RetryPolicy
+from models.domain import Organization, OrganizationMember, User
+from models.engine import WorkflowRun
+from models.relocation import (
+    Relocation as RelocationRecord,
+)
+from models.relocation import (
+    RelocationFile,
+    RelocationValidation,
+    RelocationValidationAttempt,
+)
+from workflows.relocation.config import RelocationConfig
+from workflows.relocation.format import (
+    SECTIONS,
+    ExportError,
+    Header,
+    Record,
+    read_records,
+    seal,
+    write_document,
+)
+from workflows.relocation.importer import Importer, ImportProblemError
+from workflows.relocation.notify import queue_email, send_pending
+from workflows.relocation.sandbox import validate_in_sandbox
+
+
+class Relocation(Workflow):
+    """Moves organizations from an export of another installation into this one."""
+
+    name = "relocation"
+    transitions = [
+        ("uploaded", "uploading", "preprocessing"),
+        ("preprocessed", "preprocessing", "validating"),
+        ("validated", "validating", "importing"),
+        ("imported", "importing", "postprocessing"),
+        ("postprocessed", "postprocessing", "notifying"),
+        ("notified", "notifying", "completed"),
+    ]
+    terminal = ["completed"]
+    retry = RetryPolicy(max_attempts=3, backoff=5.0, max_backoff=120.0)
+    time_limit = 900.0
+    failure_task = "notify_failed"
+
+    def __init__(self, config: RelocationConfig | None = None) -> None:
+        self.config = config or RelocationConfig.from_env()
+
+    # -- states --------------------------------------------------------------------
+
+    @step(initial=True, reason="We could not store the uploaded export")
+    def uploading(self, ctx: StepContext) -> Literal["uploaded"]:
+        relocation = _relocation(ctx)
+        upload = _file(ctx.session, relocation, "upload")
+        limit = self.config.limits.max_file_bytes
+        if upload.size > limit:
+            raise PermanentError(
+                f"The export is {upload.size:,} bytes; the limit is {limit:,} bytes"
+            )
+        upload.sha256 = hashlib.sha256(upload.data).hexdigest()
+        ctx.context["upload"] = {"bytes": upload.size, "sha256": upload.sha256}
+        queue_email(ctx.session, relocation, "started", relocation.owner_email, now=ctx.now)
+        ctx.enqueue("send_emails", relocation_id=relocation.id)
+        return "uploaded"
+
+    @step(reason="We could not read the export")
+    def preprocessing(self, ctx: StepContext) -> Literal["preprocessed"]:
+        relocation = _relocation(ctx)
+        upload = _file(ctx.session, relocation, "upload")
+        selection = self._select(upload.data, relocation)
+        _check_collisions(ctx.session, selection.slugs)
+        taken = _taken_usernames(ctx.session, self._users(upload.data, selection))
+        normalized = io.BytesIO()
+        self._normalize(upload.data, selection, normalized)
+        data = normalized.getvalue()
+        ctx.session.add(
+            RelocationFile(
+                relocation_id=relocation.id,
+                kind="checked",
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                data=data,
+                created_at=ctx.now,
+            )
+        )
+        ctx.context["export"] = {
+            "organizations": selection.slugs,
+            "users": len(selection.users),
+            "usernames_taken": taken,
+            "source": selection.source,
+        }
+        return "preprocessed"
+
+    @step(poll_deadline=86_400, reason="We could not validate the export")
+    def validating(self, ctx: StepContext) -> Literal["validated"] | Poll:
+        relocation = _relocation(ctx)
+        validation = _validation(ctx.session, relocation, ctx.now)
+        latest = _latest_attempt(ctx.session, validation)
+        if latest is not None and latest.status == "valid":
+            validation.status = "valid"
+            return "validated"
+        if latest is not None and latest.status == "invalid":
+            findings = latest.findings or []
+            first = findings[0]["problem"] if findings else "no detail"
+            raise PermanentError(
+                f"Validation found {len(findings)} problem(s) in the export; the first: {first}"
+            )
+        if latest is not None and latest.status == "pending":
+            if ctx.now - latest.started_at < self.config.validation_timeout:
+                return Poll(after=self.config.validation_interval)
+            latest.status = "timed_out"
+            latest.finished_at = ctx.now
+        if validation.attempts >= self.config.max_validation_runs:
+            raise PermanentError(
+                f"Validation did not finish: {validation.attempts} run(s) each took longer than "
+                f"{self.config.validation_timeout.total_seconds():g}s"
+            )
+        attempt = _start_attempt(ctx.session, validation, ctx.now)
+        ctx.enqueue("validate", relocation_id=relocation.id, attempt_id=attempt.id)
+        return Poll(after=self.config.validation_interval)
+
+    @step(reason="We could not import the export")
+    def importing(self, ctx: StepContext) -> Literal["imported"]:
+        relocation = _relocation(ctx)
+        checked = _file(ctx.session, relocation, "checked")
+        importer = Importer(ctx.session, now=ctx.now, batch=self.config.import_batch)
+        try:
+            result = importer.run(read_records(checked.data, None, self.config.limits))
+        except ImportProblemError as problem:
+            raise PermanentError(
+                f"The export could not be imported: {problem.findings[0]['problem']}"
+            ) from problem
+        ctx.context["imported"] = {
+            "rows": result.rows,
+            "organization_ids": result.organization_ids,
+            "renamed_usernames": len(result.renamed),
+        }
+        return "imported"
+
+    @step(reason="We could not make you the owner of the imported organizations")
+    def postprocessing(self, ctx: StepContext) -> Literal["postprocessed"]:
+        relocation = _relocation(ctx)
+        owner = _owner(ctx.session, relocation.owner_email)
+        for org_id in ctx.context["imported"]["organization_ids"]:
+            membership = ctx.session.execute(
+                select(OrganizationMember).where(
+                    OrganizationMember.organization_id == org_id,
+                    OrganizationMember.user_id == owner.id,
+                )
+            ).scalar_one_or_none()
+            if membership is None:
+                ctx.session.add(
+                    OrganizationMember(organization_id=org_id, user_id=owner.id, role="owner")
+                )
+            else:
+                membership.role = "owner"
+        return "postprocessed"
+
+    @step(reason="We could not send the relocation emails")
+    def notifying(self, ctx: StepContext) -> Literal["notified"]:
+        relocation = _relocation(ctx)
+        org_ids = ctx.context["imported"]["organization_ids"]
+        users = ctx.session.execute(
+            select(User.email, User.username)
+            .distinct()
+            .join(OrganizationMember, OrganizationMember.user_id == User.id)
+            .where(OrganizationMember.organization_id.in_(org_ids), User.is_unclaimed.is_(True))
+            .order_by(User.username)
+        ).all()
+        for email, username in users:
+            queue_email(ctx.session, relocation, "claim", email, now=ctx.now, username=username)
+        queue_email(ctx.session, relocation, "succeeded", relocation.owner_email, now=ctx.now)
+        ctx.enqueue("send_emails", relocation_id=relocation.id)
+        return "notified"
+
+    # -- tasks ---------------------------------------------------------------------
+
+    @task(time_limit=1800.0)
+    def validate(self, tc: TaskContext, relocation_id: int, attempt_id: int) -> None:
+        """Import the checked export into a sandbox and record what it found."""
+        with tc.transaction() as session:
+            attempt = session.get(RelocationValidationAttempt, attempt_id)
+            if attempt is None or attempt.status != "pending":
+                return
+            relocation = session.get(RelocationRecord, relocation_id)
+            assert relocation is not None
+            data = _file(session, relocation, "checked").data
+        findings = validate_in_sandbox(
+            data, self.config.limits, now=tc.now, batch=self.config.import_batch
+        )
+        with tc.transaction() as session:
+            session.execute(
+                update(RelocationValidationAttempt)
+                .where(
+                    RelocationValidationAttempt.id == attempt_id,
+                    RelocationValidationAttempt.status == "pending",
+                )
+                .values(
+                    status="invalid" if findings else "valid",
+                    findings=findings or None,
+                    finished_at=tc.now,
+                )
+            )
+        tc.log.info("sandbox validation finished", findings=len(findings))
+
+    @task(autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
+    def send_emails(self, tc: TaskContext, relocation_id: int) -> None:
+        """Send every unsent email of a relocation, one transaction each."""
+        while True:
+            with tc.transaction() as session:
+                lock = session.get_bind().dialect.name == "postgresql"
+                if not send_pending(
+                    session,
+                    relocation_id,
+                    self.config.mailer,
+                    self.config.email_from,
+                    tc.now,
+                    lock=lock,
+                ):
+                    return
+
+    @task()
+    def notify_failed(self, tc: TaskContext, run_id: str) -> None:
+        """Tell the owner that their relocation failed, and why."""
+        with tc.transaction() as session:
+            relocation = session.execute(
+                select(RelocationRecord).where(RelocationRecord.run_id == run_id)
+            ).scalar_one_or_none()
+            run = session.get(WorkflowRun, run_id)
+            if relocation is None or run is None:
+                return
+            queue_email(
+                session,
+                relocation,
+                "failed",
+                relocation.owner_email,
+                now=tc.now,
+                reason=run.failure_reason or "unknown",
+            )
+            tc.enqueue(session, "send_emails", relocation_id=relocation.id)
+
+    # -- reading the export --------------------------------------------------------
+
+    def _select(self, data: bytes, relocation: RelocationRecord) -> Selection:
+        """First pass: check the whole document and decide which records to relocate."""
+        header = Header()
+        orgs: dict[int, str] = {}
+        selection = Selection()
+        try:
+            for section, record in read_records(
+                data, self.config.private_key, self.config.limits, header
+            ):
+                if section == "organizations":
+                    orgs[record["id"]] = record["slug"]
+                elif section == "members" and record["organization_id"] in selection.org_ids:
+                    selection.users.add(record["user_id"])
+                if section == "users" and not selection.org_ids:
+                    selection.choose(orgs, relocation.want_org_slugs)
+        except ExportError as error:
+            raise PermanentError(str(error)) from None
+        if not selection.org_ids:
+            selection.choose(orgs, relocation.want_org_slugs)
+        if relocation.want_usernames is not None:
+            selection.usernames = set(relocation.want_usernames)
+        selection.source = header.source
+        return selection
+
+    def _users(self, data: bytes, selection: Selection) -> Iterator[str]:
+        for section, record in read_records(data, self.config.private_key, self.config.limits):
+            if section == "users" and record["id"] in selection.users:
+                yield record["username"]
+
+    def _normalize(self, data: bytes, selection: Selection, target: BinaryIO) -> None:
+        """Second pass: write the selected records, unencrypted and compressed."""
+        plain = io.BytesIO()
+        records = read_records(data, self.config.private_key, self.config.limits)
+        write_document(
+            plain, {**selection.source, "checked": "true"}, _by_section(selection.filter(records))
+        )
+        seal(plain, target, compress=True, public_key=None)
+
+
+class Selection:
+    """Which organizations, users, teams and projects of an export are relocated."""
+
+    def __init__(self) -> None:
+        self.org_ids: set[int] = set()
+        self.slugs: list[str] = []
+        self.users: set[int] = set()
+        self.usernames: set[str] | None = None
+        self.teams: set[int] = set()
+        self.projects: set[int] = set()
+        self.source: dict[str, str] = {}
+
+    def choose(self, orgs: dict[int, str], wanted: list[str]) -> None:
+        if not orgs:
+            raise PermanentError("The export contains no organizations")
+        if wanted:
+            missing = [slug for slug in wanted if slug not in orgs.values()]
+            if missing:
+                raise PermanentError(
+                    f"Organization {missing[0]!r} is not in the export; it has: "
+                    f"{', '.join(sorted(orgs.values()))}"
+                )
+        self.org_ids = {i for i, slug in orgs.items() if not wanted or slug in wanted}
+        self.slugs = sorted(orgs[i] for i in self.org_ids)
+
+    def filter(self, records: Iterable[tuple[str, Record]]) -> Iterator[tuple[str, Record]]:
+        for section, record in records:
+            if self._keeps(section, record):
+                yield section, record
+
+    def _keeps(self, section: str, record: Record) -> bool:
+        if section == "organizations":
+            return record["id"] in self.org_ids
+        if section == "users":
+            return record["id"] in self.users
+        if section == "members":
+            return record["organization_id"] in self.org_ids and record["user_id"] in self.users
+        if section in ("teams", "projects"):
+            kept = record["organization_id"] in self.org_ids
+            if kept:
+                (self.teams if section == "teams" else self.projects).add(record["id"])
+            return kept
+        return record["project_id"] in self.projects and record["team_id"] in self.teams
+
+
+def _by_section(records: Iterable[tuple[str, Record]]) -> Iterator[tuple[str, Iterator[Record]]]:
+    """Group a document-ordered record stream into (section, records) for the writer."""
+    iterator = iter(records)
+    pending: list[tuple[str, Record]] = []
+
+    def take(section: str) -> Iterator[Record]:
+        while True:
+            if pending:
+                if pending[0][0] != section:
+                    return
+                yield pending.pop()[1]
+                continue
+            item = next(iterator, None)
+            if item is None:
+                return
+            if item[0] != section:
+                pending.append(item)
+                return
+            yield item[1]
+
+    for section in SECTIONS:
+        yield section, take(section)
+
+
+def _relocation(ctx: StepContext) -> RelocationRecord:
+    relocation = ctx.session.execute(
+        select(RelocationRecord).where(RelocationRecord.run_id == ctx.run_id)
+    ).scalar_one_or_none()
+    if relocation is None:
+        raise PermanentError(f"Run {ctx.run_id} has no relocation record")
+    return relocation
+
+
+def _file(session: Session, relocation: RelocationRecord, kind: str) -> RelocationFile:
+    found = session.execute(
+        select(RelocationFile).where(
+            RelocationFile.relocation_id == relocation.id, RelocationFile.kind == kind
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        raise PermanentError(f"The relocation has no {kind} file")
+    return found
+
+
+def _check_collisions(session: Session, slugs: list[str]) -> None:
+    existing = sorted(
+        session.execute(select(Organization.slug).where(Organization.slug.in_(slugs))).scalars()
+    )
+    if existing:
+        raise PermanentError(
+            f"Organization slug {existing[0]!r} already exists in this installation"
+            + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+        )
+
+
+def _taken_usernames(session: Session, usernames: Iterable[str]) -> int:
+    taken, batch = 0, []
+    for username in usernames:
+        batch.append(username)
+        if len(batch) == 1000:
+            taken += _count_taken(session, batch)
+            batch = []
+    return taken + (_count_taken(session, batch) if batch else 0)
+
+
+def _count_taken(session: Session, batch: list[str]) -> int:
+    return len(session.execute(select(User.id).where(User.username.in_(batch))).all())
+
+
+def _owner(session: Session, email: str) -> User:
+    owner = session.execute(
+        select(User).where(User.email == email).order_by(User.id).limit(1)
+    ).scalar_one_or_none()
+    if owner is None:
+        raise PermanentError(f"No user with email {email!r} exists here to own the organizations")
+    return owner
+
+
+def _validation(
+    session: Session, relocation: RelocationRecord, now: datetime
+) -> RelocationValidation:
+    validation = session.execute(
+        select(RelocationValidation).where(RelocationValidation.relocation_id == relocation.id)
+    ).scalar_one_or_none()
+    if validation is None:
+        validation = RelocationValidation(
+            relocation_id=relocation.id, status="running", attempts=0, created_at=now
+        )
+        session.add(validation)
+        session.flush()
+    return validation
+
+
+def _latest_attempt(
+    session: Session, validation: RelocationValidation
+) -> RelocationValidationAttempt | None:
+    return session.execute(
+        select(RelocationValidationAttempt)
+        .where(RelocationValidationAttempt.validation_id == validation.id)
+        .order_by(RelocationValidationAttempt.number.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _start_attempt(
+    session: Session, validation: RelocationValidation, now: datetime
+) -> RelocationValidationAttempt:
+    validation.attempts += 1
+    attempt = RelocationValidationAttempt(
+        validation_id=validation.id, number=validation.attempts, status="pending", started_at=now
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt
