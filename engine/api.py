@@ -83,7 +83,7 @@ class Engine:
             batch=self.settings.relay_batch,
             grace=grace,
         )
-        self.reaper = Reaper(self.db, self.recorder, self.clock, self.metrics)
+        self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(self.db, self.registry, self.recorder, self.clock)
 
     # -- writes ------------------------------------------------------------------
@@ -133,7 +133,7 @@ class Engine:
 
     def get(self, run_id: str) -> RunInfo:
         """The run with this id; ``RunNotFoundError`` if there is none."""
-        with self.db.sessions() as session:
+        with self.db.reads() as session:
             return get_run(session, run_id)
 
     def list(
@@ -142,12 +142,12 @@ class Engine:
         """Runs, newest first, optionally of one workflow and one status."""
         if workflow is not None:
             self.registry.get(workflow)
-        with self.db.sessions() as session:
+        with self.db.reads() as session:
             return list_runs(session, workflow=workflow, status=status, limit=limit)
 
     def history(self, run_id: str) -> builtins.list[TransitionInfo]:
         """The run's history rows in order."""
-        with self.db.sessions() as session:
+        with self.db.reads() as session:
             return run_history(session, run_id)
 
     def wait(self, run_id: str, *, timeout: float = 60.0, interval: float = 0.05) -> RunInfo:

@@ -6,16 +6,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import structlog
 from celery import Celery
 from kombu import Queue
 
 from engine.config import Settings
 from engine.definition import Definition, TaskSpec
 from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
-from engine.instrumentation import InstrumentedTask
+from engine.instrumentation import HARD_LIMIT_MARGIN, InstrumentedTask
 from engine.metrics import Metrics
 from engine.registry import Registry, StepOptions
 from engine.silo import SiloMode
+
+log = structlog.get_logger("statewright.publish")
 
 StepRunner = Callable[[StepOptions, str, int], None]
 TaskRunner = Callable[[Definition, TaskSpec, dict[str, Any]], None]
@@ -90,7 +93,9 @@ def _register_task(
         **spec.celery_options,
     }
     if spec.time_limit is not None:
-        options.update(time_limit=spec.time_limit + 5, soft_time_limit=spec.time_limit)
+        options.update(
+            time_limit=spec.time_limit + HARD_LIMIT_MARGIN, soft_time_limit=spec.time_limit
+        )
     app.task(**options)(body)
 
 
@@ -106,7 +111,7 @@ def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:
         "task_queue": step.queue,
         "shared": False,
         "silo_mode": step.silo_mode,
-        "time_limit": step.time_limit + 5,
+        "time_limit": step.time_limit + HARD_LIMIT_MARGIN,
         "soft_time_limit": step.time_limit,
     }
     app.task(**options)(body)
@@ -118,16 +123,27 @@ class CeleryPublisher:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def publish(self, messages: Sequence[TaskMessage]) -> None:
-        with self._app.producer_or_acquire() as producer:
-            for message in messages:
-                options: dict[str, Any] = {"queue": message.queue} if message.queue else {}
-                self._app.send_task(
-                    message.task_name,
-                    args=list(message.args),
-                    kwargs=message.kwargs,
-                    headers={ENQUEUED_AT_HEADER: time.time()},
-                    producer=producer,
-                    ignore_result=True,
-                    **options,
-                )
+    def publish(self, messages: Sequence[TaskMessage]) -> int:
+        sent = 0
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for message in messages:
+                    options: dict[str, Any] = {"queue": message.queue} if message.queue else {}
+                    self._app.send_task(
+                        message.task_name,
+                        args=list(message.args),
+                        kwargs=message.kwargs,
+                        headers={ENQUEUED_AT_HEADER: time.time()},
+                        producer=producer,
+                        ignore_result=True,
+                        **options,
+                    )
+                    sent += 1
+        except Exception as error:  # the broker is down or refused: the rest stay in the outbox
+            log.warning(
+                "publish failed; the relay will retry",
+                error=repr(error),
+                published=sent,
+                pending=len(messages) - sent,
+            )
+        return sent

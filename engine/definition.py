@@ -119,6 +119,14 @@ def step(
     )
 
     def mark(fn: Callable[[Any, StepContext], Outcome]) -> Any:
+        check_options(
+            f"@step of {fn.__qualname__}",
+            retry=retry,
+            time_limit=time_limit,
+            queue=queue,
+            poll_limit=poll_limit,
+            poll_deadline=deadline,
+        )
         spec = StepSpec(
             state=state or fn.__name__,
             handler=fn,
@@ -249,6 +257,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         raise DefinitionError(
             f"workflow name {name!r} is not allowed; use lowercase letters, digits and _"
         )
+    check_options(f"workflow {name!r}", retry=cls.retry, time_limit=cls.time_limit, queue=cls.queue)
     tasks = _collect_tasks(cls, name)
     instance = _instantiate(cls)
     steps, tasks = _bind(instance, _collect_steps(cls, name), tasks)
@@ -291,6 +300,37 @@ def build_definition(cls: type[Workflow]) -> Definition:
         instance=instance,
         machine=machine,
     )
+
+
+def check_options(
+    where: str,
+    *,
+    retry: object = None,
+    time_limit: float | None = None,
+    queue: str | None = None,
+    poll_limit: int | None = None,
+    poll_deadline: timedelta | None = None,
+) -> None:
+    """Refuse option values that cannot work, naming the value and what is allowed."""
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise DefinitionError(f"{where}: retry must be a RetryPolicy; got {retry!r}")
+    if time_limit is not None and not (isinstance(time_limit, int | float) and time_limit > 0):
+        raise DefinitionError(
+            f"{where}: time_limit must be a positive number of seconds; got {time_limit!r}"
+        )
+    if queue is not None and not (isinstance(queue, str) and queue.strip()):
+        raise DefinitionError(f"{where}: queue must be a non-empty name; got {queue!r}")
+    if poll_limit is not None and not (isinstance(poll_limit, int) and poll_limit >= 1):
+        raise DefinitionError(
+            f"{where}: poll_limit must be a whole number of at least 1; got {poll_limit!r}"
+        )
+    if poll_deadline is not None and not (
+        isinstance(poll_deadline, timedelta) and poll_deadline > timedelta(0)
+    ):
+        raise DefinitionError(
+            f"{where}: poll_deadline must be positive (seconds or a "
+            f"timedelta); got {poll_deadline!r}"
+        )
 
 
 def _instantiate(cls: type[Workflow]) -> Workflow:

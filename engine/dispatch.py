@@ -56,7 +56,9 @@ class TaskMessage:
 class Publisher(Protocol):
     """Hands messages to a broker (or, in tests, to a local queue)."""
 
-    def publish(self, messages: Sequence[TaskMessage]) -> None: ...
+    def publish(self, messages: Sequence[TaskMessage]) -> int:
+        """Publish in order until one fails; return how many were published."""
+        ...
 
 
 class Dispatcher:
@@ -86,6 +88,7 @@ class Dispatcher:
         queue: str | None = None,
         not_before: datetime | None = None,
         run_id: str | None = None,
+        token: int | None = None,
     ) -> OutboxMessage:
         """Add a message to ``session``'s transaction; it is sent only after commit."""
         now = self._clock.now()
@@ -95,6 +98,7 @@ class Dispatcher:
             kwargs=kwargs,
             queue=queue,
             run_id=run_id,
+            token=token,
             not_before=not_before or now,
             created_at=now,
         )
@@ -104,46 +108,51 @@ class Dispatcher:
             session.info.setdefault(_PENDING, []).append(row)
         return row
 
+    def discard_for_run(self, session: Session, run_id: str) -> None:
+        """Delete a run's waiting messages (timers of a token the run no longer has)."""
+        session.execute(delete(OutboxMessage).where(OutboxMessage.run_id == run_id))
+
     def in_flight(self) -> frozenset[int]:
-        """Outbox ids this process is publishing right now (the relay leaves them alone)."""
+        """Outbox ids this process is publishing or deleting now (the relay leaves them alone)."""
         with self._lock:
             return frozenset(self._in_flight)
 
     def send(self, messages: Sequence[TaskMessage]) -> int:
-        """Publish committed messages and delete their rows; returns how many were sent."""
-        if not self.publish(messages):
-            return 0
-        with self._db.engine.begin() as connection:
-            connection.execute(
-                delete(OutboxMessage).where(OutboxMessage.id.in_([m.outbox_id for m in messages]))
-            )
-        return len(messages)
+        """Publish committed messages and delete the rows of those sent; returns how many.
 
-    def publish(self, messages: Sequence[TaskMessage]) -> bool:
-        """Hand messages to the broker; ``False`` if they must stay in the outbox.
-
-        They stay when this process has no publisher (an embedded engine without its
-        worker: the worker's relay sends them) or when the broker fails.
+        Runs after a commit, so it never raises: whatever it could not do, the relay does.
         """
-        publisher = self._publisher()
-        if publisher is None or not messages:
-            return False
         ids = [m.outbox_id for m in messages]
         with self._lock:
             self._in_flight.update(ids)
         try:
-            publisher.publish(messages)
+            sent = self.publish(messages)
+            if sent:
+                with self._db.engine.begin() as connection:
+                    connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(sent)))
+            return len(sent)
         except Exception as error:
-            self._metrics.incr("outbox.publish_failed", len(messages))
-            log.warning(
-                "publish failed; the relay will retry", error=repr(error), messages=len(messages)
-            )
-            return False
+            log.warning("outbox rows not cleared; the relay will see them", error=repr(error))
+            return 0
         finally:
             with self._lock:
                 self._in_flight.difference_update(ids)
-        self._metrics.incr("outbox.sent", len(messages))
-        return True
+
+    def publish(self, messages: Sequence[TaskMessage]) -> list[int]:
+        """Hand messages to the broker, in order; returns the outbox ids it accepted.
+
+        Nothing is published when this process has no publisher (an embedded engine
+        without its worker: the worker's relay sends them); publishing stops at the
+        first broker failure, and the rest stay in the outbox.
+        """
+        publisher = self._publisher()
+        if publisher is None or not messages:
+            return []
+        count = publisher.publish(messages)
+        if count < len(messages):
+            self._metrics.incr("outbox.publish_failed", len(messages) - count)
+        self._metrics.incr("outbox.sent", count)
+        return [m.outbox_id for m in messages[:count]]
 
     def _hook(self, session: Session) -> None:
         if session.info.get(_HOOKED):
@@ -154,12 +163,16 @@ class Dispatcher:
         event.listen(session, "after_rollback", _discard)
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint was released; the real commit is still to come
         messages: list[TaskMessage] = session.info.pop(_COMMITTED, [])
         if messages:
             self.send(messages)
 
 
 def _snapshot(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     rows: list[OutboxMessage] = session.info.pop(_PENDING, [])
     if not rows:
         return
@@ -169,5 +182,7 @@ def _snapshot(session: Session) -> None:
 
 
 def _discard(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # rows added in a rolled-back savepoint are no longer persistent
     session.info.pop(_PENDING, None)
     session.info.pop(_COMMITTED, None)

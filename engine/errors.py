@@ -34,6 +34,10 @@ class UnknownWorkflowError(StatewrightError):
         self.name = name
 
 
+class UnknownStateError(StatewrightError):
+    """A state that a workflow (no longer) has a step for."""
+
+
 class RunNotFoundError(StatewrightError):
     """No run has this id."""
 
@@ -79,5 +83,6 @@ __all__ = [
     "RunNotFoundError",
     "SiloLimitError",
     "StatewrightError",
+    "UnknownStateError",
     "UnknownWorkflowError",
 ]

@@ -35,8 +35,9 @@ from engine.decide import (
     decide_outcome,
     error_detail,
 )
+from engine.errors import InvalidParamsError
 from engine.hooks.sentry import report_failure
-from engine.instrumentation import bind_step
+from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
 from engine.persistence import Database, lock_run
@@ -108,7 +109,8 @@ class StepExecutor:
                 log.info("run cancelled at step boundary")
                 return None
             if run.pause_requested or run.pause_at == run.state:
-                run.pause_at = None
+                if run.pause_at == run.state:
+                    run.pause_at = None
                 self._recorder.halt(session, run, "paused", "pause", now=now)
                 log.info("run paused at step boundary")
                 return None
@@ -123,7 +125,7 @@ class StepExecutor:
                 return None
             run.claimed = True
             run.lease_expires_at = now + timedelta(
-                seconds=step.time_limit + self._settings.lease_grace
+                seconds=step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
             )
             return _claim(run)
 
@@ -144,11 +146,17 @@ class StepExecutor:
         assert run is not None
         now = self._clock.now()
         decision = decide_outcome(self._registry.get(step.workflow), step, _view(run), outcome, now)
+        try:
+            run.context = check_json_object(context, "the run context")
+        except InvalidParamsError as error:
+            decision = FailRun(
+                f"{step.reason} (the step left a context that is not JSON: {error})",
+                error_detail(error),
+            )
         if isinstance(decision, FailRun | RetryLater):
             session.rollback()  # the step failed: its domain writes must not land
             self._apply_failure(step, claim, decision, _elapsed_ms(started))
             return
-        run.context = check_json_object(context, "the run context")
         self._apply(session, step, run, decision, now, _elapsed_ms(started))
         session.commit()
 

@@ -23,6 +23,10 @@ from engine.hooks.timing import timing
 from engine.metrics import Metrics, NullMetrics
 from engine.silo import SiloMode, check_silo, normalize_modes
 
+#: Seconds between a task's soft time limit (an exception in the task) and its hard one
+#: (the pool kills the process); leases outlast both.
+HARD_LIMIT_MARGIN = 5.0
+
 #: Hooks in the order they are entered around a task body.
 DEFAULT_HOOKS: tuple[Hook, ...] = (logging_context, sentry_scope, timing, queue_time)
 

@@ -16,6 +16,10 @@ class Poll:
     after: timedelta = timedelta(seconds=5)
 
     def __init__(self, after: timedelta | float = 5.0) -> None:
+        if isinstance(after, bool) or not isinstance(after, timedelta | int | float):
+            raise TypeError(
+                f"Poll(after=...) takes seconds (a number) or a timedelta; got {after!r}"
+            )
         delay = after if isinstance(after, timedelta) else timedelta(seconds=after)
         if delay < timedelta(0):
             raise ValueError(f"Poll(after=...) must not be negative; got {delay}")

@@ -17,9 +17,9 @@ from models.engine import WorkflowRun
 class Database:
     """The engine's database: a connection pool and a session factory.
 
-    On SQLite every transaction is ``BEGIN IMMEDIATE``: the write lock is taken up
-    front, which is SQLite's equivalent of ``SELECT ... FOR UPDATE``, and WAL keeps
-    readers going meanwhile.
+    On SQLite every writing transaction is ``BEGIN IMMEDIATE``: the write lock is
+    taken up front, which is SQLite's equivalent of ``SELECT ... FOR UPDATE``.
+    ``reads`` sessions begin deferred and, with WAL, never wait for a writer.
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -28,6 +28,12 @@ class Database:
         self.engine: SAEngine = _create(url, echo=echo)
         self.sessions: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False, autoflush=True
+        )
+        #: Sessions for reading only: on SQLite they never wait for the write lock.
+        self.reads: sessionmaker[Session] = (
+            sessionmaker(_create(url, echo=echo, immediate=False), expire_on_commit=False)
+            if self.is_sqlite
+            else self.sessions
         )
 
     @contextmanager
@@ -38,9 +44,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        bind = self.reads.kw.get("bind")
+        if bind is not None and bind is not self.engine:
+            bind.dispose()
 
 
-def _create(url: str, *, echo: bool) -> SAEngine:
+def _create(url: str, *, echo: bool, immediate: bool = True) -> SAEngine:
     if not url.startswith("sqlite"):
         return create_engine(
             url,
@@ -61,7 +70,7 @@ def _create(url: str, *, echo: bool) -> SAEngine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -69,6 +78,8 @@ def _create(url: str, *, echo: bool) -> SAEngine:
 def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
     """The run row, locked until the transaction ends (``None`` if there is no such run)."""
     statement = select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update()
+    # the locked row's values win over anything this session loaded earlier
+    statement = statement.execution_options(populate_existing=True)
     return session.execute(statement).scalar_one_or_none()
 
 

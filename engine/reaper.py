@@ -9,14 +9,17 @@ already counted when it was claimed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
 from engine.metrics import Metrics
 from engine.persistence import Database
 from engine.recorder import RunRecorder
+from engine.registry import Registry
 from models.engine import OutboxMessage, WorkflowRun
 
 log = structlog.get_logger("statewright.reaper")
@@ -28,6 +31,7 @@ class Reaper:
     def __init__(
         self,
         db: Database,
+        registry: Registry,
         recorder: RunRecorder,
         clock: Clock,
         metrics: Metrics,
@@ -35,6 +39,7 @@ class Reaper:
         batch: int = 200,
     ) -> None:
         self._db = db
+        self._registry = registry
         self._recorder = recorder
         self._clock = clock
         self._metrics = metrics
@@ -42,25 +47,10 @@ class Reaper:
 
     def run_once(self) -> int:
         """Re-dispatch one batch of expired runs; returns how many."""
-        now = self._clock.now()
-        statement = (
-            select(WorkflowRun)
-            .where(WorkflowRun.status == "running", WorkflowRun.lease_expires_at < now)
-            .order_by(WorkflowRun.lease_expires_at)
-            .limit(self._batch)
-        )
-        if not self._db.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
+        statement = self._running().where(WorkflowRun.lease_expires_at < self._clock.now())
+        statement = statement.order_by(WorkflowRun.lease_expires_at).limit(self._batch)
         with self._db.transaction() as session:
-            runs = session.execute(statement).scalars().all()
-            pending = _with_pending_messages(session, [r.id for r in runs])
-            count = 0
-            for run in runs:
-                if run.id in pending:
-                    continue  # its message is still in the outbox; the relay will send it
-                self._redispatch(session, run, "lease expired")
-                count += 1
-        return count
+            return self._redispatch_all(session, statement, "lease expired")
 
     def recover_all(self) -> int:
         """Re-dispatch every unclaimed running run with nothing in the outbox.
@@ -68,35 +58,62 @@ class Reaper:
         Used when an embedded worker starts: its in-memory queue died with the last
         process, so whatever had been published to it is gone.
         """
+        statement = self._running().where(WorkflowRun.claimed.is_(False))
         with self._db.transaction() as session:
-            runs = (
-                session.execute(
-                    select(WorkflowRun).where(
-                        WorkflowRun.status == "running", WorkflowRun.claimed.is_(False)
-                    )
+            return self._redispatch_all(session, statement, "worker restarted")
+
+    def _running(self) -> Select[WorkflowRun]:
+        """Running runs of the workflows this process knows (others belong to other code)."""
+        statement = select(WorkflowRun).where(
+            WorkflowRun.status == "running",
+            WorkflowRun.workflow.in_(list(self._registry.definitions)),
+        )
+        if not self._db.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        return statement
+
+    def _redispatch_all(self, session: Session, statement: Select[WorkflowRun], why: str) -> int:
+        runs = session.execute(statement).scalars().all()
+        pending = _with_pending_messages(session, runs)
+        count = 0
+        for run in runs:
+            if run.id in pending:
+                continue  # its message is still in the outbox; the relay will send it
+            if not self._registry.has_step(run.workflow, run.state):
+                self._metrics.incr("reaper.unknown_state", tags={"workflow": run.workflow})
+                log.warning(
+                    "run is in a state this code has no step for; left alone",
+                    run=run.id,
+                    workflow=run.workflow,
+                    state=run.state,
                 )
-                .scalars()
-                .all()
-            )
-            pending = _with_pending_messages(session, [r.id for r in runs])
-            lost = [run for run in runs if run.id not in pending]
-            for run in lost:
-                self._redispatch(session, run, "worker restarted")
-        return len(lost)
+                continue
+            self._redispatch(session, run, why)
+            count += 1
+        return count
 
     def _redispatch(self, session: Session, run: WorkflowRun, why: str) -> None:
+        """A dead worker's step gets a new token; a lost or late message is sent again
+        with the same token, so a backlog cannot make a run's messages stale forever."""
         now = self._clock.now()
         detail = {"reason": why, "was_claimed": run.claimed}
         self._recorder.history(session, run, "redispatch", run.state, now=now, detail=detail)
-        self._recorder.dispatch(session, run, now=now)
+        if run.claimed:
+            self._recorder.dispatch(session, run, now=now)
+        else:
+            self._recorder.redeliver(session, run, now=now)
         self._metrics.incr("reaper.redispatched", tags={"workflow": run.workflow})
         log.warning("step dispatched again", run=run.id, state=run.state, **detail)
 
 
-def _with_pending_messages(session: Session, run_ids: list[str]) -> set[str]:
-    if not run_ids:
+def _with_pending_messages(session: Session, runs: Sequence[WorkflowRun]) -> set[str]:
+    """Runs whose current message is still waiting in the outbox."""
+    if not runs:
         return set()
+    tokens = {run.id: run.token for run in runs}
     rows = session.execute(
-        select(OutboxMessage.run_id).where(OutboxMessage.run_id.in_(run_ids))
-    ).scalars()
-    return {r for r in rows if r is not None}
+        select(OutboxMessage.run_id, OutboxMessage.token).where(
+            OutboxMessage.run_id.in_(list(tokens))
+        )
+    ).all()
+    return {run_id for run_id, token in rows if run_id is not None and tokens[run_id] == token}

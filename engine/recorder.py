@@ -76,10 +76,24 @@ class RunRecorder:
         not_before: datetime | None = None,
     ) -> None:
         """Send the current state's step under a new token; unclaimed until a worker claims it."""
-        step = self._registry.step(run.workflow, run.state)
-        at = not_before or now
         run.token += 1
         run.claimed = False
+        self.redeliver(session, run, now=now, not_before=not_before)
+
+    def redeliver(
+        self,
+        session: Session,
+        run: WorkflowRun,
+        *,
+        now: datetime,
+        not_before: datetime | None = None,
+    ) -> None:
+        """Send the current step's message again under the same token (a lost delivery).
+
+        If both copies arrive, the second finds the step claimed and is dropped.
+        """
+        step = self._registry.step(run.workflow, run.state)
+        at = not_before or now
         run.lease_expires_at = at + timedelta(seconds=self._settings.dispatch_timeout)
         self._dispatcher.enqueue(
             session,
@@ -88,6 +102,7 @@ class RunRecorder:
             queue=step.queue,
             not_before=at,
             run_id=run.id,
+            token=run.token,
         )
 
     def move(
@@ -111,7 +126,7 @@ class RunRecorder:
         run.state_entered_at = now
         run.entry_seq = seq
         if self._registry.get(run.workflow).is_terminal(dest):
-            self.finish(run, "succeeded", now=now)
+            self.finish(session, run, "succeeded", now=now)
         else:
             self.dispatch(session, run, now=now)
 
@@ -154,7 +169,7 @@ class RunRecorder:
             duration_ms=duration_ms,
             detail={"reason": reason, **summary},
         )
-        self.finish(run, "failed", now=now, reason=reason, detail=detail)
+        self.finish(session, run, "failed", now=now, reason=reason, detail=detail)
         failure_task = self._registry.get(run.workflow).failure_task
         if failure_task is not None:
             self.enqueue(session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id})
@@ -171,10 +186,11 @@ class RunRecorder:
     ) -> None:
         """Pause or cancel the run where it stands, fencing off its pending step."""
         self.history(session, run, trigger, run.state, now=now, detail=detail)
-        self.finish(run, status, now=now)
+        self.finish(session, run, status, now=now)
 
     def finish(
         self,
+        session: Session,
         run: WorkflowRun,
         status: str,
         *,
@@ -182,7 +198,9 @@ class RunRecorder:
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Set a non-running status; the token bump fences off any step still in flight."""
+        """Set a non-running status; the token bump fences off any step still in flight,
+        and the run's waiting timers are dropped (they belong to the old token)."""
+        self._dispatcher.discard_for_run(session, run.id)
         run.status = status
         run.token += 1
         run.claimed = False

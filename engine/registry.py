@@ -11,10 +11,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType, ModuleType
+from typing import TypeVar
 
 from engine.config import Settings
 from engine.definition import Definition, Handler, TaskSpec, Workflow
-from engine.errors import ConfigurationError, DefinitionError, UnknownWorkflowError
+from engine.errors import (
+    ConfigurationError,
+    DefinitionError,
+    UnknownStateError,
+    UnknownWorkflowError,
+)
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode
 
@@ -45,14 +51,25 @@ def resolve_step(definition: Definition, state: str, settings: Settings) -> Step
         state=state,
         task_name=definition.task_name(state),
         handler=spec.handler,
-        retry=spec.retry or base.retry or settings.default_retry,
-        time_limit=spec.time_limit or base.time_limit or settings.default_time_limit,
-        queue=spec.queue or base.queue or settings.default_queue,
+        retry=_first(spec.retry, base.retry, settings.default_retry),
+        time_limit=_first(spec.time_limit, base.time_limit, settings.default_time_limit),
+        queue=_first(spec.queue, base.queue, settings.default_queue),
         silo_mode=spec.silo_mode if spec.silo_mode is not None else base.silo_mode,
         reason=spec.reason or f"The {definition.name} run failed while {state.replace('_', ' ')}",
         poll_limit=spec.poll_limit,
         poll_deadline=spec.poll_deadline,
     )
+
+
+T = TypeVar("T")
+
+
+def _first(*choices: T | None) -> T:
+    """The first option that is set (``0`` counts as set; ``None`` does not)."""
+    for choice in choices:
+        if choice is not None:
+            return choice
+    raise AssertionError("engine defaults are always set")
 
 
 class Registry:
@@ -80,7 +97,18 @@ class Registry:
             raise UnknownWorkflowError(name, self.definitions) from None
 
     def step(self, workflow: str, state: str) -> StepOptions:
-        return self._steps[(workflow, state)]
+        """The options of ``state``'s step; an error names the states that have one."""
+        try:
+            return self._steps[(workflow, state)]
+        except KeyError:
+            known = sorted(self.get(workflow).steps)
+            raise UnknownStateError(
+                f"workflow {workflow!r} has no step for state {state!r}; states with steps: "
+                f"{', '.join(known)}"
+            ) from None
+
+    def has_step(self, workflow: str, state: str) -> bool:
+        return (workflow, state) in self._steps
 
     def steps(self) -> Iterable[StepOptions]:
         return self._steps.values()

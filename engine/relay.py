@@ -60,15 +60,14 @@ class OutboxRelay:
             if not messages:
                 return 0
             # published while the rows are still locked, so no other relay sends them too
-            if not self._dispatcher.publish(messages):
+            published = self._dispatcher.publish(messages)
+            if not published:
                 return 0
-            session.execute(
-                delete(OutboxMessage).where(OutboxMessage.id.in_([m.outbox_id for m in messages]))
-            )
-        sent = len(messages)
+            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(published)))
+        sent = len(published)
         if sent:
             self._metrics.incr("relay.sent", sent)
-            lag = (now - min(m.not_before for m in messages)).total_seconds()
+            lag = (now - min(m.not_before for m in messages[:sent])).total_seconds()
             self._metrics.timing("outbox.lag", lag * 1000)
             log.debug("relay sent messages", count=sent)
         return sent
@@ -82,7 +81,7 @@ class OutboxRelay:
 
     def next_due(self) -> datetime | None:
         """The earliest ``not_before`` waiting in the outbox, or ``None``."""
-        with self._db.transaction() as session:
+        with self._db.reads() as session:
             due: datetime | None = session.execute(
                 select(func.min(OutboxMessage.not_before))
             ).scalar()

@@ -35,9 +35,10 @@ class LocalQueue:
         self.messages: deque[TaskMessage] = deque()
         self.published: list[TaskMessage] = []
 
-    def publish(self, messages: Sequence[TaskMessage]) -> None:
+    def publish(self, messages: Sequence[TaskMessage]) -> int:
         self.messages.extend(messages)
         self.published.extend(messages)
+        return len(messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class WorkflowHarness:
         return True
 
     def _next_lease(self) -> datetime | None:
-        with self.engine.db.sessions() as session:
+        with self.engine.db.reads() as session:
             lease: datetime | None = session.execute(
                 select(func.min(WorkflowRun.lease_expires_at)).where(
                     WorkflowRun.status == "running"

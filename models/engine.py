@@ -113,6 +113,8 @@ class OutboxMessage(Base):
     kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType)
     queue: Mapped[str | None] = mapped_column(String(200))
     run_id: Mapped[str | None] = mapped_column(String(32))
+    #: The run's fencing token this message carries (a row for an older token is stale).
+    token: Mapped[int | None] = mapped_column(Integer)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -120,4 +122,6 @@ class OutboxMessage(Base):
         # relay: rows whose time has come, oldest first
         Index("ix_workflow_outbox_due", "not_before"),
         Index("ix_workflow_outbox_run_id", "run_id"),
+        # ids are never reused, so a late delete cannot remove a newer row
+        {"sqlite_autoincrement": True},
     )

@@ -25,9 +25,11 @@ def upgrade() -> None:
     sa.Column('kwargs', JSONType, nullable=False),
     sa.Column('queue', sa.String(length=200), nullable=True),
     sa.Column('run_id', sa.String(length=32), nullable=True),
+    sa.Column('token', sa.Integer(), nullable=True),
     sa.Column('not_before', UTCDateTime(), nullable=False),
     sa.Column('created_at', UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_workflow_outbox'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_workflow_outbox')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('workflow_outbox', schema=None) as batch_op:
         batch_op.create_index('ix_workflow_outbox_due', ['not_before'], unique=False)

@@ -170,3 +170,25 @@ def test_handlers_are_bound_to_one_instance() -> None:
     """Handlers are methods of one workflow instance made at declaration."""
     handler = Pipeline.definition.steps["fetching"].handler
     assert isinstance(getattr(handler, "__self__", None), Pipeline)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"retry": 3}, r"retry must be a RetryPolicy; got 3"),
+        ({"time_limit": 0}, r"time_limit must be a positive number of seconds; got 0"),
+        ({"queue": ""}, r"queue must be a non-empty name; got ''"),
+        ({"poll_limit": -1}, r"poll_limit must be a whole number of at least 1; got -1"),
+        ({"poll_deadline": -10}, r"poll_deadline must be positive"),
+    ],
+)
+def test_step_options_are_checked(options: dict[str, object], message: str) -> None:
+    """Options that cannot work are refused at declaration, naming the value."""
+    with pytest.raises(DefinitionError, match=message):
+        _handler("a", initial=True, **options)
+
+
+def test_poll_takes_seconds_or_a_timedelta() -> None:
+    """Poll refuses an interval that is not a number or a timedelta."""
+    with pytest.raises(TypeError, match=r"takes seconds \(a number\) or a timedelta; got '5'"):
+        Poll(after="5")  # type: ignore[arg-type]

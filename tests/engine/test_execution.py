@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, select
 
 from engine import Engine, InMemoryMetrics
 from engine.dispatch import TaskMessage
+from engine.instrumentation import HARD_LIMIT_MARGIN
 from engine.testing import LocalQueue, WorkflowHarness
 from models import OutboxMessage, WorkflowRun
 from tests.sample_workflows import effect_counts
@@ -173,7 +174,7 @@ def test_crash_mid_step_is_redispatched_after_the_lease(
     history = moves(engine, run.id)
     assert history[1] == ("fetching", "redispatch", "fetching", 1)
     assert history[2] == ("fetching", "fetched", "transforming", 2)
-    lease = timedelta(seconds=step.time_limit + engine.settings.lease_grace)
+    lease = timedelta(seconds=step.time_limit + HARD_LIMIT_MARGIN + engine.settings.lease_grace)
     redispatch = engine.history(run.id)[1]
     assert redispatch.at - engine.history(run.id)[0].at > lease
 
@@ -185,7 +186,7 @@ def test_worker_lost_on_every_attempt_fails_the_run(
     run = engine.start("pipeline")
     for _ in range(3):
         step = harness.claim_next().step  # and the worker dies, every time
-        harness.clock.advance(step.time_limit + engine.settings.lease_grace + 1)
+        harness.clock.advance(step.time_limit + HARD_LIMIT_MARGIN + engine.settings.lease_grace + 1)
         assert engine.reaper.run_once() == 1
     failed = harness.run(run.id)
     assert failed.status == "failed"
@@ -265,3 +266,19 @@ def test_dispatch_after_commit_of_a_plain_task(engine: Engine, harness: Workflow
     assert [(m.task_name, m.kwargs, m.queue) for m in harness.queue.published] == [
         ("reports.prepare", {"org": 1}, "reports")
     ]
+
+
+def test_reaper_skips_runs_in_unknown_states(engine: Engine, harness: WorkflowHarness) -> None:
+    """A run in a state this code has no step for is left alone; other runs are still reaped."""
+    stranded = engine.start("pipeline")
+    healthy = engine.start("pipeline")
+    with engine.db.transaction() as session:
+        run = session.get(WorkflowRun, stranded.id)
+        assert run is not None
+        run.state = "fetching_v0"
+    engine.relay.drain()
+    harness.queue.messages.clear()  # both messages lost
+    harness.clock.advance(engine.settings.dispatch_timeout + 1)
+    assert engine.reaper.run_once() == 1
+    assert harness.run(healthy.id).status == "succeeded"
+    assert engine.get(stranded.id).state == "fetching_v0"

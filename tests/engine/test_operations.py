@@ -244,3 +244,19 @@ def test_undeclared_signal_is_refused(engine: Engine) -> None:
     with pytest.raises(InvalidParamsError, match=r"signal data must be a JSON object"):
         engine.signal(run.id, "approved", "yes")  # type: ignore[arg-type]
     assert engine.get(run.id).state == "awaiting"
+
+
+def test_pause_during_a_step_keeps_a_scheduled_pause(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """An immediate pause applied at a boundary does not forget a pause scheduled further on."""
+    run = engine.start("pipeline")
+    engine.pause(run.id, at="storing")
+    running = harness.claim_next()
+    engine.pause(run.id)
+    running.finish()
+    paused = harness.run(run.id)
+    assert (paused.state, paused.pause_at) == ("transforming", "storing")
+    engine.resume(run.id)
+    assert harness.run(run.id).state == "storing"
+    assert engine.get(run.id).status == "paused"

@@ -51,9 +51,7 @@ def _org_ids(connection: Connection, slugs: Sequence[str]) -> list[int]:
     found = dict(
         connection.execute(
             select(Organization.slug, Organization.id).where(Organization.slug.in_(slugs))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     missing = [slug for slug in slugs if slug not in found]
     if missing:

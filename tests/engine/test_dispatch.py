@@ -1,0 +1,116 @@
+"""After-commit dispatch: savepoints, partial publishing, id reuse and stale timers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from engine import Engine, InMemoryMetrics
+from engine.dispatch import TaskMessage
+from engine.testing import LocalQueue, WorkflowHarness
+from models import OutboxMessage
+
+
+def outbox(engine: Engine) -> list[OutboxMessage]:
+    with engine.db.reads() as session:
+        return list(session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars())
+
+
+def test_released_savepoint_waits_for_the_real_commit(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A message enqueued in a savepoint is not published when the savepoint is released."""
+    with engine.db.sessions() as session:
+        session.begin()
+        with session.begin_nested():
+            engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": 1})
+        assert harness.queue.published == []
+        session.rollback()
+    assert harness.queue.published == []
+    assert outbox(engine) == []
+
+
+def test_rolled_back_savepoint_keeps_the_outer_messages(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """Rolling back a savepoint drops its messages and keeps the outer transaction's."""
+    with engine.db.sessions() as session, session.begin():
+        engine.dispatcher.enqueue(session, "plain.outer", kwargs={})
+        nested = session.begin_nested()
+        engine.dispatcher.enqueue(session, "plain.inner", kwargs={})
+        nested.rollback()
+    assert [m.task_name for m in harness.queue.published] == ["plain.outer"]
+    assert outbox(engine) == []
+
+
+class FailsAfter(LocalQueue):
+    """A broker that accepts ``limit`` messages and then goes down."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def publish(self, messages: Sequence[TaskMessage]) -> int:
+        accepted = list(messages[: max(self.limit - len(self.published), 0)])
+        super().publish(accepted)
+        return len(accepted)
+
+
+def test_partial_publish_keeps_only_the_unsent_rows(
+    engine: Engine, metrics: InMemoryMetrics
+) -> None:
+    """When the broker fails midway, sent rows are deleted and unsent ones stay for the relay."""
+    broker = FailsAfter(2)
+    engine.publisher = broker
+    with engine.db.transaction() as session:
+        for n in range(4):
+            engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": n})
+    assert [m.kwargs["n"] for m in broker.published] == [0, 1]
+    assert [row.kwargs["n"] for row in outbox(engine)] == [2, 3]
+    assert metrics.total("outbox.publish_failed") == 2
+    broker.limit = 10
+    engine.clock.advance(1)  # type: ignore[attr-defined]
+    assert engine.relay.drain() == 2
+    assert [m.kwargs["n"] for m in broker.published] == [0, 1, 2, 3]
+
+
+def test_outbox_ids_are_never_reused(engine: Engine, harness: WorkflowHarness) -> None:
+    """A new row never takes the id of one already sent, so a late delete cannot hit it."""
+    seen = []
+    for n in range(3):
+        with engine.db.transaction() as session:
+            row = engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": n})
+            session.flush()
+            seen.append(row.id)
+        assert outbox(engine) == []
+    assert seen == sorted(set(seen))
+
+
+def test_pausing_drops_the_waiting_timer(engine: Engine, harness: WorkflowHarness) -> None:
+    """A paused run's poll timer is removed, so after resume only the new message counts."""
+    run = engine.start("waiter", {"ready_after": 2, "every": 10})
+    harness.step()
+    assert [row.run_id for row in outbox(engine)] == [run.id]
+    engine.pause(run.id)
+    assert outbox(engine) == []
+    engine.resume(run.id)
+    assert harness.run(run.id).status == "succeeded"
+
+
+def test_backlog_does_not_make_messages_stale(engine: Engine, harness: WorkflowHarness) -> None:
+    """A message late past the dispatch timeout is sent again with the same token; either copy
+    runs the step, the other is dropped."""
+    run = engine.start("pipeline")
+    engine.relay.drain()
+    late = harness.queue.messages.popleft()  # stuck behind a backlog
+    harness.clock.advance(timedelta(seconds=engine.settings.dispatch_timeout + 1))
+    assert engine.reaper.run_once() == 1
+    engine.relay.drain()
+    again = harness.queue.messages.popleft()
+    assert again.kwargs == late.kwargs
+    harness.deliver(late)
+    harness.deliver(again)
+    assert engine.metrics.total("step.dropped") == 1  # type: ignore[attr-defined]
+    assert harness.run(run.id).status == "succeeded"
