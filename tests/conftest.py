@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
 from engine.testing import WorkflowHarness
+from models import metadata
 from tests.sample_workflows import WORKFLOWS, test_metadata
 
 REQUIRE_SERVICES = os.environ.get("STATEWRIGHT_REQUIRE_SERVICES") == "1"
@@ -25,7 +26,8 @@ PG_DATABASE = f"statewright_test_{SESSION}"
 TEST_QUEUE = f"statewright-test-{SESSION}"
 REDIS_URL = os.environ.get("STATEWRIGHT_TEST_REDIS", "redis://127.0.0.1:6379/5")
 AMQP_URL = os.environ.get("STATEWRIGHT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
-ENGINE_TABLES = ("workflow_transitions", "workflow_runs", "workflow_outbox")
+#: Every table the migrations make, emptied between PostgreSQL tests.
+ALL_TABLES = tuple(table.name for table in reversed(metadata.sorted_tables))
 
 
 def service_up(host: str, port: int) -> bool:
@@ -92,7 +94,7 @@ def pg_url(pg_database: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
     cleaner = create_engine(pg_database)
     with cleaner.begin() as connection:
-        tables = ", ".join((*ENGINE_TABLES, "test_effects"))
+        tables = ", ".join((*ALL_TABLES, "test_effects"))
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     cleaner.dispose()
     return pg_database
