@@ -13,11 +13,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.api import Engine
@@ -25,7 +25,9 @@ from engine.config import Settings, redact_url
 from engine.errors import StatewrightError
 from engine.logs import configure_logging
 from engine.observability import setup_sentry
+from engine.progress import follow
 from engine.queries import RunInfo, TransitionInfo
+from workflows.relocation.cli import keys_app, relocation_app
 
 app = typer.Typer(
     help="statewright: durable workflow state machines on Celery and SQLAlchemy.",
@@ -34,6 +36,8 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="Start, inspect and operate runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(keys_app, name="keys")
+app.add_typer(relocation_app, name="relocation")
 
 out = Console()
 err = Console(stderr=True)
@@ -198,16 +202,20 @@ def workflows(as_json: JsonFlag = False) -> None:
 
 @app.command()
 def demo(
-    runs: Annotated[int, typer.Option(min=1, max=500, help="How many runs to start.")] = 20,
+    orgs: Annotated[int, typer.Option(min=1, max=20, help="Organizations in the sample.")] = 3,
+    users: Annotated[int, typer.Option(min=1, max=100_000, help="Users in the sample.")] = 300,
+    workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
+        ".statewright/demo"
+    ),
 ) -> None:
-    """Run the onboarding workflow end to end on the embedded worker, with progress.
+    """Relocate a sample installation end to end on the embedded default, with progress.
 
-    Example: statewright demo --runs 50
+    Example: statewright demo --orgs 5 --users 2000
     """
     from engine.demo import run_demo
 
     configure_logging(level="WARNING")
-    raise typer.Exit(run_demo(out, runs=runs))
+    raise typer.Exit(run_demo(out, orgs=orgs, users=users, workdir=workdir))
 
 
 # -- runs ----------------------------------------------------------------------------
@@ -231,7 +239,7 @@ def runs_start(
         info = engine.start(workflow, parsed, idempotency_key=key, pause_at=pause_at)
         if wait:
             info = wait_with_progress(engine, info)
-        _print_run(info, as_json)
+        print_run(info, as_json)
         if info.status == "failed":
             raise typer.Exit(1)
 
@@ -278,7 +286,7 @@ def runs_show(run_id: str, as_json: JsonFlag = False) -> None:
     if as_json:
         out.print_json(data={**info.to_json(), "history": [h.to_json() for h in history]})
         return
-    _print_run(info, False)
+    print_run(info, False)
     _print_history(history)
 
 
@@ -299,7 +307,7 @@ def runs_history(run_id: str, as_json: JsonFlag = False) -> None:
 def _operation(name: str, call: Callable[[Engine, str], RunInfo], example: str) -> None:
     def command(run_id: str, as_json: JsonFlag = False) -> None:
         with engine_from_env() as engine:
-            _print_run(call(engine, run_id), as_json)
+            print_run(call(engine, run_id), as_json)
 
     command.__doc__ = f"{name.capitalize()} a run.\n\nExample: {example}"
     runs_app.command(name)(command)
@@ -322,7 +330,7 @@ def runs_pause(
     Example: statewright runs pause RUN_ID --at welcoming
     """
     with engine_from_env() as engine:
-        _print_run(engine.pause(run_id, at=at), as_json)
+        print_run(engine.pause(run_id, at=at), as_json)
 
 
 @runs_app.command("signal")
@@ -338,52 +346,27 @@ def runs_signal(
     """
     parsed = parse_json(data, "--data")
     with engine_from_env() as engine:
-        _print_run(engine.signal(run_id, name, parsed), as_json)
+        print_run(engine.signal(run_id, name, parsed), as_json)
 
 
 # -- rendering -----------------------------------------------------------------------
 
 
 def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
-    """Follow a run until it stops, one progress bar for its states."""
-    definition = engine.registry.get(info.workflow)
+    """Follow a run until it stops, state by state (running the embedded worker if needed)."""
     worker = None
     if engine.settings.embedded:
         from engine.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine).start()
     try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} states"),
-            TimeElapsedColumn(),
-            console=err,
-        ) as progress:
-            bar = progress.add_task(info.workflow, total=len(definition.steps))
-            while not (info.finished or info.status == "paused"):
-                time.sleep(0.1)
-                info = engine.get(info.id)
-                done = sum(
-                    1
-                    for s in definition.states
-                    if s in definition.steps
-                    and s != info.state
-                    and s not in definition.ahead_of(info.state)
-                )
-                progress.update(
-                    bar,
-                    completed=len(definition.steps) if info.finished else done,
-                    description=f"{info.workflow}: {info.state} ({info.status})",
-                )
+        return follow(engine, info, err)
     finally:
         if worker is not None:
             worker.stop()
-    return info
 
 
-def _print_run(info: RunInfo, as_json: bool) -> None:
+def print_run(info: RunInfo, as_json: bool) -> None:
     if as_json:
         out.print_json(data=info.to_json())
         return

@@ -1,64 +1,110 @@
-"""``statewright demo``: the onboarding workflow end to end on the embedded default."""
+"""``statewright demo``: a relocation end to end on the embedded default.
+
+Builds a sample source installation, exports it encrypted, relocates it into an
+embedded target (SQLite and an in-process worker), follows it state by state and
+prints what arrived, how long each state took, and writes the run's diagram.
+"""
 
 from __future__ import annotations
 
-import time
-from collections import Counter
+import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy import create_engine, func, select
 
 from engine.api import Engine
 from engine.config import Settings
+from engine.diagrams import mermaid
 from engine.embedded import EmbeddedWorker
 from engine.migrate import upgrade
-from workflows import Onboarding
+from engine.progress import follow, state_times
+from models import Organization, OrganizationMember, Project, ProjectTeam, Team, User
+from workflows.relocation import Relocation, RelocationConfig, start_relocation
+from workflows.relocation.crypto import generate_keypair, load_public_key
+from workflows.relocation.exporter import export_organizations
+from workflows.relocation.sample import SampleShape, build_sample
+
+TABLES = {
+    "organizations": Organization,
+    "users": User,
+    "members": OrganizationMember,
+    "teams": Team,
+    "projects": Project,
+    "project_teams": ProjectTeam,
+}
+OWNER = "owner@target.example"
 
 
-def run_demo(console: Console, *, runs: int, path: Path = Path("statewright-demo.db")) -> int:
-    """Start ``runs`` onboarding runs, show progress, print a summary; 0 if all succeeded."""
-    path.unlink(missing_ok=True)
-    settings = Settings(database_url=f"sqlite:///{path}")
-    upgrade(settings.database_url)
-    engine = Engine(settings, [Onboarding])
-    started = time.perf_counter()
+def run_demo(console: Console, *, orgs: int, users: int, workdir: Path) -> int:
+    """Relocate a sample installation; 0 if the run succeeded."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    source_url = f"sqlite:///{workdir / 'source.db'}"
+    target_url = f"sqlite:///{workdir / 'target.db'}"
+    console.rule("1. a source installation")
+    upgrade(source_url)
+    slugs = build_sample(source_url, SampleShape(orgs=orgs, users=users, orgs_per_user=2))
+    console.print(f"{source_url}: {orgs} organizations, {users} users")
+    console.rule("2. an encrypted export")
+    private, public = generate_keypair(workdir / "keys")
+    export = workdir / "export.swr"
+    with export.open("wb") as handle:
+        counts = export_organizations(
+            source_url, slugs, handle, public_key=load_public_key(public.read_bytes())
+        )
+    console.print(
+        f"{export} ({export.stat().st_size:,} bytes, gzip + RSA-OAEP/AES-256-GCM): "
+        + ", ".join(f"{n} {section}" for section, n in counts.items())
+    )
+    console.rule("3. relocating into the target")
+    upgrade(target_url)
+    engine = Engine(
+        Settings(database_url=target_url),
+        [
+            Relocation(
+                RelocationConfig(
+                    private_key_path=private,
+                    email_backend=f"file:{workdir / 'mail'}",
+                    validation_interval=timedelta(seconds=0.2),
+                )
+            )
+        ],
+    )
+    with engine.db.transaction() as session:
+        session.add(User(username="owner", email=OWNER, name="Owner", created_at=datetime.now(UTC)))
     with EmbeddedWorker(engine):
-        ids = [
-            engine.start(
-                "onboarding", {"email": f"owner{i}@example.com", "flaky_attempts": i % 3}
-            ).id
-            for i in range(runs)
-        ]
-        with Progress(console=console) as progress:
-            bar = progress.add_task("onboarding runs", total=runs)
-            while True:
-                finished = [engine.get(i) for i in ids]
-                done = sum(1 for r in finished if r.finished)
-                progress.update(bar, completed=done)
-                if done == runs:
-                    break
-                time.sleep(0.1)
-    elapsed = time.perf_counter() - started
-    return _summary(console, engine, ids, elapsed)
-
-
-def _summary(console: Console, engine: Engine, ids: list[str], elapsed: float) -> int:
-    statuses = Counter(engine.get(i).status for i in ids)
-    triggers: Counter[str] = Counter()
-    for run_id in ids:
-        triggers.update(h.trigger for h in engine.history(run_id))
-    table = Table("what", "count", title=f"{len(ids)} runs in {elapsed:.1f}s")
-    for status, count in sorted(statuses.items()):
-        table.add_row(f"runs {status}", str(count))
-    for trigger, count in sorted(triggers.items()):
-        table.add_row(f"history: {trigger}", str(count))
-    console.print(table)
-    sample = ids[-1]
-    history = Table("#", "from", "trigger", "to", "attempt", title=f"run {sample}")
-    for h in engine.history(sample):
-        history.add_row(str(h.seq), h.from_state or "", h.trigger, h.to_state, str(h.attempt))
-    console.print(history)
+        info = start_relocation(engine, export, owner=OWNER)
+        info = follow(engine, info, console)
+    console.print()
+    _summary(console, engine, info.id, source_url, workdir)
     engine.close()
-    return 0 if set(statuses) == {"succeeded"} else 1
+    return 0 if info.status == "succeeded" else 1
+
+
+def _summary(console: Console, engine: Engine, run_id: str, source_url: str, workdir: Path) -> None:
+    info = engine.get(run_id)
+    history = engine.history(run_id)
+    rows = Table("table", "source", "target", title="rows")
+    source = create_engine(source_url)
+    with source.connect() as src, engine.db.reads() as dst:
+        for name, model in TABLES.items():
+            count = select(func.count()).select_from(model)
+            rows.add_row(name, str(src.execute(count).scalar()), str(dst.execute(count).scalar()))
+    source.dispose()
+    console.print(rows)
+    times = Table("state", "time", title="time per state")
+    spent = state_times(history, info.finished_at or engine.clock.now())
+    for state in engine.registry.get("relocation").steps:
+        times.add_row(state, f"{spent.get(state, timedelta()).total_seconds():.3f}s")
+    console.print(times)
+    diagram = workdir / "relocation-run.mmd"
+    diagram.write_text(mermaid(engine.registry.get("relocation"), info, history))
+    mails = sorted((workdir / "mail").glob("*.eml")) if (workdir / "mail").exists() else []
+    console.print(
+        f"run {run_id}: [bold]{info.status}[/bold]"
+        + (f" — {info.failure_reason}" if info.failure_reason else "")
+    )
+    console.print(f"{len(mails)} emails in {workdir / 'mail'}; diagram: {diagram}")

@@ -8,6 +8,7 @@ whose message was lost with the previous process is dispatched again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import Any
@@ -44,6 +45,8 @@ class EmbeddedWorker:
         self._controller: _Controller | None = None
 
     def start(self, *, timeout: float = 30.0) -> EmbeddedWorker:
+        # the in-memory transport has no host; kombu says so on every connection
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         engine = self.engine
         engine.use_celery_publisher()
         recovered = engine.reaper.recover_all()

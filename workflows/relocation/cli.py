@@ -1,0 +1,91 @@
+"""``statewright keys`` and ``statewright relocation``: export, start, follow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from engine.errors import StatewrightError
+from workflows.relocation.crypto import fingerprint, generate_keypair, load_public_key
+from workflows.relocation.exporter import export_organizations
+
+keys_app = typer.Typer(help="Key pairs for encrypted relocation exports.", no_args_is_help=True)
+relocation_app = typer.Typer(help="Move organizations between installations.", no_args_is_help=True)
+out = Console()
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pair.")] = Path(
+        "keys"
+    ),
+    bits: Annotated[int, typer.Option(min=2048, max=8192)] = 3072,
+) -> None:
+    """Generate this installation's key pair (private.pem stays here; send public.pem).
+
+    Example: statewright keys generate --out /etc/statewright/keys
+    """
+    if (directory / "private.pem").exists():
+        raise StatewrightError(f"{directory / 'private.pem'} exists; refusing to overwrite a key")
+    private, public = generate_keypair(directory, bits=bits)
+    key = load_public_key(public.read_bytes())
+    out.print(f"private key: {private}\npublic key:  {public}\nfingerprint: {fingerprint(key)}")
+
+
+@relocation_app.command("export")
+def relocation_export(
+    org: Annotated[list[str], typer.Option("--org", help="Organization slug (repeatable).")],
+    source: Annotated[str, typer.Option("--from", help="Source database URL.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    encrypt_to: Annotated[
+        Path | None, typer.Option("--encrypt-to", help="The target's public.pem.")
+    ] = None,
+    gzip: Annotated[bool, typer.Option(help="Compress the document.")] = True,
+) -> None:
+    """Export organizations from a source database to a relocation file.
+
+    Example: statewright relocation export --org acme --from postgresql://old/app -o acme.swr
+             --encrypt-to target-public.pem
+    """
+    public_key = None
+    if encrypt_to is not None:
+        try:
+            public_key = load_public_key(encrypt_to.read_bytes())
+        except (OSError, ValueError) as error:
+            raise StatewrightError(f"--encrypt-to {str(encrypt_to)!r}: {error}") from None
+    partial = output.with_suffix(output.suffix + ".partial")
+    with partial.open("wb") as handle:
+        counts = export_organizations(source, org, handle, compress=gzip, public_key=public_key)
+    partial.replace(output)
+    summary = ", ".join(f"{count} {section}" for section, count in counts.items())
+    out.print(f"wrote {output} ({output.stat().st_size:,} bytes): {summary}")
+
+
+@relocation_app.command("start")
+def relocation_start(
+    file: Path,
+    owner: Annotated[str, typer.Option(help="Email of the user who will own the orgs.")],
+    org: Annotated[list[str] | None, typer.Option("--org", help="Only this slug.")] = None,
+    pause_at: Annotated[str | None, typer.Option(help="Pause when this state is reached.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the run, state by state.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Start relocating an export file into this installation.
+
+    Example: statewright relocation start acme.swr --owner kim@example.com --wait
+    """
+    from engine.cli import engine_from_env, print_run, wait_with_progress
+    from workflows.relocation.start import start_relocation
+
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
+    with engine_from_env() as engine:
+        info = start_relocation(engine, file, owner=owner, orgs=org, pause_at=pause_at)
+        if wait:
+            info = wait_with_progress(engine, info)
+        print_run(info, as_json)
+        if info.status == "failed":
+            raise typer.Exit(1)
