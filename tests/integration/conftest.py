@@ -156,14 +156,14 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-ClusterFactory = Callable[[str], Cluster]
+ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture
 def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
     clusters: list[Cluster] = []
 
-    def build(broker: str) -> Cluster:
+    def build(broker: str, **extra: str) -> Cluster:
         env = {
             **os.environ,
             "STATEWRIGHT_DATABASE_URL": pg_url,
@@ -175,6 +175,7 @@ def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
             "STATEWRIGHT_LOG_FORMAT": "json",
             "STATEWRIGHT_DEFAULT_QUEUE": TEST_QUEUE,
             "PYTHONPATH": str(ROOT),
+            **extra,
         }
         settings = Settings.from_env(env)
         cluster = Cluster(env, tmp_path, Engine(settings, WORKFLOWS))
@@ -185,3 +186,7 @@ def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
     for cluster in clusters:
         cluster.stop()
         cluster.engine.close()
+
+
+# the relocation fixtures are shared with the real-worker relocation test
+from tests.workflows.conftest import encrypted_export, keys, source_url  # noqa: E402, F401
