@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the demo workflow end to end on the embedded default (SQLite, in-process worker).
+## Relocate a sample installation end to end on the embedded default (SQLite, in-process worker).
 demo: install
 	$(BIN)/statewright demo
 
@@ -32,4 +32,4 @@ unit: install
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache statewright-demo.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .statewright
