@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit diagrams clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest
+
+## Redraw diagrams/ from the shipped workflow definitions.
+diagrams: install
+	$(BIN)/statewright diagram --all diagrams
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .statewright

@@ -218,6 +218,51 @@ def demo(
     raise typer.Exit(run_demo(out, orgs=orgs, users=users, workdir=workdir))
 
 
+@app.command()
+def diagram(
+    workflow: Annotated[str | None, typer.Argument(help="Workflow name.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Show this run's path.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="mermaid, dot, svg or png.")] = "mermaid",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    all_to: Annotated[
+        Path | None, typer.Option("--all", help="Write .mmd and .svg of every workflow here.")
+    ] = None,
+) -> None:
+    """Draw a workflow (or one run's path through it).
+
+    Example: statewright diagram relocation --run 3f2a... --format svg -o run.svg
+    """
+    from engine.diagrams import FORMATS, render, write_all
+
+    engine = Engine(Settings.from_env())
+    if all_to is not None:
+        for path in write_all(engine.registry.definitions.values(), all_to):
+            out.print(f"wrote {path}")
+        return
+    if workflow is None and run is None:
+        raise typer.BadParameter("name a WORKFLOW, or give --run or --all")
+    if fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
+        )
+    info = history = None
+    if run is not None:
+        ensure_migrated(engine)
+        info = engine.get(run)
+        history = engine.history(run)
+        if workflow is not None and workflow != info.workflow:
+            raise StatewrightError(f"run {run} is a {info.workflow!r} run, not {workflow!r}")
+    definition = engine.registry.get(info.workflow if info else str(workflow))
+    data = render(definition, fmt, run=info, history=history)
+    if output is None:
+        if fmt in ("svg", "png") and sys.stdout.isatty():
+            raise typer.BadParameter(f"{fmt} is binary; write it with -o FILE", param_hint="-o")
+        sys.stdout.buffer.write(data)
+        return
+    output.write_bytes(data)
+    out.print(f"wrote {output}")
+
+
 # -- runs ----------------------------------------------------------------------------
 
 

@@ -1,48 +1,186 @@
-"""Diagrams of workflows, drawn by ``transitions`` from the frozen definition.
+"""Diagrams of workflows, drawn by ``transitions`` (Mermaid and Graphviz engines).
 
-With a run, the run's current state is highlighted and the states it passed
-through are marked.
+Everything comes from the frozen definition: terminal states are drawn apart,
+states that may poll get a ``poll`` loop, and each state is labelled with its retry
+policy. With a run, its current state is highlighted, the path it took is marked,
+and a failed state carries the run's reason.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import typing
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
 
+import graphviz
 from transitions.extensions import GraphMachine
+from transitions.extensions.states import Tags, add_state_features
 
 from engine.definition import Definition
+from engine.errors import StatewrightError
+from engine.outcomes import Poll
 from engine.queries import RunInfo, TransitionInfo
+
+Format = Literal["mermaid", "dot", "svg", "png"]
+FORMATS: tuple[Format, ...] = ("mermaid", "dot", "svg", "png")
+
+
+class DiagramError(StatewrightError):
+    """A diagram that cannot be drawn (usually: Graphviz's ``dot`` is not installed)."""
+
+
+STYLES: dict[str, Any] = copy.deepcopy(GraphMachine.style_attributes)
+STYLES["node"]["terminal"] = {"color": "black", "fillcolor": "lightgrey", "peripheries": "2"}
+STYLES["node"]["failed"] = {"color": "red", "fillcolor": "mistyrose", "peripheries": "2"}
+STYLES["node"]["paused"] = {"color": "orange", "fillcolor": "lightyellow", "peripheries": "2"}
+
+
+@add_state_features(Tags)
+class _DiagramMachine(GraphMachine):
+    style_attributes = STYLES
+    #: top to bottom: long state labels read better stacked than side by side
+    machine_attributes = {"directed": "true", "strict": "false", "rankdir": "TB"}
 
 
 class _Model:
-    """The one object a diagram machine needs; it only holds the state to highlight."""
+    """The one object a diagram machine needs; it holds the state to highlight."""
 
     state: str
 
 
-def mermaid(
+def render(
     definition: Definition,
+    fmt: Format = "mermaid",
+    *,
     run: RunInfo | None = None,
     history: list[TransitionInfo] | None = None,
+) -> bytes:
+    """The diagram of ``definition`` (and of ``run``, if given) in ``fmt``."""
+    if fmt not in FORMATS:
+        raise DiagramError(f"unknown diagram format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    engine: Literal["mermaid", "graphviz"] = "mermaid" if fmt == "mermaid" else "graphviz"
+    builder = _builder(definition, engine, run, history)
+    title = definition.name if run is None else f"{definition.name} run {run.id}"
+    graph = builder.get_graph(title=title)
+    if fmt == "mermaid":
+        return str(graph.draw(None)).encode() + b"\n"
+    if fmt == "dot":
+        return str(graph.source).encode()
+    try:
+        data: bytes = graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise DiagramError(
+            f"drawing {fmt} needs Graphviz's `dot` program, which is not installed; install the "
+            "`graphviz` package (Debian/Ubuntu: apt-get install graphviz; macOS: brew install "
+            "graphviz), or use --format mermaid or dot"
+        ) from None
+    return data
+
+
+def write_all(definitions: Iterable[Definition], directory: Path) -> list[Path]:
+    """Write ``<name>.mmd`` and ``<name>.svg`` of each definition into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for definition in sorted(definitions, key=lambda d: d.name):
+        for fmt, suffix in (("mermaid", "mmd"), ("svg", "svg")):
+            path = directory / f"{definition.name}.{suffix}"
+            path.write_bytes(render(definition, fmt))  # type: ignore[arg-type]
+            written.append(path)
+    return written
+
+
+def mermaid(
+    definition: Definition, run: RunInfo | None = None, history: list[TransitionInfo] | None = None
 ) -> str:
-    """A Mermaid ``stateDiagram-v2`` of ``definition`` (and of ``run``'s path, if given)."""
+    """A Mermaid ``stateDiagram-v2`` of the definition (and of the run, if given)."""
+    return render(definition, "mermaid", run=run, history=history).decode()
+
+
+def _builder(
+    definition: Definition,
+    engine: Literal["mermaid", "graphviz"],
+    run: RunInfo | None,
+    history: list[TransitionInfo] | None,
+) -> Any:
     model = _Model()
-    machine = GraphMachine(
+    transitions = [[e.trigger, e.source, e.dest] for e in definition.edges]
+    transitions += [["poll", s, s] for s in definition.steps if _polls(definition, s)]
+    machine = _DiagramMachine(
         model=model,
-        states=list(definition.states),
-        transitions=[[e.trigger, e.source, e.dest] for e in definition.edges],
+        states=[{"name": s, "tags": _tags(definition, s, run)} for s in definition.states],
+        transitions=transitions,
         initial=definition.initial,
         auto_transitions=False,
-        graph_engine="mermaid",
-        show_state_attributes=False,
-        title=definition.name if run is None else f"{definition.name} run {run.id}",
+        graph_engine=engine,
+        show_state_attributes=True,
+        title=definition.name,
     )
-    if run is not None:
+    builder = machine.model_graphs[id(model)]
+    for state in definition.terminal:
+        builder.set_node_style(state, "terminal")
+    if run is None:
+        builder.set_node_style(definition.initial, "default")
+    else:
         machine.set_state(run.state, model)
-    builder: Any = machine.model_graphs[id(model)]
-    if run is not None and history:
-        for row in history:
+        for row in history or []:
             if row.from_state and row.from_state != row.to_state:
                 builder.set_previous_transition(row.from_state, row.to_state)
-    text: str = builder.get_graph().draw(None)
-    return text
+        builder.set_node_style(run.state, _run_style(run))
+    return builder
+
+
+def _run_style(run: RunInfo) -> str:
+    if run.status == "failed":
+        return "failed"
+    if run.status == "paused":
+        return "paused"
+    return "terminal" if run.status == "succeeded" else "active"
+
+
+def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
+    tags: list[str] = []
+    if state in definition.terminal:
+        tags.append("terminal")
+    spec = definition.steps.get(state)
+    retry = (spec.retry if spec else None) or definition.defaults.retry
+    if spec is not None and retry is not None:
+        tags.append(f"retry x{retry.max_attempts}, backoff {retry.backoff:g}s")
+    elif spec is not None:
+        tags.append("retry: engine default")
+    if spec is not None and spec.poll_deadline is not None:
+        tags.append(f"poll deadline {_span(spec.poll_deadline)}")
+    if spec is not None and spec.poll_limit is not None:
+        tags.append(f"at most {spec.poll_limit} polls")
+    if run is not None and run.state == state and run.status != "running":
+        reason = f": {run.failure_reason}" if run.failure_reason else ""
+        tags.append(f"{run.status}{reason}"[:90])
+    return tags
+
+
+def _polls(definition: Definition, state: str) -> bool:
+    """Whether the state may poll: its handler says it returns ``Poll``, or it sets poll limits."""
+    spec = definition.steps[state]
+    if spec.poll_deadline is not None or spec.poll_limit is not None:
+        return True
+    try:
+        hints = typing.get_type_hints(spec.handler)
+    except Exception:  # an annotation we cannot resolve says nothing either way
+        return False
+    pending: list[Any] = [hints.get("return")]
+    while pending:
+        hint = pending.pop()
+        if hint is Poll:
+            return True
+        pending.extend(typing.get_args(hint))
+    return False
+
+
+def _span(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

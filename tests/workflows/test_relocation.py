@@ -338,3 +338,12 @@ def test_document_writer_and_reader_agree() -> None:
     records = list(read_records(out.getvalue(), None, Limits()))
     assert [r for s, r in records if s == "users"] == document["users"]
     assert len(records) == 2 + 3 + 3
+
+
+def test_dangling_member_without_users_is_found(target: Target) -> None:
+    """A member pointing at a missing user is reported even when the export has no users."""
+    document = good_document(users=0)
+    document["members"] = [{"organization_id": 1, "user_id": 5, "role": "member"}]
+    failed = relocate(target, plain(document))
+    assert failed.status == "failed"
+    assert "users id 5" in (failed.failure_reason or "")

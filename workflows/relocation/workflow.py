@@ -271,10 +271,11 @@ class Relocation(Workflow):
             ):
                 if section == "organizations":
                     orgs[record["id"]] = record["slug"]
-                elif section == "members" and record["organization_id"] in selection.org_ids:
-                    selection.users.add(record["user_id"])
-                if section == "users" and not selection.org_ids:
+                    continue
+                if not selection.org_ids:  # the organizations section is complete
                     selection.choose(orgs, relocation.want_org_slugs)
+                if section == "members" and record["organization_id"] in selection.org_ids:
+                    selection.users.add(record["user_id"])
         except ExportError as error:
             raise PermanentError(str(error)) from None
         if not selection.org_ids:
