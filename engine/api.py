@@ -28,6 +28,7 @@ from engine.reaper import Reaper
 from engine.recorder import RunRecorder
 from engine.registry import Registry, WorkflowItem, as_definitions, load_workflow_modules
 from engine.relay import OutboxRelay
+from engine.replay import ReplayedState, export_history, load_history, replay
 
 
 class Engine:
@@ -149,6 +150,16 @@ class Engine:
         """The run's history rows in order."""
         with self.db.reads() as session:
             return run_history(session, run_id)
+
+    def export_history(self, run_id: str) -> dict[str, Any]:
+        """The run's history as a JSON document for replay (``statewright runs export``)."""
+        return export_history(self.get(run_id), self.history(run_id))
+
+    def replay(self, run_id: str, *, until: int | None = None) -> ReplayedState:
+        """Walk the run's history through the current definition (see ``engine.replay``)."""
+        document = self.export_history(run_id)
+        recorded = load_history(document, f"run {run_id}")
+        return replay(self.registry.get(recorded.workflow), recorded, until=until)
 
     def wait(self, run_id: str, *, timeout: float = 60.0, interval: float = 0.05) -> RunInfo:
         """Block until the run finishes or pauses (real time); returns it as it then stands."""

@@ -263,6 +263,71 @@ def diagram(
     out.print(f"wrote {output}")
 
 
+@app.command("replay")
+def replay_command(
+    run_id: Annotated[str | None, typer.Argument(help="Replay this run.")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Replay every run.")] = False,
+    files: Annotated[
+        list[Path] | None, typer.Option("--file", help="Replay an exported history.")
+    ] = None,
+    at: Annotated[
+        int | None, typer.Option(help="Rebuild the run as it stood after N rows.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check recorded histories against the current definitions; exit 1 on the first break.
+
+    Example: statewright replay --all        statewright replay --file run.json --at 3
+    """
+    from engine.replay import ReplayDivergenceError, load_history, replay
+
+    if not (run_id or all_runs or files):
+        raise typer.BadParameter("give a RUN_ID, --all or --file")
+    engine = Engine(Settings.from_env())
+    recorded = []
+    for path in files or []:
+        try:
+            recorded.append(load_history(json.loads(path.read_text()), str(path)))
+        except (OSError, json.JSONDecodeError) as error:
+            raise typer.BadParameter(f"{path}: {error}", param_hint="--file") from None
+    if run_id or all_runs:
+        ensure_migrated(engine)
+        ids = [run_id] if run_id else [r.id for r in engine.list(limit=10_000)]
+        recorded += [load_history(engine.export_history(i), f"run {i}") for i in ids]
+    results: list[dict[str, Any]] = []
+    broken = 0
+    for run in recorded:
+        try:
+            state = replay(engine.registry.get(run.workflow), run, until=at)
+            results.append(
+                {
+                    "run": run.run_id,
+                    "ok": True,
+                    "position": state.position,
+                    "state": state.state,
+                    "status": state.status,
+                }
+            )
+        except ReplayDivergenceError as error:
+            broken += 1
+            results.append({"run": run.run_id, "ok": False, "error": str(error)})
+    if as_json:
+        out.print_json(data=results)
+    else:
+        table = Table("run", "result", "position", "state", "status")
+        for r in results:
+            table.add_row(
+                r["run"],
+                "[green]ok[/]" if r["ok"] else f"[red]{r['error']}[/]",
+                str(r.get("position", "")),
+                r.get("state", ""),
+                r.get("status", ""),
+            )
+        out.print(table)
+    if broken:
+        raise typer.Exit(1)
+
+
 # -- runs ----------------------------------------------------------------------------
 
 
@@ -333,6 +398,24 @@ def runs_show(run_id: str, as_json: JsonFlag = False) -> None:
         return
     print_run(info, False)
     _print_history(history)
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: str,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+) -> None:
+    """Export a run's history as JSON, for replay in tests.
+
+    Example: statewright runs export 3f2a... -o tests/histories/relocation-happy.json
+    """
+    with engine_from_env() as engine:
+        text = json.dumps(engine.export_history(run_id), indent=1) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
 
 
 @runs_app.command("history")

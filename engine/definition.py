@@ -365,7 +365,7 @@ def _bind(
 
 def _collect_tasks(cls: type[Workflow], name: str) -> dict[str, TaskSpec]:
     tasks: dict[str, TaskSpec] = {}
-    for value in vars(cls).values():
+    for value in _members(cls):
         spec: TaskSpec | None = getattr(value, "__statewright_task__", None)
         if spec is None:
             continue
@@ -396,14 +396,29 @@ def _no_handler(ctx: StepContext) -> Outcome:  # pragma: no cover - never called
 
 
 def _declared(cls: type[Workflow], attribute: str) -> Any:
-    if attribute not in cls.__dict__:
-        raise DefinitionError(f"workflow class {cls.__name__} must declare {attribute!r}")
-    return cls.__dict__[attribute]
+    """An attribute declared by the class or a workflow class it extends."""
+    for klass in _workflow_classes(cls)[::-1]:
+        if attribute in vars(klass):
+            return vars(klass)[attribute]
+    raise DefinitionError(f"workflow class {cls.__name__} must declare {attribute!r}")
+
+
+def _workflow_classes(cls: type[Workflow]) -> list[type]:
+    """The workflow classes ``cls`` is made of, base first (``Workflow`` itself excluded)."""
+    return [k for k in reversed(cls.__mro__) if issubclass(k, Workflow) and k is not Workflow]
+
+
+def _members(cls: type[Workflow]) -> list[Any]:
+    """Attribute values of the class and of the workflow classes it extends (child wins)."""
+    merged: dict[str, Any] = {}
+    for klass in _workflow_classes(cls):
+        merged.update(vars(klass))
+    return list(merged.values())
 
 
 def _collect_steps(cls: type[Workflow], name: str) -> dict[str, StepSpec]:
     steps: dict[str, StepSpec] = {}
-    for value in vars(cls).values():
+    for value in _members(cls):
         fn = value.__func__ if isinstance(value, staticmethod) else value
         spec: StepSpec | None = getattr(fn, "__statewright_step__", None)
         if spec is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -68,6 +69,9 @@ class StepExecutor:
         self._clock = clock
         self._metrics = metrics
         self._rng = rng
+        #: Called with the step and its claim just before the handler; an error it raises
+        #: counts as the handler's (the test harness injects failures here).
+        self.before_handler: Callable[[StepOptions, Claim], None] | None = None
 
     def run_step(self, step: StepOptions, run_id: str, token: int) -> None:
         """Handle one delivery of ``step``'s message for ``run_id`` under ``token``."""
@@ -86,6 +90,8 @@ class StepExecutor:
             context = StepContext.for_claim(
                 claim, session, self._clock.now(), self._recorder.enqueue
             )
+            if self.before_handler is not None:
+                self.before_handler(step, claim)
             outcome = step.handler(context)
             self._complete(step, claim, session, outcome, context.context, started)
         except Exception as error:

@@ -59,7 +59,34 @@ class WorkflowHarness:
         self.clock: VirtualClock = engine.clock
         self.queue = LocalQueue()
         self.deliveries: list[Delivery] = []
+        self._failures: dict[tuple[str, int], BaseException] = {}
         engine.publisher = self.queue
+        engine.executor.before_handler = self._inject
+
+    def fail_at(self, state: str, attempt: int, error: BaseException | None = None) -> None:
+        """Make ``state``'s handler raise ``error`` on ``attempt`` (1-based), before it runs."""
+        self._failures[(state, attempt)] = error or RuntimeError(
+            f"injected failure in {state!r} on attempt {attempt}"
+        )
+
+    def _inject(self, step: StepOptions, claim: Claim) -> None:
+        error = self._failures.get((step.state, claim.attempt))
+        if error is not None:
+            raise error
+
+    def assert_transitions(self, run_id: str, expected: Sequence[str]) -> None:
+        """Assert the run's history as ``from --trigger--> to`` lines, with a readable diff."""
+        actual = [
+            f"{h.from_state or ''} --{h.trigger}--> {h.to_state}"
+            for h in self.engine.history(run_id)
+        ]
+        if list(expected) != actual:
+            raise AssertionError(
+                "transitions differ:\n  expected:\n    "
+                + "\n    ".join(expected)
+                + "\n  actual:\n    "
+                + "\n    ".join(actual)
+            )
 
     def deliver(self, message: TaskMessage) -> None:
         """Run one message through its Celery task, as a worker would."""

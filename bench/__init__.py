@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed beside their baselines, never asserted in tests."""

@@ -1,0 +1,60 @@
+"""pytest fixtures for workflow authors (loaded automatically when statewright is installed).
+
+Override ``statewright_workflows`` to return your workflow classes (or configured
+instances); ``statewright_harness`` then steps them on a fresh SQLite database with a
+virtual clock::
+
+    @pytest.fixture
+    def statewright_workflows():
+        return [Onboarding]
+
+    def test_onboarding(statewright_engine, statewright_harness):
+        run = statewright_engine.start("onboarding", {"email": "kim@example.com"})
+        assert statewright_harness.run(run.id).status == "succeeded"
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.api import Engine
+from engine.clock import VirtualClock
+from engine.config import Settings
+from engine.metrics import InMemoryMetrics
+from engine.migrate import upgrade
+from engine.registry import WorkflowItem
+from engine.testing import WorkflowHarness
+
+
+@pytest.fixture
+def statewright_workflows() -> list[WorkflowItem]:
+    """The workflows under test; override this fixture in your conftest."""
+    raise pytest.UsageError("override the statewright_workflows fixture with your workflows")
+
+
+@pytest.fixture
+def statewright_engine(
+    tmp_path: Path, statewright_workflows: list[WorkflowItem]
+) -> Iterator[Engine]:
+    """An engine on a migrated SQLite file, a virtual clock and in-memory metrics."""
+    url = f"sqlite:///{tmp_path / 'statewright.db'}"
+    upgrade(url)
+    engine = Engine(
+        Settings(database_url=url),
+        statewright_workflows,
+        clock=VirtualClock(),
+        metrics=InMemoryMetrics(),
+        rng=random.Random(0),
+    )
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def statewright_harness(statewright_engine: Engine) -> WorkflowHarness:
+    """Steps ``statewright_engine`` one task at a time."""
+    return WorkflowHarness(statewright_engine)

@@ -1,0 +1,4 @@
+"""Recorded relocation histories, replayed in CI.
+
+Regenerate with ``python -m tests.histories.record``.
+"""

@@ -1,0 +1,128 @@
+"""Record relocation histories by really running the workflow on a virtual clock.
+
+    python -m tests.histories.record
+
+writes ``tests/histories/relocation-*.json``; the replay tests walk each of them
+through the current definition, so a change that would strand runs like these fails.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
+from engine.testing import WorkflowHarness
+from models import User
+from workflows.relocation import Relocation, RelocationConfig, start_relocation
+
+HERE = Path(__file__).resolve().parent
+OWNER = "owner@target.example"
+DOCUMENT = {
+    "format": "statewright.relocation",
+    "version": 1,
+    "source": {"installation": "recorded"},
+    "organizations": [{"id": 1, "slug": "acme", "name": "Acme"}],
+    "users": [{"id": 1, "username": "ann", "email": "ann@acme.example"}],
+    "members": [{"organization_id": 1, "user_id": 1, "role": "manager"}],
+    "teams": [{"id": 1, "organization_id": 1, "slug": "core", "name": "Core"}],
+    "projects": [{"id": 1, "organization_id": 1, "slug": "web", "name": "Web"}],
+    "project_teams": [{"project_id": 1, "team_id": 1}],
+}
+EXPORT = json.dumps(DOCUMENT).encode()
+
+Scenario = Callable[[Engine, WorkflowHarness], str]
+
+
+def happy_path(engine: Engine, harness: WorkflowHarness) -> str:
+    run = start_relocation(engine, EXPORT, owner=OWNER)
+    harness.run(run.id)
+    return run.id
+
+
+def retried_step(engine: Engine, harness: WorkflowHarness) -> str:
+    harness.fail_at("importing", 1, ConnectionError("the database went away"))
+    return happy_path(engine, harness)
+
+
+def validation_timed_out_and_rerun(engine: Engine, harness: WorkflowHarness) -> str:
+    run = start_relocation(engine, EXPORT, owner=OWNER)
+    dropped = False
+    while not engine.get(run.id).finished:
+        waiting = [m for m in harness.queue.messages if m.task_name == "relocation.validate"]
+        if waiting and not dropped:
+            harness.queue.messages.remove(waiting[0])  # the first sandbox never answers
+            dropped = True
+        if harness.step() is None:
+            break
+    return run.id
+
+
+def paused_and_resumed(engine: Engine, harness: WorkflowHarness) -> str:
+    run = start_relocation(engine, EXPORT, owner=OWNER, pause_at="importing")
+    harness.run(run.id)
+    engine.resume(run.id)
+    harness.run(run.id)
+    return run.id
+
+
+def cancelled(engine: Engine, harness: WorkflowHarness) -> str:
+    run = start_relocation(engine, EXPORT, owner=OWNER)
+    harness.step()
+    running = harness.claim_next()
+    engine.cancel(run.id)
+    running.finish()
+    harness.run(run.id)
+    return run.id
+
+
+def failed(engine: Engine, harness: WorkflowHarness) -> str:
+    run = start_relocation(engine, b"{not json", owner=OWNER)
+    harness.run(run.id)
+    return run.id
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "happy-path": happy_path,
+    "retried-step": retried_step,
+    "validation-timed-out-and-rerun": validation_timed_out_and_rerun,
+    "paused-and-resumed": paused_and_resumed,
+    "cancelled": cancelled,
+    "failed": failed,
+}
+
+
+def record(name: str, scenario: Scenario, directory: Path) -> Path:
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'target.db'}"
+        migrate(url)
+        config = RelocationConfig(
+            email_backend=f"file:{Path(scratch) / 'mail'}", validation_timeout=timedelta(seconds=30)
+        )
+        engine = Engine(
+            Settings(database_url=url),
+            [Relocation(config)],
+            clock=VirtualClock(),
+            metrics=InMemoryMetrics(),
+            rng=random.Random(5),
+        )
+        with engine.db.transaction() as session:
+            session.add(User(username="owner", email=OWNER, created_at=datetime.now(UTC)))
+        run_id = scenario(engine, WorkflowHarness(engine))
+        path = directory / f"relocation-{name}.json"
+        path.write_text(json.dumps(engine.export_history(run_id), indent=1) + "\n")
+        engine.close()
+    return path
+
+
+def main() -> None:
+    for name, scenario in SCENARIOS.items():
+        print(f"recorded {record(name, scenario, HERE)}")
+
+
+if __name__ == "__main__":
+    main()

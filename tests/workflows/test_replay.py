@@ -1,0 +1,175 @@
+"""Replay: recorded histories against the current definition, renames, and rebuilt states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from engine import InvalidParamsError, Poll, StepContext, Workflow, step
+from engine.replay import ReplayDivergenceError, load_history, replay
+from tests.workflows.conftest import OWNER, Target
+from workflows.relocation import Relocation, start_relocation
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+RECORDED = sorted(HISTORIES.glob("relocation-*.json"))
+
+
+def recorded(name: str) -> dict[str, object]:
+    return json.loads((HISTORIES / f"relocation-{name}.json").read_text())
+
+
+def test_every_kind_of_history_is_recorded() -> None:
+    """The recorded set covers the happy path, retries, polls, pauses, cancels and failures."""
+    names = {p.stem.removeprefix("relocation-") for p in RECORDED}
+    assert names == {
+        "happy-path",
+        "retried-step",
+        "validation-timed-out-and-rerun",
+        "paused-and-resumed",
+        "cancelled",
+        "failed",
+    }
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+def test_recorded_histories_replay(path: Path) -> None:
+    """Each recorded relocation walks through the current definition to its recorded end."""
+    document = json.loads(path.read_text())
+    final = replay(Relocation.definition, load_history(document, path.name))
+    assert final.status == document["status"]
+    assert final.position == len(document["transitions"])
+
+
+def test_state_is_rebuilt_at_any_position() -> None:
+    """Replay can stop anywhere and say where the run stood."""
+    history = load_history(recorded("paused-and-resumed"))
+    at = {n: replay(Relocation.definition, history, until=n) for n in (1, 2, 6, 7, 10)}
+    assert (at[1].state, at[1].status) == ("uploading", "running")
+    assert (at[2].state, at[2].status) == ("preprocessing", "running")
+    assert (at[6].state, at[6].status) == ("importing", "paused")
+    assert (at[7].state, at[7].status) == ("importing", "running")
+    assert (at[10].state, at[10].status) == ("completed", "succeeded")
+    polled = replay(
+        Relocation.definition, load_history(recorded("validation-timed-out-and-rerun")), until=6
+    )
+    assert (polled.state, polled.polls) == ("validating", 3)
+
+
+class Reworked(Workflow):
+    """Relocation with 'importing' renamed to 'loading' (and nothing declared about it)."""
+
+    name = "relocation"
+    transitions = [
+        ("uploaded", "uploading", "preprocessing"),
+        ("preprocessed", "preprocessing", "validating"),
+        ("validated", "validating", "loading"),
+        ("imported", "loading", "postprocessing"),
+        ("postprocessed", "postprocessing", "notifying"),
+        ("notified", "notifying", "completed"),
+    ]
+    terminal = ["completed"]
+
+    @step(initial=True)
+    def uploading(self, ctx: StepContext) -> Literal["uploaded"]:
+        return "uploaded"
+
+    @step()
+    def preprocessing(self, ctx: StepContext) -> Literal["preprocessed"]:
+        return "preprocessed"
+
+    @step()
+    def validating(self, ctx: StepContext) -> Literal["validated"] | Poll:
+        return "validated"
+
+    @step()
+    def loading(self, ctx: StepContext) -> Literal["imported"]:
+        return "imported"
+
+    @step()
+    def postprocessing(self, ctx: StepContext) -> Literal["postprocessed"]:
+        return "postprocessed"
+
+    @step()
+    def notifying(self, ctx: StepContext) -> Literal["notified"]:
+        return "notified"
+
+
+class ReworkedWithRename(Reworked):
+    """The same change, declaring the rename so old histories still replay."""
+
+    name = "relocation"
+    transitions = Reworked.transitions
+    terminal = Reworked.terminal
+    renames = {"importing": "loading"}
+
+
+def test_removed_transition_breaks_replay_naming_run_position_and_move() -> None:
+    """A history that used a transition the definition dropped fails with where and what."""
+    document = recorded("happy-path")
+    with pytest.raises(ReplayDivergenceError) as caught:
+        replay(Reworked.definition, load_history(document))
+    message = str(caught.value)
+    assert f"run {document['run_id']} of 'relocation', position 5" in message
+    assert "'validating' --validated--> 'importing' is no longer allowed" in message
+    assert "from 'validating' the definition allows: 'validated'" in message
+    assert caught.value.position == 5
+
+
+def test_declared_rename_makes_old_histories_replay() -> None:
+    """Declaring the rename lets every recorded history replay again."""
+    for path in RECORDED:
+        document = json.loads(path.read_text())
+        final = replay(ReworkedWithRename.definition, load_history(document, path.name))
+        assert final.status == document["status"]
+
+
+def test_bad_history_documents_are_refused() -> None:
+    """A file that is not a history says what it expected."""
+    with pytest.raises(InvalidParamsError, match=r"is not a statewright history"):
+        load_history({"format": "other"})
+    with pytest.raises(InvalidParamsError, match=r"transitions\[0\] lacks or garbles"):
+        load_history({"format": "statewright.history", "version": 1, "transitions": [{"seq": 1}]})
+
+
+def test_engine_replays_its_own_runs(target: Target) -> None:
+    """engine.replay walks a stored run's history and the export round-trips."""
+    import json as _json
+
+    from tests.workflows.test_relocation import good_document
+
+    run = start_relocation(target.engine, _json.dumps(good_document()).encode(), owner=OWNER)
+    target.harness.run(run.id)
+    assert target.engine.replay(run.id).status == "succeeded"
+    exported = target.engine.export_history(run.id)
+    assert replay(Relocation.definition, load_history(exported)).state == "completed"
+
+
+def test_harness_injects_a_failure_on_the_third_attempt_of_importing(target: Target) -> None:
+    """With importing failing on attempts 1-3 the run fails with importing's reason."""
+    from tests.workflows.test_relocation import good_document
+
+    for attempt in (1, 2):
+        target.harness.fail_at("importing", attempt, ConnectionError("database went away"))
+    target.harness.fail_at("importing", 3, TimeoutError("import timed out"))
+    run = start_relocation(target.engine, json.dumps(good_document()).encode(), owner=OWNER)
+    failed = target.harness.run(run.id)
+    assert (failed.status, failed.state, failed.attempt) == ("failed", "importing", 3)
+    assert failed.failure_reason == "We could not import the export"
+    assert failed.failure_detail is not None
+    assert failed.failure_detail["error_message"] == "import timed out"
+    target.harness.assert_transitions(
+        run.id,
+        [
+            " --start--> uploading",
+            "uploading --uploaded--> preprocessing",
+            "preprocessing --preprocessed--> validating",
+            "validating --poll--> validating",
+            "validating --validated--> importing",
+            "importing --retry--> importing",
+            "importing --retry--> importing",
+            "importing --fail--> importing",
+        ],
+    )
