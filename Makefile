@@ -22,8 +22,8 @@ demo: install
 test: install lint typecheck unit
 
 lint: install
-	$(BIN)/ruff check engine models workflows tests alembic
-	$(BIN)/ruff format --check engine models workflows tests alembic
+	$(BIN)/ruff check engine models workflows tests alembic bench
+	$(BIN)/ruff format --check engine models workflows tests alembic bench
 
 typecheck: install
 	$(BIN)/mypy engine models workflows

@@ -70,7 +70,7 @@ def main() -> None:
             assert info.status == "succeeded", info.failure_reason
             walls.append(time.perf_counter() - started)
             virtuals.append((engine.clock.now() - virtual_start).total_seconds())
-            harness._failures.clear()
+            harness.clear_failures()
         engine.close()
     print(f"{'figure':<34}{'value':>12}")
     print(f"{'runs':<34}{runs:>12}")

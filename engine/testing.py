@@ -69,6 +69,10 @@ class WorkflowHarness:
             f"injected failure in {state!r} on attempt {attempt}"
         )
 
+    def clear_failures(self) -> None:
+        """Forget every failure injected with ``fail_at``."""
+        self._failures.clear()
+
     def _inject(self, step: StepOptions, claim: Claim) -> None:
         error = self._failures.get((step.state, claim.attempt))
         if error is not None:
