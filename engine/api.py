@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import random
 import time
 from collections.abc import Iterable
@@ -20,7 +21,13 @@ from engine.dispatch import Dispatcher, Publisher
 from engine.errors import StatewrightError
 from engine.execution import StepExecutor
 from engine.instrumentation import bind_step
-from engine.metrics import Metrics, NullMetrics, StatsdMetrics
+from engine.metrics import (
+    FanoutMetrics,
+    Metrics,
+    NullMetrics,
+    PrometheusMetrics,
+    StatsdMetrics,
+)
 from engine.operations import Operations, Setup
 from engine.persistence import Database
 from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
@@ -195,6 +202,13 @@ class Engine:
 
 
 def metrics_from_settings(settings: Settings) -> Metrics:
+    """statsd when ``STATEWRIGHT_STATSD_ADDR`` is set, Prometheus when the process serves
+    ``--metrics-port``, else nothing."""
+    backends: list[Metrics] = []
     if settings.statsd_addr is not None:
-        return StatsdMetrics(*settings.statsd_addr)
-    return NullMetrics()
+        backends.append(StatsdMetrics(*settings.statsd_addr))
+    if os.environ.get("STATEWRIGHT_METRICS_PORT"):
+        backends.append(PrometheusMetrics())
+    if not backends:
+        return NullMetrics()
+    return backends[0] if len(backends) == 1 else FanoutMetrics(*backends)

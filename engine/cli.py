@@ -27,6 +27,7 @@ from engine.logs import configure_logging
 from engine.observability import setup_sentry
 from engine.progress import follow
 from engine.queries import RunInfo, TransitionInfo
+from engine.stats import prepare_multiprocess_metrics, report_run_counts, serve_metrics
 from workflows.relocation.cli import keys_app, relocation_app
 
 app = typer.Typer(
@@ -114,13 +115,21 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
 ) -> None:
     """Run steps: embedded (no broker configured) or a real Celery worker.
 
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright worker -c 4
+             --metrics-port 9108
     """
     settings = Settings.from_env()
+    if metrics_port is not None:
+        os.environ["STATEWRIGHT_METRICS_PORT"] = str(metrics_port)
     if not settings.embedded:
+        if metrics_port is not None:
+            prepare_multiprocess_metrics()
         command = [
             sys.executable,
             "-m",
@@ -141,6 +150,8 @@ def worker(
     from engine.embedded import EmbeddedWorker
 
     with engine_from_env() as engine:
+        if metrics_port is not None:
+            serve_metrics(metrics_port, engine.metrics)
         embedded = EmbeddedWorker(engine)
         _stop_on_signals(embedded.stop)
         embedded.start()
@@ -160,10 +171,14 @@ def relay(
         if engine.settings.embedded:
             fail("the relay needs STATEWRIGHT_BROKER_URL; the embedded worker runs its own")
         stopping: list[bool] = []
+        next_report = 0.0
         _stop_on_signals(lambda: stopping.append(True))
         while True:
             sent = engine.relay.drain()
             redispatched = engine.reaper.run_once()
+            if time.monotonic() >= next_report:
+                report_run_counts(engine.db, engine.metrics)
+                next_report = time.monotonic() + 10
             if once:
                 out.print(f"sent {sent} message(s), re-dispatched {redispatched} run(s)")
                 return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,7 @@ from celery.worker import WorkController
 from engine.api import Engine
 from engine.errors import StatewrightError
 from engine.silo import check_silo
+from engine.stats import report_run_counts
 
 log = structlog.get_logger("statewright.embedded")
 
@@ -91,10 +93,14 @@ class EmbeddedWorker:
         self._controller.start()
 
     def _loop(self) -> None:
+        next_report = 0.0
         while not self._stop.wait(self._interval):
             try:
                 self.engine.relay.drain()
                 self.engine.reaper.run_once()
+                if time.monotonic() >= next_report:
+                    report_run_counts(self.engine.db, self.engine.metrics)
+                    next_report = time.monotonic() + 10
             except Exception as error:  # keep going: the next round retries
                 log.warning("relay round failed", error=repr(error))
 

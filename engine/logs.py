@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from engine.redaction import redact_event
+
 FORMATS = ("console", "json")
 
 
@@ -36,6 +38,7 @@ def configure_logging(fmt: str | None = None, *, level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -46,6 +46,25 @@ class NullMetrics:
         pass
 
 
+class FanoutMetrics:
+    """Sends every sample to several backends (statsd and Prometheus, say)."""
+
+    def __init__(self, *backends: Metrics) -> None:
+        self.backends = backends
+
+    def incr(self, name: str, value: float = 1, tags: Tags | None = None) -> None:
+        for backend in self.backends:
+            backend.incr(name, value, tags)
+
+    def timing(self, name: str, milliseconds: float, tags: Tags | None = None) -> None:
+        for backend in self.backends:
+            backend.timing(name, milliseconds, tags)
+
+    def gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
+        for backend in self.backends:
+            backend.gauge(name, value, tags)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     kind: Kind

@@ -16,7 +16,6 @@ def setup_sentry(settings: Settings) -> bool:
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         integrations=[CeleryIntegration(), SqlalchemyIntegration()],
-        send_default_pii=False,
         traces_sample_rate=0.0,
     )
     return True

@@ -6,19 +6,29 @@ to import. Configuration comes from ``STATEWRIGHT_*`` environment variables.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from engine.api import Engine
 from engine.logs import configure_logging
 from engine.observability import setup_sentry
+from engine.stats import serve_metrics
 
 configure_logging()
 engine = Engine()
 setup_sentry(engine.settings)
 app = engine.celery
 app.set_default()
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    """The main worker process serves every pool process's metrics (multiprocess mode)."""
+    port = os.environ.get("STATEWRIGHT_METRICS_PORT")
+    if port:
+        serve_metrics(int(port), engine.metrics)
 
 
 @worker_process_init.connect

@@ -1,0 +1,64 @@
+"""Secrets never reach the logs: URL passwords, DSN keys, private keys, secret fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+import structlog
+
+from engine.logs import configure_logging
+from engine.redaction import redact_text, redact_value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://app:hunter2@db/prod", "postgresql://app:***@db/prod"),
+        ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
+        ("https://abc123def@o1.ingest.example/42", "https://***@o1.ingest.example/42"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        (
+            "could not connect to postgresql://u:p@h/d: refused",
+            "could not connect to postgresql://u:***@h/d: refused",
+        ),
+    ],
+)
+def test_url_credentials_are_redacted(text: str, expected: str) -> None:
+    """Passwords and DSN keys inside URLs are replaced, the rest kept."""
+    assert redact_text(text) == expected
+
+
+def test_secret_fields_and_private_keys_are_redacted() -> None:
+    """Fields named like secrets and PEM private keys are replaced wherever they sit."""
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIabc\n-----END PRIVATE KEY-----"
+    event = {
+        "password": "x",
+        "sentry_dsn": "https://k@h/1",
+        "token": 7,
+        "nested": {"api_key": "abc", "note": f"key is {pem}"},
+    }
+    clean = redact_value("", event)
+    assert clean["password"] == "***"
+    assert clean["sentry_dsn"] == "***"
+    assert clean["token"] == 7  # the fencing token is not a secret
+    assert clean["nested"]["api_key"] == "***"
+    assert "MIIabc" not in clean["nested"]["note"]
+
+
+def test_log_lines_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON log line carrying a database URL shows no password."""
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buffer)
+    configure_logging("json")
+    try:
+        structlog.get_logger("test").warning(
+            "connecting", url="postgresql://a:s3cret@h/d", password="s3cret"
+        )
+    finally:
+        structlog.reset_defaults()
+    line = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    assert "s3cret" not in buffer.getvalue()
+    assert line["url"] == "postgresql://a:***@h/d"
