@@ -16,7 +16,7 @@ from engine.celery_app import CeleryPublisher, StatewrightCelery, build_celery, 
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.context import TaskContext
-from engine.definition import Definition, TaskSpec
+from engine.definition import TaskSpec
 from engine.dispatch import Dispatcher, Publisher
 from engine.errors import StatewrightError
 from engine.execution import StepExecutor
@@ -33,7 +33,13 @@ from engine.persistence import Database
 from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
 from engine.reaper import Reaper
 from engine.recorder import RunRecorder
-from engine.registry import Registry, WorkflowItem, as_definitions, load_workflow_modules
+from engine.registry import (
+    Registry,
+    TaskOwner,
+    WorkflowItem,
+    as_definitions,
+    load_workflow_modules,
+)
 from engine.relay import OutboxRelay
 from engine.replay import ReplayedState, export_history, load_history, replay
 
@@ -181,7 +187,7 @@ class Engine:
                 )
             time.sleep(interval)
 
-    def _run_task(self, definition: Definition, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
+    def _run_task(self, definition: TaskOwner, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
         bind_step(workflow=definition.name)
         context = TaskContext(
             workflow=definition.name,

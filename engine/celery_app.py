@@ -11,17 +11,17 @@ from celery import Celery
 from kombu import Queue
 
 from engine.config import Settings
-from engine.definition import Definition, TaskSpec
+from engine.definition import TaskSpec
 from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
 from engine.instrumentation import HARD_LIMIT_MARGIN, InstrumentedTask
 from engine.metrics import Metrics
-from engine.registry import Registry, StepOptions
+from engine.registry import Registry, StepOptions, TaskOwner
 from engine.silo import SiloMode
 
 log = structlog.get_logger("statewright.publish")
 
 StepRunner = Callable[[StepOptions, str, int], None]
-TaskRunner = Callable[[Definition, TaskSpec, dict[str, Any]], None]
+TaskRunner = Callable[[TaskOwner, TaskSpec, dict[str, Any]], None]
 
 
 class StatewrightCelery(Celery):
@@ -72,10 +72,15 @@ def register_steps(
     queues = {s.queue for s in registry.steps()} | {default}
     queues |= {spec.queue for _, spec in registry.tasks() if spec.queue}
     app.conf.task_queues = [Queue(name) for name in sorted(queues)]
+    app.conf.beat_schedule = {
+        owner.task_name(spec.name): {"task": owner.task_name(spec.name), "schedule": spec.schedule}
+        for owner, spec in registry.tasks()
+        if spec.schedule is not None
+    }
 
 
 def _register_task(
-    app: Celery, definition: Definition, spec: TaskSpec, run_task: TaskRunner, default: str
+    app: Celery, definition: TaskOwner, spec: TaskSpec, run_task: TaskRunner, default: str
 ) -> None:
     def body(**kwargs: Any) -> None:
         run_task(definition, spec, kwargs)
@@ -87,11 +92,11 @@ def _register_task(
         "base": InstrumentedTask,
         "task_queue": spec.queue or default,
         "shared": False,
-        "silo_mode": spec.silo_mode
-        if spec.silo_mode is not None
-        else definition.defaults.silo_mode,
+        "silo_mode": spec.silo_mode if spec.silo_mode is not None else definition.silo_mode,
         **spec.celery_options,
     }
+    if spec.stat_suffix is not None:
+        options["stat_suffix"] = staticmethod(spec.stat_suffix)
     if spec.time_limit is not None:
         options.update(
             time_limit=spec.time_limit + HARD_LIMIT_MARGIN, soft_time_limit=spec.time_limit

@@ -83,6 +83,10 @@ class TaskSpec:
     silo_mode: frozenset[SiloMode] | None = None
     time_limit: float | None = None
     celery_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Appended to the metric instance: ``(**kwargs) -> suffix`` (e.g. per batch).
+    stat_suffix: Callable[..., str] | None = None
+    #: When Celery beat starts the task (a ``celery.schedules`` schedule), if ever.
+    schedule: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +155,15 @@ def task(
     queue: str | None = None,
     silo_mode: SiloMode | Iterable[SiloMode] | None = None,
     time_limit: float | None = None,
+    stat_suffix: Callable[..., str] | None = None,
+    schedule: Any = None,
     **celery_options: Any,
 ) -> Callable[[Callable[..., None]], Any]:
-    """Mark a method of a ``Workflow`` as one of its tasks (not a state).
+    """Mark a method of a ``Workflow`` or ``TaskGroup`` as a task (not a state).
 
     The method takes a ``TaskContext`` and keyword arguments; it runs as the
-    instrumented Celery task ``<workflow>.<name>`` (``name`` defaults to the method's).
+    instrumented Celery task ``<owner>.<name>`` (``name`` defaults to the method's).
+    ``schedule`` (a ``celery.schedules`` schedule) makes Celery beat start it.
     """
 
     def mark(fn: Callable[..., None]) -> Any:
@@ -167,6 +174,8 @@ def task(
             silo_mode=normalize_modes(silo_mode),
             time_limit=time_limit,
             celery_options=MappingProxyType(dict(celery_options)),
+            stat_suffix=stat_suffix,
+            schedule=schedule,
         )
         return fn
 
@@ -195,6 +204,10 @@ class Definition:
     def task_name(self, state: str) -> str:
         """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
         return f"{self.name}.{state}"
+
+    @property
+    def silo_mode(self) -> frozenset[SiloMode] | None:
+        return self.defaults.silo_mode
 
     def bound_to(self, instance: Workflow) -> Definition:
         """This definition with handlers bound to ``instance`` (a configured workflow)."""
@@ -248,6 +261,51 @@ class Workflow:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.definition = build_definition(cls)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroupDefinition:
+    """A frozen group of tasks that are not a state machine (periodic fan-outs, say)."""
+
+    name: str
+    tasks: Mapping[str, TaskSpec]
+    silo_mode: frozenset[SiloMode] | None
+    instance: TaskGroup = field(compare=False, repr=False)
+
+    def task_name(self, task: str) -> str:
+        return f"{self.name}.{task}"
+
+    def bound_to(self, instance: TaskGroup) -> TaskGroupDefinition:
+        """This group with its tasks bound to ``instance`` (a configured group)."""
+        _, tasks = _bind(instance, {}, self.tasks)
+        return replace(self, tasks=MappingProxyType(tasks), instance=instance)
+
+
+class TaskGroup:
+    """Base class of task groups: a ``name`` and ``@task`` methods, validated when declared."""
+
+    name: ClassVar[str]
+    silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
+    definition: ClassVar[TaskGroupDefinition]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise DefinitionError(
+                f"task group name {name!r} is not allowed; use lowercase letters, digits and _"
+            )
+        tasks = _collect_tasks(cls, name)
+        if not tasks:
+            raise DefinitionError(f"task group {name!r} has no @task methods")
+        instance = _instantiate(cls)
+        _, bound = _bind(instance, {}, tasks)
+        cls.definition = TaskGroupDefinition(
+            name=name,
+            tasks=MappingProxyType(bound),
+            silo_mode=normalize_modes(cls.silo_mode),
+            instance=instance,
+        )
 
 
 def build_definition(cls: type[Workflow]) -> Definition:
@@ -333,7 +391,7 @@ def check_options(
         )
 
 
-def _instantiate(cls: type[Workflow]) -> Workflow:
+def _instantiate(cls: type[Any]) -> Any:
     try:
         return cls()
     except TypeError as error:
@@ -343,7 +401,7 @@ def _instantiate(cls: type[Workflow]) -> Workflow:
 
 
 def _bind(
-    instance: Workflow, steps: Mapping[str, StepSpec], tasks: Mapping[str, TaskSpec]
+    instance: Any, steps: Mapping[str, StepSpec], tasks: Mapping[str, TaskSpec]
 ) -> tuple[dict[str, StepSpec], dict[str, TaskSpec]]:
     """Handlers become bound methods of one instance of the workflow class."""
     cls = type(instance)
@@ -363,7 +421,7 @@ def _bind(
     )
 
 
-def _collect_tasks(cls: type[Workflow], name: str) -> dict[str, TaskSpec]:
+def _collect_tasks(cls: type[Any], name: str) -> dict[str, TaskSpec]:
     tasks: dict[str, TaskSpec] = {}
     for value in _members(cls):
         spec: TaskSpec | None = getattr(value, "__statewright_task__", None)
@@ -403,12 +461,13 @@ def _declared(cls: type[Workflow], attribute: str) -> Any:
     raise DefinitionError(f"workflow class {cls.__name__} must declare {attribute!r}")
 
 
-def _workflow_classes(cls: type[Workflow]) -> list[type]:
-    """The workflow classes ``cls`` is made of, base first (``Workflow`` itself excluded)."""
-    return [k for k in reversed(cls.__mro__) if issubclass(k, Workflow) and k is not Workflow]
+def _workflow_classes(cls: type[Any]) -> list[type]:
+    """The workflow (or task group) classes ``cls`` is made of, base first."""
+    bases = (Workflow, TaskGroup)
+    return [k for k in reversed(cls.__mro__) if issubclass(k, bases) and k not in bases]
 
 
-def _members(cls: type[Workflow]) -> list[Any]:
+def _members(cls: type[Any]) -> list[Any]:
     """Attribute values of the class and of the workflow classes it extends (child wins)."""
     merged: dict[str, Any] = {}
     for klass in _workflow_classes(cls):

@@ -61,9 +61,8 @@ class RunRecorder:
 
     def enqueue(self, session: Session, task_name: str, *, kwargs: dict[str, Any]) -> None:
         """Dispatch a workflow task after ``session`` commits, on its own queue."""
-        workflow, _, name = task_name.partition(".")
-        definition = self._registry.get(workflow)
-        spec = definition.tasks.get(name)
+        owner, _, name = task_name.partition(".")
+        spec = self._registry.task_owner(owner).tasks.get(name)
         queue = (spec.queue if spec else None) or self._settings.default_queue
         self._dispatcher.enqueue(session, task_name, kwargs=kwargs, queue=queue)
 

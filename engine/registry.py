@@ -14,7 +14,14 @@ from types import MappingProxyType, ModuleType
 from typing import TypeVar
 
 from engine.config import Settings
-from engine.definition import Definition, Handler, TaskSpec, Workflow
+from engine.definition import (
+    Definition,
+    Handler,
+    TaskGroup,
+    TaskGroupDefinition,
+    TaskSpec,
+    Workflow,
+)
 from engine.errors import (
     ConfigurationError,
     DefinitionError,
@@ -72,17 +79,25 @@ def _first(*choices: T | None) -> T:
     raise AssertionError("engine defaults are always set")
 
 
-class Registry:
-    """Definitions by name, with their resolved step options."""
+TaskOwner = Definition | TaskGroupDefinition
 
-    def __init__(self, definitions: Iterable[Definition], settings: Settings) -> None:
+
+class Registry:
+    """Workflow definitions and task groups by name, with their resolved step options."""
+
+    def __init__(self, definitions: Iterable[TaskOwner], settings: Settings) -> None:
         by_name: dict[str, Definition] = {}
-        for definition in definitions:
-            known = by_name.get(definition.name)
-            if known is not None and known is not definition:
-                raise DefinitionError(f"two workflows are named {definition.name!r}")
-            by_name[definition.name] = definition
+        groups: dict[str, TaskGroupDefinition] = {}
+        for item in definitions:
+            known = by_name.get(item.name) or groups.get(item.name)
+            if known is not None and known is not item:
+                raise DefinitionError(f"two workflows or task groups are named {item.name!r}")
+            if isinstance(item, TaskGroupDefinition):
+                groups[item.name] = item
+            else:
+                by_name[item.name] = item
         self.definitions: Mapping[str, Definition] = MappingProxyType(by_name)
+        self.groups: Mapping[str, TaskGroupDefinition] = MappingProxyType(groups)
         self._steps = {
             (d.name, state): resolve_step(d, state, settings)
             for d in by_name.values()
@@ -113,30 +128,43 @@ class Registry:
     def steps(self) -> Iterable[StepOptions]:
         return self._steps.values()
 
-    def tasks(self) -> Iterable[tuple[Definition, TaskSpec]]:
-        """Every workflow task, with its workflow's definition."""
-        return [(d, spec) for d in self.definitions.values() for spec in d.tasks.values()]
+    def tasks(self) -> Iterable[tuple[TaskOwner, TaskSpec]]:
+        """Every task of a workflow or task group, with its owner."""
+        owners: list[TaskOwner] = [*self.definitions.values(), *self.groups.values()]
+        return [(owner, spec) for owner in owners for spec in owner.tasks.values()]
+
+    def task_owner(self, name: str) -> TaskOwner:
+        """The workflow or task group named ``name``."""
+        found = self.definitions.get(name) or self.groups.get(name)
+        if found is None:
+            raise UnknownWorkflowError(name, [*self.definitions, *self.groups])
+        return found
 
 
-WorkflowItem = type[Workflow] | Workflow | Definition
+WorkflowItem = (
+    type[Workflow] | Workflow | Definition | type[TaskGroup] | TaskGroup | TaskGroupDefinition
+)
 
 
-def as_definitions(items: Iterable[WorkflowItem]) -> list[Definition]:
+def as_definitions(items: Iterable[WorkflowItem]) -> list[TaskOwner]:
     """Definitions of classes, of configured instances (bound to them), or as given."""
-    found: list[Definition] = []
+    found: list[TaskOwner] = []
     for item in items:
-        if isinstance(item, Definition):
+        if isinstance(item, Definition | TaskGroupDefinition):
             found.append(item)
         elif isinstance(item, Workflow):
             found.append(type(item).definition.bound_to(item))
+        elif isinstance(item, TaskGroup):
+            group: TaskGroupDefinition = type(item).definition
+            found.append(group.bound_to(item))
         else:
             found.append(item.definition)
     return found
 
 
-def load_workflow_modules(modules: Iterable[str]) -> list[Definition]:
-    """Import ``modules`` and collect the workflows declared in them."""
-    found: list[Definition] = []
+def load_workflow_modules(modules: Iterable[str]) -> list[TaskOwner]:
+    """Import ``modules`` and collect the workflows and task groups declared in them."""
+    found: list[TaskOwner] = []
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -148,12 +176,14 @@ def load_workflow_modules(modules: Iterable[str]) -> list[Definition]:
     return found
 
 
-def _declared_in(module: ModuleType) -> list[Definition]:
+def _declared_in(module: ModuleType) -> list[TaskOwner]:
     exported = getattr(module, "WORKFLOWS", None)
     if exported is not None:
         return as_definitions(exported)
     return [
         value.definition
         for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, Workflow) and value is not Workflow
+        if isinstance(value, type)
+        and issubclass(value, Workflow | TaskGroup)
+        and value not in (Workflow, TaskGroup)
     ]
