@@ -18,9 +18,9 @@ from engine.config import Settings
 from engine.context import TaskContext
 from engine.definition import TaskSpec
 from engine.dispatch import Dispatcher, Publisher
-from engine.errors import StatewrightError
+from engine.errors import StatewrightError, UnknownStateError
 from engine.execution import StepExecutor
-from engine.instrumentation import bind_step
+from engine.instrumentation import InstrumentedTask, bind_step
 from engine.metrics import (
     FanoutMetrics,
     Metrics,
@@ -99,6 +99,30 @@ class Engine:
         )
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(self.db, self.registry, self.recorder, self.clock)
+        self._register_relay_task()
+
+    def _register_relay_task(self) -> None:
+        """``statewright.relay``: one relay and reaper round, for running them under beat."""
+
+        def relay_round() -> None:
+            self.relay_round()
+
+        options: dict[str, Any] = {
+            "name": "statewright.relay",
+            "base": InstrumentedTask,
+            "shared": False,
+            "expires": 30,
+        }
+        self.celery.task(**options)(relay_round)
+        if os.environ.get("STATEWRIGHT_BEAT_RELAY") == "1":
+            self.celery.conf.beat_schedule["statewright.relay"] = {
+                "task": "statewright.relay",
+                "schedule": max(self.settings.relay_interval, 1.0),
+            }
+
+    def relay_round(self) -> tuple[int, int]:
+        """Send due outbox messages and re-dispatch expired leases; returns both counts."""
+        return self.relay.drain(), self.reaper.run_once()
 
     # -- writes ------------------------------------------------------------------
 
@@ -189,15 +213,23 @@ class Engine:
 
     def _run_task(self, definition: TaskOwner, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
         bind_step(workflow=definition.name)
-        context = TaskContext(
-            workflow=definition.name,
-            task=spec.name,
+        spec.handler(self.task_context(definition.name, spec.name), **kwargs)
+
+    def task_context(self, owner: str, task: str) -> TaskContext:
+        """The context a task of ``owner`` (a workflow or task group) runs with."""
+        spec = self.registry.task_owner(owner).tasks.get(task)
+        if spec is None:
+            raise UnknownStateError(f"{owner!r} has no task {task!r}")
+        return TaskContext(
+            workflow=owner,
+            task=task,
             now=self.clock.now(),
             log=structlog.get_logger("statewright.task"),
+            metrics=self.metrics,
             _transaction=self.db.transaction,
             _enqueue=self.recorder.enqueue,
+            _postgresql=not self.db.is_sqlite,
         )
-        spec.handler(context, **kwargs)
 
     def use_celery_publisher(self) -> None:
         """Publish committed messages from this process (the embedded worker calls this)."""

@@ -29,6 +29,7 @@ from engine.progress import follow
 from engine.queries import RunInfo, TransitionInfo
 from engine.stats import prepare_multiprocess_metrics, report_run_counts, serve_metrics
 from workflows.relocation.cli import keys_app, relocation_app
+from workflows.weekly_reports.cli import reports_app
 
 app = typer.Typer(
     help="statewright: durable workflow state machines on Celery and SQLAlchemy.",
@@ -39,6 +40,7 @@ runs_app = typer.Typer(help="Start, inspect and operate runs.", no_args_is_help=
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(relocation_app, name="relocation")
+app.add_typer(reports_app, name="reports")
 
 out = Console()
 err = Console(stderr=True)
@@ -157,6 +159,36 @@ def worker(
         embedded.start()
         out.print("embedded worker running; Ctrl-C stops it")
         embedded.wait()
+
+
+@app.command()
+def beat(
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    relay: Annotated[bool, typer.Option(help="Also run the outbox relay under beat.")] = False,
+) -> None:
+    """Run Celery beat: weekly reports (and, with --relay, the outbox relay) on schedule.
+
+    Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright beat --relay
+    """
+    settings = Settings.from_env()
+    if settings.embedded:
+        fail(
+            "beat needs STATEWRIGHT_BROKER_URL; with the embedded worker run "
+            "`statewright reports run` on a schedule of your own"
+        )
+    if relay:
+        os.environ["STATEWRIGHT_BEAT_RELAY"] = "1"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "engine.worker_app",
+        "beat",
+        "--loglevel",
+        loglevel,
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 - become Celery beat
 
 
 @app.command()

@@ -84,14 +84,24 @@ class StepContext:
 
 @dataclass(slots=True)
 class TaskContext:
-    """What a workflow's ``@task`` receives: transactions, after-commit dispatch, a logger."""
+    """What a ``@task`` receives: transactions, after-commit dispatch, a logger, metrics.
+
+    ``workflow`` is the name of the workflow or task group the task belongs to.
+    """
 
     workflow: str
     task: str
     now: datetime
     log: Any
+    metrics: Any
     _transaction: Callable[[], AbstractContextManager[Session]] = field(repr=False)
     _enqueue: Enqueue = field(repr=False)
+    _postgresql: bool = field(default=False, repr=False)
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether row locks can skip locked rows (PostgreSQL) or not (SQLite)."""
+        return bool(self._postgresql)
 
     def transaction(self) -> AbstractContextManager[Session]:
         """A session in one transaction (committed on success, rolled back on error)."""

@@ -10,6 +10,7 @@ from models.relocation import (
     RelocationValidation,
     RelocationValidationAttempt,
 )
+from models.reports import ReportDelivery, ReportSchedule
 
 __all__ = [
     "Base",
@@ -23,6 +24,8 @@ __all__ = [
     "RelocationFile",
     "RelocationValidation",
     "RelocationValidationAttempt",
+    "ReportDelivery",
+    "ReportSchedule",
     "Team",
     "User",
     "WorkflowRun",

@@ -1,8 +1,9 @@
-"""Workflows shipped with statewright."""
+"""Workflows and task groups shipped with statewright."""
 
 from workflows.onboarding import Onboarding
 from workflows.relocation import Relocation
+from workflows.weekly_reports import WeeklyReports
 
-WORKFLOWS = [Onboarding, Relocation]
+WORKFLOWS = [Onboarding, Relocation, WeeklyReports]
 
-__all__ = ["WORKFLOWS", "Onboarding", "Relocation"]
+__all__ = ["WORKFLOWS", "Onboarding", "Relocation", "WeeklyReports"]

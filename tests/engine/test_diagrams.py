@@ -75,7 +75,10 @@ def _comparable(path: Path) -> str:
 
 def test_checked_in_diagrams_are_current(tmp_path: Path) -> None:
     """diagrams/ matches what the shipped definitions draw now (run `make diagrams`)."""
-    fresh = write_all([w.definition for w in WORKFLOWS], tmp_path)
+    from engine import Workflow
+
+    definitions = [w.definition for w in WORKFLOWS if issubclass(w, Workflow)]
+    fresh = write_all(definitions, tmp_path)
     for path in fresh:
         checked_in = ROOT / "diagrams" / path.name
         assert checked_in.exists(), f"{checked_in} is missing; run `make diagrams`"
