@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 from sqlalchemy.orm import Session
 
 from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
+from engine.context import TaskContext
+from engine.definition import TaskGroup, task
 
 test_metadata = MetaData()
 effects = Table(
@@ -132,7 +134,7 @@ class Approval(Workflow):
         return "applied"
 
 
-WORKFLOWS = [Pipeline, Waiter, Approval]
+WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval]
 
 
 class Brief(Workflow):
@@ -152,3 +154,24 @@ class Brief(Workflow):
 
 
 WORKFLOWS.append(Brief)
+
+
+class Probe(TaskGroup):
+    """A plain task that records whether the row its sender committed was visible to it."""
+
+    name = "probe"
+
+    @task()
+    def look(self, tc: TaskContext, marker: str) -> None:
+        with tc.transaction() as session:
+            seen = session.execute(
+                select(effects.c.count).where(
+                    effects.c.run_id == marker, effects.c.state == "sender"
+                )
+            ).scalar()
+            session.execute(
+                effects.insert().values(run_id=marker, state="probe", count=1 if seen else 0)
+            )
+
+
+WORKFLOWS.append(Probe)
