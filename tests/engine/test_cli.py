@@ -116,3 +116,15 @@ def test_workflows_lists_definitions(env: dict[str, str]) -> None:
         "active",
     ]
     assert "pipeline" in names
+
+
+def test_demo_relocates_a_sample(env: dict[str, str], tmp_path: Path) -> None:
+    """`statewright demo` relocates a small sample end to end and writes the run's diagram."""
+    result = cli(
+        "demo", "--orgs", "2", "--users", "20", "--workdir", str(tmp_path / "demo"), env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    assert "project_teams" in result.stdout
+    diagram = (tmp_path / "demo" / "relocation-run.mmd").read_text()
+    assert "Class completed s_terminal" in diagram
