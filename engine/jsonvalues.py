@@ -29,7 +29,15 @@ def check_json_object(value: object, what: str, *, max_bytes: int = MAX_BYTES) -
 
 
 def _check(value: object, path: str) -> None:
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidParamsError(
+                f"{path} holds text that is not valid Unicode (a lone surrogate)"
+            ) from None
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):

@@ -264,11 +264,25 @@ def _check_pause_state(
 def _check_key(key: str | None) -> None:
     if key is None:
         return
-    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
+    if (
+        not isinstance(key, str)
+        or not key.strip()
+        or len(key) > MAX_KEY
+        or not key.isprintable()
+        or not _encodable(key)
+    ):
         raise InvalidParamsError(
             f"idempotency key {key!r} is not allowed; use a non-empty string of at most "
             f"{MAX_KEY} characters"
         )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _by_key(session: Session, workflow: str, key: str | None) -> WorkflowRun | None:

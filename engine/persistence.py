@@ -77,6 +77,8 @@ def _create(url: str, *, echo: bool, immediate: bool = True) -> SAEngine:
 
 def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
     """The run row, locked until the transaction ends (``None`` if there is no such run)."""
+    if not (isinstance(run_id, str) and len(run_id) == 32 and run_id.isalnum()):
+        return None
     statement = select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update()
     # the locked row's values win over anything this session loaded earlier
     statement = statement.execution_options(populate_existing=True)
@@ -87,5 +89,5 @@ def require_run(session: Session, run_id: str) -> WorkflowRun:
     """The run row, locked; ``RunNotFoundError`` if there is none."""
     run = lock_run(session, run_id)
     if run is None:
-        raise RunNotFoundError(run_id)
+        raise RunNotFoundError(repr(run_id)[1:-1] if isinstance(run_id, str) else str(run_id))
     return run

@@ -222,6 +222,13 @@ def read_records(
         raise ExportError(f"The export is not valid JSON: {_short(error)}") from None
     except ijson.JSONError as error:
         raise ExportError(f"The export is not valid JSON: {_short(error)}") from None
+    except UnicodeDecodeError as error:
+        raise ExportError(
+            f"The export is not valid UTF-8 text: byte {error.object[error.start:error.end]!r} "
+            f"cannot be decoded ({error.reason})"
+        ) from None
+    except RecursionError:
+        raise ExportError("The export is nested too deeply to read") from None
 
 
 def _short(error: Exception) -> str:
