@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.chaos.workflow import EXPECTED, STATES
-from tests.conftest import REDIS_URL, service_up
-from tests.integration.conftest import Cluster, ClusterFactory, Process
+from tests.conftest import AMQP_URL, REDIS_URL, service_up
+from tests.integration.conftest import Cluster, ClusterFactory, Process, purge
 from tests.sample_workflows import effect_counts
 
 MODE = os.environ.get("STATEWRIGHT_CHAOS", "quick")
@@ -91,6 +91,25 @@ def restart_redis() -> None:
         time.sleep(0.1)
 
 
+def restart_rabbitmq() -> None:
+    for action in ("stop_app", "start_app"):
+        subprocess.run(
+            ["rabbitmqctl", action],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    deadline = time.monotonic() + 60
+    while not service_up("127.0.0.1", 5672) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+BROKERS = {
+    "redis": (REDIS_URL, 6379, restart_redis),
+    "rabbitmq": (AMQP_URL, 5672, restart_rabbitmq),
+}
+
+
 def terminate_worker_connections(admin_url: str) -> int:
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
@@ -126,15 +145,18 @@ def moved_since(cluster: Cluster, marks: dict[str, int]) -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_chaos(make_cluster: ClusterFactory, pg_url: str) -> None:
+@pytest.mark.parametrize("broker", sorted(BROKERS))
+def test_chaos(make_cluster: ClusterFactory, pg_url: str, broker: str) -> None:
     """Every run completes with exactly its expected transitions and each effect exactly once,
     while workers are killed, the broker restarts and connections are terminated."""
-    if not service_up("127.0.0.1", 6379):
-        pytest.fail("Redis must be up for the chaos suite")
+    broker_url, port, restart_broker = BROKERS[broker]
+    if not service_up("127.0.0.1", port):
+        pytest.fail(f"{broker} must be up for the chaos suite")
+    purge(broker_url)
     chaos_random = random.Random(int(os.environ.get("STATEWRIGHT_CHAOS_SEED", "20261124")))
     separator = "&" if "?" in pg_url else "?"
     cluster = make_cluster(
-        REDIS_URL,
+        broker_url,
         STATEWRIGHT_DATABASE_URL=f"{pg_url}{separator}application_name={APP_NAME}",
         STATEWRIGHT_WORKFLOWS="tests.chaos.workflow",
         STATEWRIGHT_LEASE_GRACE="2",
@@ -181,7 +203,7 @@ def test_chaos(make_cluster: ClusterFactory, pg_url: str) -> None:
             workers.append(cluster.worker(concurrency=2))
             next_kill = time.monotonic() + chaos_random.uniform(2, 6)
         if not restarted and now - started > 8:
-            restart_redis()
+            restart_broker()
             figures.broker_restarts += 1
             restarted = True
         if now >= next_terminate:
@@ -208,7 +230,7 @@ def test_chaos(make_cluster: ClusterFactory, pg_url: str) -> None:
             ]
             assert declared == EXPECTED, (run_id, declared)
             assert effect_counts(session, run_id) == dict.fromkeys(STATES, 1), run_id
-    report = figures.report()
+    report = {"broker": broker, **figures.report()}
     print("\nchaos figures:\n" + json.dumps(report, indent=2))
     Path(os.environ.get("STATEWRIGHT_CHAOS_REPORT", "/dev/null")).write_text(json.dumps(report))
     assert figures.kills >= 1
