@@ -215,7 +215,7 @@ def read_records(
     header = header if header is not None else Header()
     stream = io.BufferedReader(_ChunkFile(plaintext(data, private_key, limits)), 1 << 16)
     try:
-        yield from _walk(ijson.parse(stream, use_float=True), limits, header)
+        yield from _walk(ijson.basic_parse(stream, use_float=True), limits, header)
     except DecryptionError as error:
         raise ExportError(str(error)) from None
     except ijson.IncompleteJSONError as error:
@@ -236,16 +236,16 @@ def _short(error: Exception) -> str:
 
 
 def _walk(
-    events: Iterator[tuple[str, str, Any]], limits: Limits, header: Header
+    events: Iterator[tuple[str, Any]], limits: Limits, header: Header
 ) -> Iterator[tuple[str, Record]]:
     first = next(events, None)
     if first is None:
         raise ExportError("The export is empty")
-    if first[1] != "start_map":
+    if first[0] != "start_map":
         raise ExportError("The export is not a JSON object")
     seen: list[str] = []
-    for prefix, event, value in events:
-        if event == "end_map" and prefix == "":
+    for event, value in events:  # nested parts are read whole by the helpers below
+        if event == "end_map":
             break
         if event != "map_key":
             raise ExportError("The export's structure is not readable")
@@ -294,24 +294,24 @@ def _check_format(header: Header) -> None:
         )
 
 
-def _scalar(events: Iterator[tuple[str, str, Any]], key: str) -> object:
-    _, event, value = next(events)
+def _scalar(events: Iterator[tuple[str, Any]], key: str) -> object:
+    event, value = next(events)
     if event in ("start_map", "start_array"):
         raise ExportError(f"The export's {key!r} must be a plain value")
     return value
 
 
-def _source(events: Iterator[tuple[str, str, Any]], limits: Limits) -> dict[str, str]:
-    _, event, _ = next(events)
+def _source(events: Iterator[tuple[str, Any]], limits: Limits) -> dict[str, str]:
+    event, _ = next(events)
     if event != "start_map":
         raise ExportError("The export's 'source' must be an object")
     source: dict[str, str] = {}
     size = 0
-    for _, event, value in events:
+    for event, value in events:
         if event == "end_map":
             return source
         key = value
-        _, event, value = next(events)
+        event, value = next(events)
         if event != "string":
             raise ExportError(f"The export's source.{str(key)[:40]} must be a string")
         size += len(key) + len(value)
@@ -322,15 +322,15 @@ def _source(events: Iterator[tuple[str, str, Any]], limits: Limits) -> dict[str,
 
 
 def _section(
-    events: Iterator[tuple[str, str, Any]], section: str, limits: Limits, header: Header
+    events: Iterator[tuple[str, Any]], section: str, limits: Limits, header: Header
 ) -> Iterator[tuple[str, Record]]:
-    _, event, _ = next(events)
+    event, _ = next(events)
     if event != "start_array":
         raise ExportError(f"The export's {section!r} must be a list")
     schema = SCHEMA[section]
     index = 0
     while (item := next(events, None)) is not None:
-        event = item[1]
+        event = item[0]
         if event == "end_array":
             return
         if event != "start_map":
@@ -357,7 +357,7 @@ def _check_counts(section: str, count: int, limits: Limits) -> None:
 
 
 def _record(
-    events: Iterator[tuple[str, str, Any]],
+    events: Iterator[tuple[str, Any]],
     section: str,
     index: int,
     schema: Mapping[str, Field],
@@ -365,7 +365,7 @@ def _record(
 ) -> Record:
     record: Record = {}
     where = f"{section}[{index}]"
-    for _, event, value in events:
+    for event, value in events:
         if event == "end_map":
             break
         key = value
@@ -375,7 +375,7 @@ def _record(
             )
         if key in record:
             raise ExportError(f"{where} has field {key!r} twice")
-        _, event, value = next(events)
+        event, value = next(events)
         if event in ("start_map", "start_array"):
             raise ExportError(f"{where}.{key} must be a plain value, not a nested structure")
         record[key] = _field(where, key, value, schema[key], limits)

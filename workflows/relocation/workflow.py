@@ -272,9 +272,11 @@ class Relocation(Workflow):
                 if section == "organizations":
                     orgs[record["id"]] = record["slug"]
                     continue
-                if not selection.org_ids:  # the organizations section is complete
+                if section != "members":
+                    continue
+                if not selection.org_ids:  # organizations come first: they are all known now
                     selection.choose(orgs, relocation.want_org_slugs)
-                if section == "members" and record["organization_id"] in selection.org_ids:
+                if record["organization_id"] in selection.org_ids:
                     selection.users.add(record["user_id"])
         except ExportError as error:
             raise PermanentError(str(error)) from None
