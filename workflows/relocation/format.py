@@ -224,7 +224,7 @@ def read_records(
         raise ExportError(f"The export is not valid JSON: {_short(error)}") from None
     except UnicodeDecodeError as error:
         raise ExportError(
-            f"The export is not valid UTF-8 text: byte {error.object[error.start:error.end]!r} "
+            f"The export is not valid UTF-8 text: byte {error.object[error.start : error.end]!r} "
             f"cannot be decoded ({error.reason})"
         ) from None
     except RecursionError:
