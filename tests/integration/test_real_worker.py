@@ -97,3 +97,52 @@ def test_sigkilled_worker_mid_step_resumes_after_the_lease(
     assert time.monotonic() - killed_at < 30
     with engine.db.sessions() as session:
         assert effect_counts(session, run.id) == {"working": 1}
+
+
+def test_pickled_message_is_refused_by_a_real_worker(
+    make_cluster: ClusterFactory, redis_url: str
+) -> None:
+    """A pickle payload published straight to the broker is rejected and never executed."""
+    import pickle
+
+    from kombu import Connection
+
+    from tests.conftest import TEST_QUEUE
+    from tests.sample_workflows import effects
+
+    cluster = make_cluster(redis_url)
+    worker = cluster.worker()
+    engine = cluster.engine
+    body = (
+        (),
+        {"marker": "pickled"},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    )
+    with Connection(redis_url) as connection:
+        producer = connection.Producer(serializer="pickle")
+        producer.publish(
+            pickle.dumps(body),
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            routing_key=TEST_QUEUE,
+            exchange="",
+            headers={
+                "task": "probe.look",
+                "id": "pickled-1",
+                "lang": "py",
+                "argsrepr": "",
+                "kwargsrepr": "",
+            },
+        )
+    with engine.db.transaction() as session:  # a JSON message right behind it still runs
+        engine.recorder.enqueue(session, "probe.look", kwargs={"marker": "json"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.db.reads() as session:
+            seen = {row for row in session.execute(select(effects.c.run_id)).scalars()}
+        if "json" in seen:
+            break
+        time.sleep(0.1)
+    assert "json" in seen
+    assert "pickled" not in seen
+    assert "pickle" in worker.output().lower()
