@@ -24,10 +24,11 @@ from engine.api import Engine
 from engine.config import Settings, redact_url
 from engine.errors import StatewrightError
 from engine.logs import configure_logging
+from engine.maintenance import MaintenanceLoop
 from engine.observability import setup_sentry
 from engine.progress import follow
 from engine.queries import RunInfo, TransitionInfo
-from engine.stats import prepare_multiprocess_metrics, report_run_counts, serve_metrics
+from engine.stats import prepare_multiprocess_metrics, serve_metrics
 from workflows.relocation.cli import keys_app, relocation_app
 from workflows.weekly_reports.cli import reports_app
 
@@ -203,16 +204,14 @@ def relay(
         if engine.settings.embedded:
             fail("the relay needs STATEWRIGHT_BROKER_URL; the embedded worker runs its own")
         stopping: list[bool] = []
-        next_report = 0.0
         _stop_on_signals(lambda: stopping.append(True))
+        loop = MaintenanceLoop(engine)
         while True:
-            sent = engine.relay.drain()
-            redispatched = engine.reaper.run_once()
-            if time.monotonic() >= next_report:
-                report_run_counts(engine.db, engine.metrics)
-                next_report = time.monotonic() + 10
+            result = loop.round()
             if once:
-                out.print(f"sent {sent} message(s), re-dispatched {redispatched} run(s)")
+                if result is None:
+                    fail("the relay round failed; see the log")
+                out.print(f"sent {result[0]} message(s), re-dispatched {result[1]} run(s)")
                 return
             if stopping:
                 return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from types import TracebackType
 from typing import Any
 
@@ -19,8 +18,8 @@ from celery.worker import WorkController
 
 from engine.api import Engine
 from engine.errors import StatewrightError
+from engine.maintenance import MaintenanceLoop
 from engine.silo import check_silo
-from engine.stats import report_run_counts
 
 log = structlog.get_logger("statewright.embedded")
 
@@ -93,16 +92,9 @@ class EmbeddedWorker:
         self._controller.start()
 
     def _loop(self) -> None:
-        next_report = 0.0
+        loop = MaintenanceLoop(self.engine)
         while not self._stop.wait(self._interval):
-            try:
-                self.engine.relay.drain()
-                self.engine.reaper.run_once()
-                if time.monotonic() >= next_report:
-                    report_run_counts(self.engine.db, self.engine.metrics)
-                    next_report = time.monotonic() + 10
-            except Exception as error:  # keep going: the next round retries
-                log.warning("relay round failed", error=repr(error))
+            loop.round()
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
