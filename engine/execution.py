@@ -161,7 +161,8 @@ class StepExecutor:
             )
         if isinstance(decision, FailRun | RetryLater):
             session.rollback()  # the step failed: its domain writes must not land
-            self._apply_failure(step, claim, decision, _elapsed_ms(started))
+            failed: Decision = decision
+            self._record_failure(step, claim, lambda _run: failed, _elapsed_ms(started))
             return
         self._apply(session, step, run, decision, now, _elapsed_ms(started))
         session.commit()
@@ -200,33 +201,31 @@ class StepExecutor:
     def _record_error(
         self, step: StepOptions, claim: Claim, error: Exception, duration_ms: float
     ) -> None:
-        with self._db.transaction() as session:
-            run = lock_run(session, claim.run_id)
-            if not _still_ours(run, claim):
-                self._drop(step, "fenced")
-                return
-            assert run is not None
-            decision = decide_error(step, _view(run), error, self._clock.now(), self._rng)
-            self._write_failure(session, step, run, decision, duration_ms)
-        if isinstance(decision, FailRun):
-            report_failure(decision.reason, error)
+        def decide(run: WorkflowRun) -> Decision:
+            return decide_error(step, _view(run), error, self._clock.now(), self._rng)
 
-    def _apply_failure(
+        self._record_failure(step, claim, decide, duration_ms, error)
+
+    def _record_failure(
         self,
         step: StepOptions,
         claim: Claim,
-        decision: FailRun | RetryLater,
+        decide: Callable[[WorkflowRun], Decision],
         duration_ms: float,
+        error: Exception | None = None,
     ) -> None:
+        """In a fresh transaction (the step's own was rolled back): re-lock the run, check
+        the step is still ours, and record the retry or the failure."""
         with self._db.transaction() as session:
             run = lock_run(session, claim.run_id)
             if not _still_ours(run, claim):
                 self._drop(step, "fenced")
                 return
             assert run is not None
+            decision = decide(run)
             self._write_failure(session, step, run, decision, duration_ms)
         if isinstance(decision, FailRun):
-            report_failure(decision.reason)
+            report_failure(decision.reason, error)
 
     def _write_failure(
         self,

@@ -5,11 +5,23 @@ from __future__ import annotations
 import smtplib
 import sys
 from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigurationError
+
+
+def compose(sender: str, recipient: str, subject: str, body: str, *, key: str) -> EmailMessage:
+    """A plain-text message; ``key`` makes its Message-ID (and says what it is for)."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(idstring=key)
+    message.set_content(body)
+    return message
 
 
 class MailBackend(Protocol):

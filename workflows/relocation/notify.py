@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.relocation import Relocation, RelocationEmail
-from workflows.relocation.mail import MailBackend
+from workflows.relocation.mail import MailBackend, compose
 
 TEMPLATES = {
     "started": (
@@ -94,13 +92,14 @@ def send_pending(
     email = session.execute(statement).scalar_one_or_none()
     if email is None:
         return False
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = email.recipient
-    message["Subject"] = email.subject
-    message["Message-ID"] = make_msgid(idstring=f"relocation-{relocation_id}-{email.id}")
+    message = compose(
+        sender,
+        email.recipient,
+        email.subject,
+        email.body,
+        key=f"relocation-{relocation_id}-{email.id}",
+    )
     message["X-Statewright-Email"] = f"{relocation_id}:{email.kind}:{email.recipient}"
-    message.set_content(email.body)
     mailer.send(message)
     email.sent_at = now
     return True

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from models.domain import Organization, OrganizationMember, Project, Team, User
 from models.reports import ReportDelivery
-from workflows.relocation.mail import MailBackend
+from workflows.relocation.mail import MailBackend, compose
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +150,10 @@ def send_next(
     delivery = session.execute(statement).scalar_one_or_none()
     if delivery is None:
         return False
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = delivery.recipient
-    message["Subject"] = delivery.subject
-    message["Message-ID"] = make_msgid(idstring=f"report-{delivery.id}")
-    message.set_content(delivery.body)
-    mailer.send(message)
+    mailer.send(
+        compose(
+            sender, delivery.recipient, delivery.subject, delivery.body, key=f"report-{delivery.id}"
+        )
+    )
     delivery.sent_at = now
     return True
