@@ -17,8 +17,10 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
+from sqlalchemy import Row, or_, update
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -101,8 +103,16 @@ class StepExecutor:
             session.close()
 
     def claim_step(self, step: StepOptions, run_id: str, token: int) -> Claim | None:
-        """Lock the run and take the step, or drop the message and say why."""
+        """Lock the run and take the step, or drop the message and say why.
+
+        The common case is one ``UPDATE … RETURNING``: the run is current, unclaimed,
+        with no pause or cancel scheduled and attempts left. Anything else takes the
+        slow path, which locks the row and says why.
+        """
         with self._db.transaction() as session:
+            claimed = self._claim_fast(session, step, run_id, token)
+            if claimed is not None:
+                return claimed
             run = lock_run(session, run_id)
             stale = _stale_reason(run, step, token)
             if stale is not None:
@@ -134,6 +144,46 @@ class StepExecutor:
                 seconds=step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
             )
             return _claim(run)
+
+    def _claim_fast(
+        self, session: Session, step: StepOptions, run_id: str, token: int
+    ) -> Claim | None:
+        now = self._clock.now()
+        lease = now + timedelta(
+            seconds=step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
+        )
+        run = WorkflowRun
+        statement = (
+            update(run)
+            .where(
+                run.id == run_id,
+                run.token == token,
+                run.status == "running",
+                run.workflow == step.workflow,
+                run.state == step.state,
+                run.claimed.is_(False),
+                run.cancel_requested.is_(False),
+                run.pause_requested.is_(False),
+                or_(run.pause_at.is_(None), run.pause_at != step.state),
+                run.attempt < step.retry.max_attempts,
+            )
+            .values(attempt=run.attempt + 1, claimed=True, lease_expires_at=lease)
+            .returning(
+                run.id,
+                run.workflow,
+                run.state,
+                run.token,
+                run.attempt,
+                run.polls,
+                run.params,
+                run.context,
+                run.state_entered_at,
+                run.entry_seq,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        row = session.execute(statement).first()
+        return None if row is None else _claim(row)
 
     def _complete(
         self,
@@ -292,7 +342,8 @@ def _view(run: WorkflowRun) -> RunView:
     return RunView(run.state, run.attempt, run.polls, run.state_entered_at)
 
 
-def _claim(run: WorkflowRun) -> Claim:
+def _claim(run: WorkflowRun | Row[Any]) -> Claim:
+    """The claim of a locked run, or of the row a claiming ``UPDATE … RETURNING`` gave."""
     return Claim(
         run_id=run.id,
         workflow=run.workflow,
