@@ -338,7 +338,7 @@ def replay_command(
             raise typer.BadParameter(f"{path}: {error}", param_hint="--file") from None
     if run_id or all_runs:
         ensure_migrated(engine)
-        ids = [run_id] if run_id else [r.id for r in engine.list(limit=10_000)]
+        ids = [run_id] if run_id else _all_run_ids(engine)
         recorded += [load_history(engine.export_history(i), f"run {i}") for i in ids]
     results: list[dict[str, Any]] = []
     broken = 0
@@ -372,6 +372,20 @@ def replay_command(
         out.print(table)
     if broken:
         raise typer.Exit(1)
+
+
+def _all_run_ids(engine: Engine) -> list[str]:
+    """Every run, oldest first (the oldest are the likeliest to be stranded by a change)."""
+    from sqlalchemy import select
+
+    from models.engine import WorkflowRun
+
+    with engine.db.reads() as session:
+        return list(
+            session.execute(
+                select(WorkflowRun.id).order_by(WorkflowRun.created_at, WorkflowRun.id)
+            ).scalars()
+        )
 
 
 # -- runs ----------------------------------------------------------------------------

@@ -103,30 +103,24 @@ def export_history(run: RunInfo, history: Iterable[TransitionInfo]) -> dict[str,
     }
 
 
-def load_history(document: Mapping[str, Any], where: str = "history") -> RecordedRun:
+def load_history(document: object, where: str = "history") -> RecordedRun:
     """Read an exported history, saying exactly what is wrong with a bad one."""
+    if not isinstance(document, Mapping):
+        raise InvalidParamsError(f"{where} is not a statewright history (not a JSON object)")
     if document.get("format") != FORMAT or document.get("version") != VERSION:
         raise InvalidParamsError(
             f"{where} is not a statewright history (format {document.get('format')!r}, "
             f"version {document.get('version')!r}; expected {FORMAT!r} version {VERSION})"
         )
     rows = []
-    for index, row in enumerate(document.get("transitions") or []):
-        try:
-            rows.append(
-                Recorded(
-                    int(row["seq"]),
-                    row["from"],
-                    str(row["trigger"]),
-                    str(row["to"]),
-                    int(row["attempt"]),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as error:
+    transitions = document.get("transitions")
+    for index, row in enumerate(transitions if isinstance(transitions, list) else []):
+        if not _row_ok(row):
             raise InvalidParamsError(
-                f"{where}: transitions[{index}] lacks or garbles {error}; each needs seq, from, "
-                "trigger, to and attempt"
-            ) from None
+                f"{where}: transitions[{index}] is {str(row)[:80]}; each needs seq (a whole "
+                "number), from (a state or null), trigger and to (states) and attempt"
+            )
+        rows.append(Recorded(row["seq"], row["from"], row["trigger"], row["to"], row["attempt"]))
     if not rows:
         raise InvalidParamsError(f"{where} has no transitions")
     return RecordedRun(
@@ -135,6 +129,16 @@ def load_history(document: Mapping[str, Any], where: str = "history") -> Recorde
         str(document.get("definition_version")),
         tuple(rows),
     )
+
+
+def _row_ok(row: object) -> bool:
+    if not isinstance(row, Mapping):
+        return False
+    whole = all(
+        isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in ("seq", "attempt")
+    )
+    named = all(isinstance(row.get(k), str) and row.get(k) for k in ("trigger", "to"))
+    return whole and named and (row.get("from") is None or isinstance(row.get("from"), str))
 
 
 def replay(definition: Definition, run: RecordedRun, *, until: int | None = None) -> ReplayedState:
@@ -153,7 +157,16 @@ def replay(definition: Definition, run: RecordedRun, *, until: int | None = None
             break
         source = rename.get(row.from_state, row.from_state) if row.from_state else None
         dest = rename.get(row.to_state, row.to_state)
-        if row.trigger == "start":
+        if row.trigger == "start" or position == 1:
+            if position != 1 or row.trigger != "start":
+                raise ReplayDivergenceError(
+                    run,
+                    row,
+                    "is not where a run can begin or begin again"
+                    if position != 1
+                    else "does not start the run",
+                    [],
+                )
             if dest != definition.initial:
                 raise ReplayDivergenceError(
                     run,
@@ -168,6 +181,8 @@ def replay(definition: Definition, run: RecordedRun, *, until: int | None = None
                 f"leaves {source!r}, but the run was in {state!r}",
                 definition.triggers_from(state),
             )
+        elif problem := _status_refuses(row.trigger, status):
+            raise ReplayDivergenceError(run, row, problem, definition.triggers_from(state))
         elif row.trigger in STAYS:
             if dest != state or state not in definition.steps:
                 raise ReplayDivergenceError(
@@ -186,6 +201,28 @@ def replay(definition: Definition, run: RecordedRun, *, until: int | None = None
             polls = 0
             status = "succeeded" if definition.is_terminal(dest) else status
         state, attempt = dest, row.attempt
+    total = len(run.transitions)
     return ReplayedState(
-        min(until or len(run.transitions), len(run.transitions)), state, status, attempt, polls
+        total if until is None else min(until, total), state, status, attempt, polls
     )
+
+
+#: Which status each engine event needs; declared triggers need a running run.
+NEEDS = {
+    "resume": ("paused",),
+    "redrive": ("failed",),
+    "pause": ("running",),
+    "cancel": ("running", "paused"),
+    "abort": ("running", "paused"),
+    "fail": ("running",),
+    "retry": ("running",),
+    "poll": ("running",),
+    "redispatch": ("running",),
+}
+
+
+def _status_refuses(trigger: str, status: str) -> str | None:
+    allowed = NEEDS.get(trigger, ("running",))
+    if status in allowed:
+        return None
+    return f"happens to a {status} run, but only to a {' or '.join(allowed)} one"

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from engine import InvalidParamsError
 from models import Organization, OrganizationMember, RelocationEmail, User
-from tests.workflows.conftest import OWNER, Keys, Target, snapshot
-from workflows.relocation import start_relocation
+from tests.workflows.conftest import OWNER, Keys, Target, TargetFactory, snapshot
+from workflows.relocation import Limits, start_relocation
 from workflows.relocation.format import seal, write_document
 
 
@@ -347,3 +347,35 @@ def test_dangling_member_without_users_is_found(target: Target) -> None:
     failed = relocate(target, plain(document))
     assert failed.status == "failed"
     assert "users id 5" in (failed.failure_reason or "")
+
+
+def test_only_wanted_usernames_move(target: Target) -> None:
+    """With wanted usernames, only those accounts (and their memberships) are relocated."""
+    run = start_relocation(
+        target.engine, plain(good_document(users=3)), owner=OWNER, usernames=["u2"]
+    )
+    assert target.harness.run(run.id).status == "succeeded"
+    with target.engine.db.reads() as session:
+        moved = set(session.execute(select(User.username)).scalars())
+    assert moved == {"owner", "u2"}
+
+
+def test_checked_copy_stays_within_the_limits_it_passed(make_target: TargetFactory) -> None:
+    """An export just under the decompressed limit, full of non-ASCII text, still relocates."""
+    document = good_document(users=40)
+    for user in document["users"]:
+        user["name"] = "é" * 150
+    data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    target = make_target(limits=Limits(max_decompressed_bytes=len(data) + 10))
+    assert relocate(target, data).status == "succeeded"
+
+
+def test_people_sharing_an_address_get_one_claim_email(target: Target) -> None:
+    """Two imported accounts at one address get one claim email naming both."""
+    document = good_document(users=2)
+    document["users"][1]["email"] = document["users"][0]["email"]
+    assert relocate(target, plain(document)).status == "succeeded"
+    target.harness.run_all()
+    claims = [m for m in target.mails() if "Claim your account" in m]
+    assert len(claims) == 1
+    assert "u1, u2" in claims[0]

@@ -130,7 +130,7 @@ def test_bad_history_documents_are_refused() -> None:
     """A file that is not a history says what it expected."""
     with pytest.raises(InvalidParamsError, match=r"is not a statewright history"):
         load_history({"format": "other"})
-    with pytest.raises(InvalidParamsError, match=r"transitions\[0\] lacks or garbles"):
+    with pytest.raises(InvalidParamsError, match=r"transitions\[0\] is \{.seq.: 1\}"):
         load_history({"format": "statewright.history", "version": 1, "transitions": [{"seq": 1}]})
 
 
@@ -173,3 +173,66 @@ def test_harness_injects_a_failure_on_the_third_attempt_of_importing(target: Tar
             "importing --fail--> importing",
         ],
     )
+
+
+def _history(*rows: tuple[str | None, str, str]) -> dict[str, object]:
+    return {
+        "format": "statewright.history",
+        "version": 1,
+        "run_id": "r",
+        "workflow": "relocation",
+        "definition_version": "x",
+        "transitions": [
+            {"seq": n, "from": f, "trigger": t, "to": d, "attempt": 1}
+            for n, (f, t, d) in enumerate(rows, start=1)
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [(None, "start", "uploading"), (None, "start", "uploading")],
+            "is not where a run can begin or begin again",
+        ),
+        (
+            [
+                (None, "start", "uploading"),
+                ("uploading", "cancel", "uploading"),
+                ("uploading", "uploaded", "preprocessing"),
+            ],
+            "happens to a cancelled run, but only to a running one",
+        ),
+        (
+            [
+                (None, "start", "uploading"),
+                ("uploading", "fail", "uploading"),
+                ("uploading", "uploaded", "preprocessing"),
+            ],
+            "happens to a failed run",
+        ),
+        (
+            [(None, "start", "uploading"), ("uploading", "resume", "uploading")],
+            "happens to a running run, but only to a paused one",
+        ),
+    ],
+)
+def test_impossible_histories_are_refused(
+    rows: list[tuple[str | None, str, str]], message: str
+) -> None:
+    """Histories the engine could never write do not replay."""
+    with pytest.raises(ReplayDivergenceError, match=message):
+        replay(Relocation.definition, load_history(_history(*rows)))
+
+
+def test_replay_until_zero_and_malformed_rows() -> None:
+    """Position 0 is before the first row; rows with wrong types are refused by name."""
+    history = load_history(recorded("happy-path"))
+    assert replay(Relocation.definition, history, until=0).position == 0
+    with pytest.raises(InvalidParamsError, match=r"not a JSON object"):
+        load_history([1, 2])
+    bad = _history((None, "start", "uploading"))
+    bad["transitions"][0]["to"] = None  # type: ignore[index]
+    with pytest.raises(InvalidParamsError, match=r"transitions\[0\] is"):
+        load_history(bad)

@@ -144,7 +144,9 @@ class Relocation(Workflow):
         checked = _file(ctx.session, relocation, "checked")
         importer = Importer(ctx.session, now=ctx.now, batch=self.config.import_batch)
         try:
-            result = importer.run(read_records(checked.data, None, self.config.limits))
+            result = importer.run(
+                read_records(checked.data, None, self.config.limits.for_checked_copy())
+            )
         except ImportProblemError as problem:
             raise PermanentError(
                 f"The export could not be imported: {problem.findings[0]['problem']}"
@@ -186,8 +188,13 @@ class Relocation(Workflow):
             .where(OrganizationMember.organization_id.in_(org_ids), User.is_unclaimed.is_(True))
             .order_by(User.username)
         ).all()
-        for email, username in users:
-            queue_email(ctx.session, relocation, "claim", email, now=ctx.now, username=username)
+        accounts: dict[str, list[str]] = {}
+        for email, username in users:  # one email per address, naming every account at it
+            accounts.setdefault(email, []).append(username)
+        for email, usernames in accounts.items():
+            queue_email(
+                ctx.session, relocation, "claim", email, now=ctx.now, username=", ".join(usernames)
+            )
         queue_email(ctx.session, relocation, "succeeded", relocation.owner_email, now=ctx.now)
         ctx.enqueue("send_emails", relocation_id=relocation.id)
         return "notified"
@@ -205,7 +212,10 @@ class Relocation(Workflow):
             assert relocation is not None
             data = _file(session, relocation, "checked").data
         findings = validate_in_sandbox(
-            data, self.config.limits, now=tc.now, batch=self.config.import_batch
+            data,
+            self.config.limits.for_checked_copy(),
+            now=tc.now,
+            batch=self.config.import_batch,
         )
         with tc.transaction() as session:
             session.execute(
@@ -276,7 +286,9 @@ class Relocation(Workflow):
                     continue
                 if not selection.org_ids:  # organizations come first: they are all known now
                     selection.choose(orgs, relocation.want_org_slugs)
-                if record["organization_id"] in selection.org_ids:
+                if record["organization_id"] in selection.org_ids or (
+                    record["organization_id"] not in orgs  # dangling: validation reports it
+                ):
                     selection.users.add(record["user_id"])
         except ExportError as error:
             raise PermanentError(str(error)) from None
@@ -296,9 +308,7 @@ class Relocation(Workflow):
         """Second pass: write the selected records, unencrypted and compressed."""
         plain = io.BytesIO()
         records = read_records(data, self.config.private_key, self.config.limits)
-        write_document(
-            plain, {**selection.source, "checked": "true"}, _by_section(selection.filter(records))
-        )
+        write_document(plain, selection.source, _by_section(selection.filter(records)))
         seal(plain, target, compress=True, public_key=None)
 
 
@@ -313,6 +323,15 @@ class Selection:
         self.teams: set[int] = set()
         self.projects: set[int] = set()
         self.source: dict[str, str] = {}
+        #: Every id the export has, selected or not: a record that refers to an id outside
+        #: these is kept, so validation reports it instead of the filter hiding it.
+        self.known: dict[str, set[int]] = {
+            "organizations": set(),
+            "users": set(),
+            "teams": set(),
+            "projects": set(),
+        }
+        self.kept_users: set[int] = set()
 
     def choose(self, orgs: dict[int, str], wanted: list[str]) -> None:
         if not orgs:
@@ -324,6 +343,7 @@ class Selection:
                     f"Organization {missing[0]!r} is not in the export; it has: "
                     f"{', '.join(sorted(orgs.values()))}"
                 )
+        self.known["organizations"] = set(orgs)
         self.org_ids = {i for i, slug in orgs.items() if not wanted or slug in wanted}
         self.slugs = sorted(orgs[i] for i in self.org_ids)
 
@@ -333,18 +353,33 @@ class Selection:
                 yield section, record
 
     def _keeps(self, section: str, record: Record) -> bool:
+        if section in self.known and "id" in record:
+            self.known[section].add(record["id"])
         if section == "organizations":
             return record["id"] in self.org_ids
         if section == "users":
-            return record["id"] in self.users
+            kept = record["id"] in self.users and (
+                self.usernames is None or record["username"] in self.usernames
+            )
+            if kept:
+                self.kept_users.add(record["id"])
+            return kept
         if section == "members":
-            return record["organization_id"] in self.org_ids and record["user_id"] in self.users
+            if not self._selected("organizations", record["organization_id"], self.org_ids):
+                return False
+            return self._selected("users", record["user_id"], self.kept_users)
         if section in ("teams", "projects"):
-            kept = record["organization_id"] in self.org_ids
+            kept = self._selected("organizations", record["organization_id"], self.org_ids)
             if kept:
                 (self.teams if section == "teams" else self.projects).add(record["id"])
             return kept
-        return record["project_id"] in self.projects and record["team_id"] in self.teams
+        return self._selected("projects", record["project_id"], self.projects) and (
+            self._selected("teams", record["team_id"], self.teams)
+        )
+
+    def _selected(self, kind: str, key: int, chosen: set[int]) -> bool:
+        """Chosen, or not in the export at all (then the sandbox reports the dangling id)."""
+        return key in chosen or key not in self.known[kind]
 
 
 def _by_section(records: Iterable[tuple[str, Record]]) -> Iterator[tuple[str, Iterator[Record]]]:
