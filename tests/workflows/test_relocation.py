@@ -379,3 +379,11 @@ def test_people_sharing_an_address_get_one_claim_email(target: Target) -> None:
     claims = [m for m in target.mails() if "Claim your account" in m]
     assert len(claims) == 1
     assert "u1, u2" in claims[0]
+
+
+def test_bytes_after_the_compressed_document_are_refused(target: Target) -> None:
+    """Data appended after the end of a gzip stream is not silently ignored."""
+    data = gzip.compress(plain(good_document())) + b"smuggled"
+    failed = relocate(target, data)
+    assert failed.status == "failed"
+    assert failed.failure_reason == "The export has 8 bytes after its compressed document"

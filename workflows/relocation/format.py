@@ -160,6 +160,10 @@ def _maybe_gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
             raise ExportError(f"The export's compressed data is damaged: {error}") from None
     if not inflater.eof:
         raise ExportError("The export's compressed data is truncated")
+    if inflater.unused_data:
+        raise ExportError(
+            f"The export has {len(inflater.unused_data):,} bytes after its compressed document"
+        )
     yield inflater.flush()
 
 
