@@ -41,8 +41,9 @@ class UnknownStateError(StatewrightError):
 class RunNotFoundError(StatewrightError):
     """No run has this id."""
 
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run with id {run_id!r}")
+    def __init__(self, run_id: object) -> None:
+        shown = repr(run_id) if isinstance(run_id, str) else repr(str(run_id))
+        super().__init__(f"no run with id {shown}")
         self.run_id = run_id
 
 

@@ -140,18 +140,18 @@ class StepExecutor:
                 report_failure(lost.reason)
                 return None
             run.claimed = True
-            run.lease_expires_at = now + timedelta(
-                seconds=step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
-            )
+            run.lease_expires_at = self._lease(step, now)
             return _claim(run)
+
+    def _lease(self, step: StepOptions, now: datetime) -> datetime:
+        """When a claimed step counts as lost: past its hard time limit and the grace."""
+        seconds = step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
+        return now + timedelta(seconds=seconds)
 
     def _claim_fast(
         self, session: Session, step: StepOptions, run_id: str, token: int
     ) -> Claim | None:
-        now = self._clock.now()
-        lease = now + timedelta(
-            seconds=step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
-        )
+        lease = self._lease(step, self._clock.now())
         run = WorkflowRun
         statement = (
             update(run)

@@ -28,14 +28,29 @@ def check_json_object(value: object, what: str, *, max_bytes: int = MAX_BYTES) -
     return json.loads(json.dumps(value))  # type: ignore[no-any-return]
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be stored (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` looks like a run id (32 lowercase hex digits)."""
+    return isinstance(value, str) and len(value) == 32 and all(c in _HEX for c in value)
+
+
 def _check(value: object, path: str) -> None:
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
+        if not is_unicode(value):
             raise InvalidParamsError(
                 f"{path} holds text that is not valid Unicode (a lone surrogate)"
-            ) from None
+            )
         return
     if value is None or isinstance(value, bool | int):
         return

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from engine.clock import Clock
 from engine.definition import Definition
 from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
-from engine.jsonvalues import check_json_object
+from engine.jsonvalues import check_json_object, is_unicode
 from engine.persistence import Database, require_run
 from engine.queries import FINISHED, RunInfo
 from engine.recorder import RunRecorder
@@ -269,20 +269,12 @@ def _check_key(key: str | None) -> None:
         or not key.strip()
         or len(key) > MAX_KEY
         or not key.isprintable()
-        or not _encodable(key)
+        or not is_unicode(key)
     ):
         raise InvalidParamsError(
             f"idempotency key {key!r} is not allowed; use a non-empty string of at most "
             f"{MAX_KEY} characters"
         )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _by_key(session: Session, workflow: str, key: str | None) -> WorkflowRun | None:

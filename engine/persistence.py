@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import RunNotFoundError
+from engine.jsonvalues import is_run_id
 from models.engine import WorkflowRun
 
 
@@ -77,7 +78,7 @@ def _create(url: str, *, echo: bool, immediate: bool = True) -> SAEngine:
 
 def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
     """The run row, locked until the transaction ends (``None`` if there is no such run)."""
-    if not (isinstance(run_id, str) and len(run_id) == 32 and run_id.isalnum()):
+    if not is_run_id(run_id):
         return None
     statement = select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update()
     # the locked row's values win over anything this session loaded earlier
@@ -89,5 +90,5 @@ def require_run(session: Session, run_id: str) -> WorkflowRun:
     """The run row, locked; ``RunNotFoundError`` if there is none."""
     run = lock_run(session, run_id)
     if run is None:
-        raise RunNotFoundError(repr(run_id)[1:-1] if isinstance(run_id, str) else str(run_id))
+        raise RunNotFoundError(run_id)
     return run

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidParamsError, RunNotFoundError
+from engine.jsonvalues import is_run_id
 from models.engine import RUN_STATUSES, WorkflowRun, WorkflowTransition
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -103,18 +104,10 @@ class TransitionInfo:
         return _jsonable(asdict(self))
 
 
-def is_run_id(value: object) -> bool:
-    """Whether ``value`` looks like a run id (32 lowercase hex digits)."""
-    return isinstance(value, str) and len(value) == 32 and all(c in HEX for c in value)
-
-
-HEX = frozenset("0123456789abcdef")
-
-
 def get_run(session: Session, run_id: str) -> RunInfo:
     run = session.get(WorkflowRun, run_id) if is_run_id(run_id) else None
     if run is None:
-        raise RunNotFoundError(repr(run_id)[1:-1] if isinstance(run_id, str) else str(run_id))
+        raise RunNotFoundError(run_id)
     return RunInfo.of(run)
 
 

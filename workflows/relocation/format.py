@@ -22,6 +22,7 @@ from typing import IO, Any
 import ijson
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from engine.jsonvalues import is_unicode
 from models.domain import ROLES
 from workflows.relocation.crypto import (
     DecryptionError,
@@ -408,19 +409,11 @@ def _field(where: str, key: str, value: Any, spec: Field, limits: Limits) -> Any
         raise ExportError(
             f"{where}.{key} is {len(value)} characters long; at most {allowed} are allowed"
         )
-    if not _unicode(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not is_unicode(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ExportError(f"{where}.{key} contains control characters or broken Unicode")
     if spec.check is not None and (problem := spec.check(value)):
         raise ExportError(f"{where}.{key} {problem}; got {_show(value)}")
     return value
-
-
-def _unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _show(value: Any) -> str:

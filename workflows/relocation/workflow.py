@@ -88,9 +88,8 @@ class Relocation(Workflow):
         upload = _file(ctx.session, relocation, "upload")
         selection = self._select(upload.data, relocation)
         _check_collisions(ctx.session, selection.slugs)
-        taken = _taken_usernames(ctx.session, self._users(upload.data, selection))
         normalized = io.BytesIO()
-        self._normalize(upload.data, selection, normalized)
+        taken = self._normalize(upload.data, selection, normalized, ctx.session)
         data = normalized.getvalue()
         ctx.session.add(
             RelocationFile(
@@ -299,17 +298,17 @@ class Relocation(Workflow):
         selection.source = header.source
         return selection
 
-    def _users(self, data: bytes, selection: Selection) -> Iterator[str]:
-        for section, record in read_records(data, self.config.private_key, self.config.limits):
-            if section == "users" and record["id"] in selection.users:
-                yield record["username"]
-
-    def _normalize(self, data: bytes, selection: Selection, target: BinaryIO) -> None:
-        """Second pass: write the selected records, unencrypted and compressed."""
+    def _normalize(
+        self, data: bytes, selection: Selection, target: BinaryIO, session: Session
+    ) -> int:
+        """Second pass: write the selected records, unencrypted and compressed; returns how
+        many of their usernames this installation already has."""
         plain = io.BytesIO()
         records = read_records(data, self.config.private_key, self.config.limits)
-        write_document(plain, selection.source, _by_section(selection.filter(records)))
+        taken = _TakenUsernames(session)
+        write_document(plain, selection.source, _by_section(taken.watch(selection.filter(records))))
         seal(plain, target, compress=True, public_key=None)
+        return taken.count
 
 
 class Selection:
@@ -437,18 +436,31 @@ def _check_collisions(session: Session, slugs: list[str]) -> None:
         )
 
 
-def _taken_usernames(session: Session, usernames: Iterable[str]) -> int:
-    taken, batch = 0, []
-    for username in usernames:
-        batch.append(username)
-        if len(batch) == 1000:
-            taken += _count_taken(session, batch)
-            batch = []
-    return taken + (_count_taken(session, batch) if batch else 0)
+class _TakenUsernames:
+    """Counts, a batch at a time, the relocated usernames this installation already has."""
 
+    def __init__(self, session: Session, batch: int = 1000) -> None:
+        self.session = session
+        self.batch = batch
+        self.count = 0
+        self._pending: list[str] = []
 
-def _count_taken(session: Session, batch: list[str]) -> int:
-    return len(session.execute(select(User.id).where(User.username.in_(batch))).all())
+    def watch(self, records: Iterable[tuple[str, Record]]) -> Iterator[tuple[str, Record]]:
+        """Pass ``records`` through, looking at the users among them."""
+        for section, record in records:
+            if section == "users":
+                self._pending.append(record["username"])
+                if len(self._pending) >= self.batch:
+                    self._flush()
+            yield section, record
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.count += len(
+                self.session.execute(select(User.id).where(User.username.in_(self._pending))).all()
+            )
+            self._pending = []
 
 
 def _owner(session: Session, email: str) -> User:
