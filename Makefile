@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit diagrams clean
+.PHONY: install demo test lint typecheck unit diagrams bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
 
 ## Relocate a sample installation end to end on the embedded default (SQLite, in-process worker).
 demo: install
@@ -30,6 +36,10 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest
+
+## Benchmarks against raw Celery and DBOS on PostgreSQL + Redis (not part of `make test`).
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## Redraw diagrams/ from the shipped workflow definitions.
 diagrams: install

@@ -43,6 +43,10 @@ from engine.registry import (
 from engine.relay import OutboxRelay
 from engine.replay import ReplayedState, export_history, load_history, replay
 
+#: Seconds a published outbox row waits to be deleted together with others (well under
+#: the relay's grace of two seconds, after which it would be sent again).
+OUTBOX_DELETE_DELAY = 0.25
+
 
 class Engine:
     """Runs workflows: the operations API, the Celery app, the relay and the reaper.
@@ -76,7 +80,14 @@ class Engine:
         self.publisher: Publisher | None = (
             None if self.settings.embedded else CeleryPublisher(self.celery)
         )
-        self.dispatcher = Dispatcher(self.db, self.clock, self.metrics, lambda: self.publisher)
+        self.dispatcher = Dispatcher(
+            self.db,
+            self.clock,
+            self.metrics,
+            lambda: self.publisher,
+            # on a real broker, published rows are deleted a few at a time, not one per step
+            delete_delay=0.0 if self.settings.embedded else OUTBOX_DELETE_DELAY,
+        )
         self.recorder = RunRecorder(self.registry, self.dispatcher, self.settings, self.metrics)
         self.executor = StepExecutor(
             self.db,
@@ -236,6 +247,7 @@ class Engine:
         self.publisher = CeleryPublisher(self.celery)
 
     def close(self) -> None:
+        self.dispatcher.flush_deletes()
         self.db.dispose()
 
 

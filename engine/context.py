@@ -26,6 +26,8 @@ class Claim:
     context: Mapping[str, Any]
     state_entered_at: datetime
     entry_seq: int
+    #: How many history rows the run had when claimed (none are added while it is ours).
+    history_len: int = 0
 
 
 Enqueue = Callable[..., None]

@@ -2,7 +2,9 @@
 
 A task message is written to ``workflow_outbox`` in the same transaction as the
 change that emits it. Only after that transaction commits is it published to the
-broker, and then its row is deleted. A message whose transaction rolls back is
+broker, and then its row is deleted (at once, or, with ``delete_delay``, together
+with the rows published in the same moment: one delete for many steps). A message
+whose transaction rolls back is
 never sent; a message whose process dies between commit and publish is sent by
 the ``OutboxRelay``. Messages with a future ``not_before`` wait in the outbox
 (durable timers) until the relay finds them due.
@@ -10,14 +12,16 @@ the ``OutboxRelay``. Messages with a future ``not_before`` wait in the outbox
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import delete, event, inspect
+from sqlalchemy import delete, event, insert, inspect
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -70,6 +74,8 @@ class Dispatcher:
         clock: Clock,
         metrics: Metrics,
         publisher: Callable[[], Publisher | None],
+        *,
+        delete_delay: float = 0.0,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -77,6 +83,12 @@ class Dispatcher:
         self._publisher = publisher
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
+        #: Seconds a published row may wait to be deleted with others (0: delete at once).
+        #: Must stay well under the relay's grace, or the relay sends the row again (a
+        #: harmless duplicate that the claim drops).
+        self.delete_delay = delete_delay
+        self._published: list[int] = []
+        self._sweeper_pid: int | None = None
 
     def enqueue(
         self,
@@ -108,14 +120,57 @@ class Dispatcher:
             session.info.setdefault(_PENDING, []).append(row)
         return row
 
+    def enqueue_now(
+        self,
+        session: Session,
+        task_name: str,
+        *,
+        kwargs: dict[str, Any],
+        queue: str | None,
+        run_id: str,
+        token: int,
+    ) -> None:
+        """``enqueue`` for a message due now, written with one ``INSERT … RETURNING``."""
+        now = self._clock.now()
+        outbox_id = session.execute(
+            insert(OutboxMessage)
+            .values(
+                task_name=task_name,
+                args=[],
+                kwargs=kwargs,
+                queue=queue,
+                run_id=run_id,
+                token=token,
+                not_before=now,
+                created_at=now,
+            )
+            .returning(OutboxMessage.id)
+        ).scalar_one()
+        self.committed_message(session, task_name, outbox_id=outbox_id, kwargs=kwargs, queue=queue)
+
+    def committed_message(
+        self,
+        session: Session,
+        task_name: str,
+        *,
+        outbox_id: int,
+        kwargs: dict[str, Any],
+        queue: str | None,
+    ) -> None:
+        """Publish outbox row ``outbox_id``, written in ``session``, once it commits."""
+        self._hook(session)
+        message = TaskMessage(outbox_id, task_name, (), kwargs, queue, self._clock.now())
+        session.info.setdefault(_COMMITTED, []).append(message)
+
     def discard_for_run(self, session: Session, run_id: str) -> None:
         """Delete a run's waiting messages (timers of a token the run no longer has)."""
         session.execute(delete(OutboxMessage).where(OutboxMessage.run_id == run_id))
 
     def in_flight(self) -> frozenset[int]:
-        """Outbox ids this process is publishing or deleting now (the relay leaves them alone)."""
+        """Outbox ids this process is publishing, or has published and not yet deleted
+        (the relay leaves them alone)."""
         with self._lock:
-            return frozenset(self._in_flight)
+            return frozenset(self._in_flight.union(self._published))
 
     def send(self, messages: Sequence[TaskMessage]) -> int:
         """Publish committed messages and delete the rows of those sent; returns how many.
@@ -127,9 +182,10 @@ class Dispatcher:
             self._in_flight.update(ids)
         try:
             sent = self.publish(messages)
-            if sent:
-                with self._db.engine.begin() as connection:
-                    connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(sent)))
+            if sent and self.delete_delay > 0:
+                self._defer_delete(sent)
+            elif sent:
+                self._delete(sent)
             return len(sent)
         except Exception as error:
             log.warning("outbox rows not cleared; the relay will see them", error=repr(error))
@@ -137,6 +193,40 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._in_flight.difference_update(ids)
+
+    def flush_deletes(self) -> int:
+        """Delete the rows of every message this process has published; returns how many."""
+        with self._lock:
+            ids, self._published = self._published, []
+        if not ids:
+            return 0
+        try:
+            self._delete(ids)
+        except Exception as error:
+            with self._lock:
+                self._published.extend(ids)
+            log.warning("outbox rows not cleared; retrying", error=repr(error))
+            return 0
+        return len(ids)
+
+    def _delete(self, ids: Sequence[int]) -> None:
+        with self._db.engine.begin() as connection:
+            connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+
+    def _defer_delete(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            self._published.extend(ids)
+            if self._sweeper_pid == os.getpid():
+                return
+            # one sweeper per process: a forked pool process starts its own
+            self._sweeper_pid = os.getpid()
+        threading.Thread(target=self._sweep, name="statewright-outbox-sweeper", daemon=True).start()
+
+    def _sweep(self) -> None:
+        pid = os.getpid()
+        while self._sweeper_pid == pid:
+            time.sleep(self.delete_delay)
+            self.flush_deletes()
 
     def publish(self, messages: Sequence[TaskMessage]) -> list[int]:
         """Hand messages to the broker, in order; returns the outbox ids it accepted.

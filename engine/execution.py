@@ -20,8 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, or_, update
+from sqlalchemy import Connection, Row, or_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from engine.clock import Clock
 from engine.config import Settings
@@ -78,15 +79,24 @@ class StepExecutor:
     def run_step(self, step: StepOptions, run_id: str, token: int) -> None:
         """Handle one delivery of ``step``'s message for ``run_id`` under ``token``."""
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
-        claim = self.claim_step(step, run_id, token)
-        if claim is not None:
-            self.execute(step, claim)
+        if self._db.is_sqlite:
+            claim = self.claim_step(step, run_id, token)
+            if claim is not None:
+                self.execute(step, claim)
+            return
+        # one pooled connection for the claim and the handler's transaction: one checkout
+        with self._db.engine.connect() as connection:
+            claim = self.claim_step(step, run_id, token, connection)
+            if claim is not None:
+                self.execute(step, claim, connection)
 
-    def execute(self, step: StepOptions, claim: Claim) -> None:
+    def execute(
+        self, step: StepOptions, claim: Claim, connection: Connection | None = None
+    ) -> None:
         """Run the handler of a claimed step and complete it (or record its error)."""
         bind_step(attempt=claim.attempt)
         log.info("step claimed")
-        session = self._db.sessions()
+        session = self._db.sessions() if connection is None else self._db.sessions(bind=connection)
         started = time.perf_counter()
         try:
             context = StepContext.for_claim(
@@ -102,17 +112,24 @@ class StepExecutor:
         finally:
             session.close()
 
-    def claim_step(self, step: StepOptions, run_id: str, token: int) -> Claim | None:
+    def claim_step(
+        self, step: StepOptions, run_id: str, token: int, connection: Connection | None = None
+    ) -> Claim | None:
         """Lock the run and take the step, or drop the message and say why.
 
         The common case is one ``UPDATE … RETURNING``: the run is current, unclaimed,
         with no pause or cancel scheduled and attempts left. Anything else takes the
         slow path, which locks the row and says why.
         """
+        if not self._db.is_sqlite:
+            row = self._claim_in_autocommit(step, run_id, token, connection)
+            if row is not None:
+                return _claim(row)
         with self._db.transaction() as session:
-            claimed = self._claim_fast(session, step, run_id, token)
-            if claimed is not None:
-                return claimed
+            if self._db.is_sqlite:
+                row = session.execute(self._claim_statement(step, run_id, token)).first()
+                if row is not None:
+                    return _claim(row)
             run = lock_run(session, run_id)
             stale = _stale_reason(run, step, token)
             if stale is not None:
@@ -143,14 +160,31 @@ class StepExecutor:
             run.lease_expires_at = self._lease(step, now)
             return _claim(run)
 
+    def _claim_in_autocommit(
+        self, step: StepOptions, run_id: str, token: int, connection: Connection | None
+    ) -> Row[Any] | None:
+        """The fast claim as one statement in autocommit: no BEGIN or COMMIT of its own."""
+        statement = self._claim_statement(step, run_id, token)
+        if connection is None:
+            with self._db.engine.connect() as own:
+                own.execution_options(isolation_level="AUTOCOMMIT")
+                return own.execute(statement).first()
+        level = connection.default_isolation_level
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return connection.execute(statement).first()
+        finally:
+            connection.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
+            connection.execution_options(isolation_level=level)
+
     def _lease(self, step: StepOptions, now: datetime) -> datetime:
         """When a claimed step counts as lost: past its hard time limit and the grace."""
         seconds = step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
         return now + timedelta(seconds=seconds)
 
-    def _claim_fast(
-        self, session: Session, step: StepOptions, run_id: str, token: int
-    ) -> Claim | None:
+    def _claim_statement(self, step: StepOptions, run_id: str, token: int) -> ReturningUpdate[Any]:
+        """Take the step if the run is current, unclaimed, with no pause or cancel
+        scheduled and attempts left; returns the claimed run's columns, or no row."""
         lease = self._lease(step, self._clock.now())
         run = WorkflowRun
         statement = (
@@ -179,11 +213,11 @@ class StepExecutor:
                 run.context,
                 run.state_entered_at,
                 run.entry_seq,
+                run.history_len,
             )
             .execution_options(synchronize_session=False)
         )
-        row = session.execute(statement).first()
-        return None if row is None else _claim(row)
+        return statement
 
     def _complete(
         self,
@@ -194,14 +228,32 @@ class StepExecutor:
         context: dict[str, object],
         started: float,
     ) -> None:
+        now = self._clock.now()
+        definition = self._registry.get(step.workflow)
+        decision = decide_outcome(definition, step, _claim_view(claim), outcome, now)
+        if isinstance(decision, Advance):
+            try:
+                saved = check_json_object(context, "the run context")
+            except InvalidParamsError:
+                pass  # the locked path below fails the run and says why
+            else:
+                duration_ms = _elapsed_ms(started)
+                if not self._recorder.advance_claimed(
+                    session, claim, decision.trigger, decision.dest, saved, now, duration_ms
+                ):
+                    session.rollback()
+                    self._drop(step, "fenced")
+                    return
+                session.commit()
+                self._completed(step, decision, duration_ms)
+                return
         run = lock_run(session, claim.run_id)
         if not _still_ours(run, claim):
             session.rollback()
             self._drop(step, "fenced")
             return
         assert run is not None
-        now = self._clock.now()
-        decision = decide_outcome(self._registry.get(step.workflow), step, _view(run), outcome, now)
+        decision = decide_outcome(definition, step, _view(run), outcome, now)
         try:
             run.context = check_json_object(context, "the run context")
         except InvalidParamsError as error:
@@ -230,9 +282,7 @@ class StepExecutor:
             self._recorder.move(
                 session, run, decision.trigger, decision.dest, now=now, duration_ms=duration_ms
             )
-            self._metrics.incr("step.completed", tags=_tags(step))
-            self._metrics.timing("step.duration", duration_ms, _tags(step))
-            log.info("step completed", trigger=decision.trigger, to=decision.dest)
+            self._completed(step, decision, duration_ms)
         elif isinstance(decision, PollAgain):
             run.polls += 1
             self._recorder.repeat(
@@ -247,6 +297,11 @@ class StepExecutor:
             run.attempt -= 1  # a poll is not an attempt: the next claim counts the same one
             self._metrics.incr("step.polled", tags=_tags(step))
             log.info("step polls again", not_before=decision.not_before.isoformat())
+
+    def _completed(self, step: StepOptions, decision: Advance, duration_ms: float) -> None:
+        self._metrics.incr("step.completed", tags=_tags(step))
+        self._metrics.timing("step.duration", duration_ms, _tags(step))
+        log.info("step completed", trigger=decision.trigger, to=decision.dest)
 
     def _record_error(
         self, step: StepOptions, claim: Claim, error: Exception, duration_ms: float
@@ -342,6 +397,11 @@ def _view(run: WorkflowRun) -> RunView:
     return RunView(run.state, run.attempt, run.polls, run.state_entered_at)
 
 
+def _claim_view(claim: Claim) -> RunView:
+    """The run as its claim saw it: while the claim is ours, only its flags can change."""
+    return RunView(claim.state, claim.attempt, claim.polls, claim.state_entered_at)
+
+
 def _claim(run: WorkflowRun | Row[Any]) -> Claim:
     """The claim of a locked run, or of the row a claiming ``UPDATE … RETURNING`` gave."""
     return Claim(
@@ -355,6 +415,7 @@ def _claim(run: WorkflowRun | Row[Any]) -> Claim:
         context=dict(run.context),
         state_entered_at=run.state_entered_at,
         entry_seq=run.entry_seq,
+        history_len=run.history_len,
     )
 
 

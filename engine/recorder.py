@@ -9,13 +9,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 
 from engine.config import Settings
+from engine.context import Claim
 from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
 from engine.registry import Registry
-from models.engine import WorkflowRun, WorkflowTransition
+from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
 
 class RunRecorder:
@@ -128,6 +131,184 @@ class RunRecorder:
             self.finish(session, run, "succeeded", now=now)
         else:
             self.dispatch(session, run, now=now)
+
+    def advance_claimed(
+        self,
+        session: Session,
+        claim: Claim,
+        trigger: str,
+        dest: str,
+        context: dict[str, Any],
+        now: datetime,
+        duration_ms: float,
+    ) -> bool:
+        """``move`` for a step this worker holds, without loading the run: one fenced
+        ``UPDATE`` (the run is still running, claimed, under the claim's token) and the
+        inserts of its history and outbox rows. Returns ``False`` when fenced off.
+
+        While a claim is ours nothing but the pause and cancel flags can change the run
+        (every other move bumps the token), so the claim is the run as it stands.
+        """
+        run = WorkflowRun
+        seq = claim.history_len + 1
+        token = claim.token + 1
+        values: dict[str, Any] = {
+            "state": dest,
+            "attempt": 0,
+            "polls": 0,
+            "token": token,
+            "claimed": False,
+            "state_entered_at": now,
+            "entry_seq": seq,
+            "history_len": seq,
+            "updated_at": now,
+            "context": context,
+        }
+        terminal = self._registry.get(claim.workflow).is_terminal(dest)
+        if terminal:
+            values.update(
+                status="succeeded",
+                lease_expires_at=None,
+                pause_requested=False,
+                cancel_requested=False,
+                pause_at=None,
+                finished_at=now,
+            )
+        else:
+            values["lease_expires_at"] = now + timedelta(seconds=self._settings.dispatch_timeout)
+        fenced_update = (
+            update(run)
+            .where(
+                run.id == claim.run_id,
+                run.token == claim.token,
+                run.claimed.is_(True),
+                run.status == "running",
+            )
+            .values(values)
+        )
+        history_row = {
+            "run_id": claim.run_id,
+            "seq": seq,
+            "from_state": claim.state,
+            "trigger": trigger,
+            "to_state": dest,
+            "attempt": claim.attempt,
+            "token": claim.token,
+            "at": now,
+            "duration_ms": duration_ms,
+        }
+        if session.get_bind().dialect.name == "postgresql":
+            return self._advance_in_one_statement(
+                session, claim, fenced_update, history_row, dest, terminal
+            )
+        moved = session.execute(fenced_update.execution_options(synchronize_session=False))
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.execute(insert(WorkflowTransition).values(history_row))
+        if terminal:
+            self._dispatcher.discard_for_run(session, claim.run_id)
+            self._metrics.incr(
+                "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
+            )
+        else:
+            step = self._registry.step(claim.workflow, dest)
+            self._dispatcher.enqueue_now(
+                session,
+                step.task_name,
+                kwargs={"run_id": claim.run_id, "token": token},
+                queue=step.queue,
+                run_id=claim.run_id,
+                token=token,
+            )
+        return True
+
+    def _advance_in_one_statement(
+        self,
+        session: Session,
+        claim: Claim,
+        fenced_update: Update,
+        history_row: dict[str, Any],
+        dest: str,
+        terminal: bool,
+    ) -> bool:
+        """PostgreSQL: the fenced update, the history row and the outbox row (or, for a
+        finished run, the removal of its waiting timers) in one round trip."""
+        moved = fenced_update.returning(WorkflowRun.id).cte("moved")
+        history_table = WorkflowTransition.__table__
+        history = (
+            insert(WorkflowTransition)
+            .from_select(
+                list(history_row),
+                select(
+                    moved.c.id,
+                    *(
+                        literal(value, history_table.c[name].type)
+                        for name, value in history_row.items()
+                        if name != "run_id"
+                    ),
+                ),
+            )
+            .returning(WorkflowTransition.id)
+            .cte("history")
+        )
+        token = claim.token + 1
+        step = None if terminal else self._registry.step(claim.workflow, dest)
+        if step is None:
+            follow = (
+                delete(OutboxMessage)
+                .where(OutboxMessage.run_id == claim.run_id)
+                .returning(OutboxMessage.id)
+                .cte("discarded")
+            )
+        else:
+            now = history_row["at"]
+            outbox_row: dict[str, Any] = {
+                "task_name": step.task_name,
+                "args": [],
+                "kwargs": {"run_id": claim.run_id, "token": token},
+                "queue": step.queue,
+                "run_id": claim.run_id,
+                "token": token,
+                "not_before": now,
+                "created_at": now,
+            }
+            outbox_table = OutboxMessage.__table__
+            follow = (
+                insert(OutboxMessage)
+                .from_select(
+                    list(outbox_row),
+                    select(
+                        *(
+                            literal(value, outbox_table.c[name].type)
+                            for name, value in outbox_row.items()
+                        )
+                    ).where(exists(select(moved.c.id))),
+                )
+                .returning(OutboxMessage.id)
+                .cte("outbox")
+            )
+        row = session.execute(
+            select(
+                select(moved.c.id).scalar_subquery(),
+                select(func.count()).select_from(history).scalar_subquery(),
+                select(func.max(follow.c.id)).scalar_subquery(),
+            )
+        ).one()
+        if row[0] is None:
+            return False
+        if step is None:
+            self._metrics.incr(
+                "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
+            )
+        else:
+            self._dispatcher.committed_message(
+                session,
+                step.task_name,
+                outbox_id=row[2],
+                kwargs={"run_id": claim.run_id, "token": token},
+                queue=step.queue,
+            )
+        return True
 
     def repeat(
         self,

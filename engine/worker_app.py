@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from engine.api import Engine
 from engine.logs import configure_logging
@@ -35,3 +35,9 @@ def _serve_metrics(**_: Any) -> None:
 def _fresh_connections(**_: Any) -> None:
     """A forked pool process must not share its parent's database connections."""
     engine.db.engine.dispose(close=False)
+
+
+@worker_process_shutdown.connect
+def _clear_outbox(**_: Any) -> None:
+    """Delete the rows of messages this pool process published (the relay would resend them)."""
+    engine.dispatcher.flush_deletes()
