@@ -201,10 +201,12 @@ class RunRecorder:
             return self._advance_in_one_statement(
                 session, claim, fenced_update, history_row, dest, terminal
             )
-        moved = session.execute(fenced_update.execution_options(synchronize_session=False))
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        # Core statements on the session's connection: no ORM bookkeeping for them
+        connection = session.connection()
+        moved = connection.execute(fenced_update)
+        if moved.rowcount != 1:
             return False
-        session.execute(insert(WorkflowTransition).values(history_row))
+        connection.execute(insert(WorkflowTransition).values(history_row))
         if terminal:
             self._dispatcher.discard_for_run(session, claim.run_id)
             self._metrics.incr(
@@ -287,13 +289,17 @@ class RunRecorder:
                 .returning(OutboxMessage.id)
                 .cte("outbox")
             )
-        row = session.execute(
-            select(
-                select(moved.c.id).scalar_subquery(),
-                select(func.count()).select_from(history).scalar_subquery(),
-                select(func.max(follow.c.id)).scalar_subquery(),
+        row = (
+            session.connection()
+            .execute(
+                select(
+                    select(moved.c.id).scalar_subquery(),
+                    select(func.count()).select_from(history).scalar_subquery(),
+                    select(func.max(follow.c.id)).scalar_subquery(),
+                )
             )
-        ).one()
+            .one()
+        )
         if row[0] is None:
             return False
         if step is None:
