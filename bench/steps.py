@@ -254,7 +254,7 @@ def seed_finished_runs(url: str, total: int) -> None:
                     SELECT md5('seed' || g), 'seeded', 'v1', 'finished', 'succeeded',
                         '{"key": "seeded"}', '{}', 0, 0, 11, false, now(), 10, 10,
                         false, false, now() - interval '1 day', now(), now()
-                    FROM generate_series(:start, :stop) AS g
+                    FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS g
                     """
                 ),
                 {"start": have + 1, "stop": total},
@@ -266,7 +266,7 @@ def seed_finished_runs(url: str, total: int) -> None:
                         to_state, attempt, token, at, duration_ms)
                     SELECT md5('seed' || g), s, 's' || (s - 1), 'done' || (s - 1),
                         's' || s, 1, s, now(), 1.0
-                    FROM generate_series(:start, :stop) AS g, generate_series(1, 10) AS s
+                    FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS g, generate_series(1, 10) AS s
                     """
                 ),
                 {"start": have + 1, "stop": total},

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Row, or_, update
+from sqlalchemy import Connection, Row, bindparam, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -47,6 +48,7 @@ from engine.metrics import Metrics
 from engine.persistence import Database, lock_run
 from engine.recorder import RunRecorder
 from engine.registry import Registry, StepOptions
+from models.base import UTCDateTime
 from models.engine import WorkflowRun
 
 log = structlog.get_logger("statewright.execution")
@@ -127,7 +129,8 @@ class StepExecutor:
                 return _claim(row)
         with self._db.transaction() as session:
             if self._db.is_sqlite:
-                row = session.execute(self._claim_statement(step, run_id, token)).first()
+                statement, params = self._claim_statement(step, run_id, token)
+                row = session.connection().execute(statement, params).first()
                 if row is not None:
                     return _claim(row)
             run = lock_run(session, run_id)
@@ -164,15 +167,15 @@ class StepExecutor:
         self, step: StepOptions, run_id: str, token: int, connection: Connection | None
     ) -> Row[Any] | None:
         """The fast claim as one statement in autocommit: no BEGIN or COMMIT of its own."""
-        statement = self._claim_statement(step, run_id, token)
+        statement, params = self._claim_statement(step, run_id, token)
         if connection is None:
             with self._db.engine.connect() as own:
                 own.execution_options(isolation_level="AUTOCOMMIT")
-                return own.execute(statement).first()
+                return own.execute(statement, params).first()
         level = connection.default_isolation_level
         connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
-            return connection.execute(statement).first()
+            return connection.execute(statement, params).first()
         finally:
             connection.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
             connection.execution_options(isolation_level=level)
@@ -182,42 +185,22 @@ class StepExecutor:
         seconds = step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
         return now + timedelta(seconds=seconds)
 
-    def _claim_statement(self, step: StepOptions, run_id: str, token: int) -> ReturningUpdate[Any]:
+    def _claim_statement(
+        self, step: StepOptions, run_id: str, token: int
+    ) -> tuple[ReturningUpdate[Any], dict[str, Any]]:
         """Take the step if the run is current, unclaimed, with no pause or cancel
-        scheduled and attempts left; returns the claimed run's columns, or no row."""
-        lease = self._lease(step, self._clock.now())
-        run = WorkflowRun
-        statement = (
-            update(run)
-            .where(
-                run.id == run_id,
-                run.token == token,
-                run.status == "running",
-                run.workflow == step.workflow,
-                run.state == step.state,
-                run.claimed.is_(False),
-                run.cancel_requested.is_(False),
-                run.pause_requested.is_(False),
-                or_(run.pause_at.is_(None), run.pause_at != step.state),
-                run.attempt < step.retry.max_attempts,
-            )
-            .values(attempt=run.attempt + 1, claimed=True, lease_expires_at=lease)
-            .returning(
-                run.id,
-                run.workflow,
-                run.state,
-                run.token,
-                run.attempt,
-                run.polls,
-                run.params,
-                run.context,
-                run.state_entered_at,
-                run.entry_seq,
-                run.history_len,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return statement
+        scheduled and attempts left; returns the claimed run's columns, or no row.
+
+        The statement is built once; each claim only binds its values.
+        """
+        return _claim_template(), {
+            "claim_run_id": run_id,
+            "claim_token": token,
+            "claim_workflow": step.workflow,
+            "claim_state": step.state,
+            "claim_max_attempts": step.retry.max_attempts,
+            "claim_lease": self._lease(step, self._clock.now()),
+        }
 
     def _complete(
         self,
@@ -395,6 +378,44 @@ def _still_ours(run: WorkflowRun | None, claim: Claim) -> bool:
 
 def _view(run: WorkflowRun) -> RunView:
     return RunView(run.state, run.attempt, run.polls, run.state_entered_at)
+
+
+@functools.cache
+def _claim_template() -> ReturningUpdate[Any]:
+    run = WorkflowRun
+    return (
+        update(run)
+        .where(
+            run.id == bindparam("claim_run_id"),
+            run.token == bindparam("claim_token"),
+            run.status == "running",
+            run.workflow == bindparam("claim_workflow"),
+            run.state == bindparam("claim_state"),
+            run.claimed.is_(False),
+            run.cancel_requested.is_(False),
+            run.pause_requested.is_(False),
+            or_(run.pause_at.is_(None), run.pause_at != bindparam("claim_state")),
+            run.attempt < bindparam("claim_max_attempts"),
+        )
+        .values(
+            attempt=run.attempt + 1,
+            claimed=True,
+            lease_expires_at=bindparam("claim_lease", type_=UTCDateTime()),
+        )
+        .returning(
+            run.id,
+            run.workflow,
+            run.state,
+            run.token,
+            run.attempt,
+            run.polls,
+            run.params,
+            run.context,
+            run.state_entered_at,
+            run.entry_seq,
+            run.history_len,
+        )
+    )
 
 
 def _claim_view(claim: Claim) -> RunView:

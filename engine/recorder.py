@@ -6,12 +6,12 @@ commits, so a transition and its history and dispatch land atomically.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, literal, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Update
 
 from engine.config import Settings
 from engine.context import Claim
@@ -176,16 +176,6 @@ class RunRecorder:
             )
         else:
             values["lease_expires_at"] = now + timedelta(seconds=self._settings.dispatch_timeout)
-        fenced_update = (
-            update(run)
-            .where(
-                run.id == claim.run_id,
-                run.token == claim.token,
-                run.claimed.is_(True),
-                run.status == "running",
-            )
-            .values(values)
-        )
         history_row = {
             "run_id": claim.run_id,
             "seq": seq,
@@ -199,8 +189,18 @@ class RunRecorder:
         }
         if session.get_bind().dialect.name == "postgresql":
             return self._advance_in_one_statement(
-                session, claim, fenced_update, history_row, dest, terminal
+                session, claim, values, history_row, dest, terminal
             )
+        fenced_update = (
+            update(run)
+            .where(
+                run.id == claim.run_id,
+                run.token == claim.token,
+                run.claimed.is_(True),
+                run.status == "running",
+            )
+            .values(values)
+        )
         # Core statements on the session's connection: no ORM bookkeeping for them
         connection = session.connection()
         moved = connection.execute(fenced_update)
@@ -228,78 +228,37 @@ class RunRecorder:
         self,
         session: Session,
         claim: Claim,
-        fenced_update: Update,
+        values: dict[str, Any],
         history_row: dict[str, Any],
         dest: str,
         terminal: bool,
     ) -> bool:
         """PostgreSQL: the fenced update, the history row and the outbox row (or, for a
-        finished run, the removal of its waiting timers) in one round trip."""
-        moved = fenced_update.returning(WorkflowRun.id).cte("moved")
-        history_table = WorkflowTransition.__table__
-        history = (
-            insert(WorkflowTransition)
-            .from_select(
-                list(history_row),
-                select(
-                    moved.c.id,
-                    *(
-                        literal(value, history_table.c[name].type)
-                        for name, value in history_row.items()
-                        if name != "run_id"
-                    ),
-                ),
-            )
-            .returning(WorkflowTransition.id)
-            .cte("history")
-        )
+        finished run, the removal of its waiting timers) in one round trip, through a
+        statement built once and bound per step."""
         token = claim.token + 1
         step = None if terminal else self._registry.step(claim.workflow, dest)
-        if step is None:
-            follow = (
-                delete(OutboxMessage)
-                .where(OutboxMessage.run_id == claim.run_id)
-                .returning(OutboxMessage.id)
-                .cte("discarded")
+        params: dict[str, Any] = {
+            "a_run_id": claim.run_id,
+            "a_token": claim.token,
+            "a_new_token": token,
+            "a_dest": dest,
+            "a_seq": history_row["seq"],
+            "a_now": history_row["at"],
+            "a_context": values["context"],
+            "a_from": claim.state,
+            "a_trigger": history_row["trigger"],
+            "a_attempt": claim.attempt,
+            "a_duration": history_row["duration_ms"],
+        }
+        if step is not None:
+            params.update(
+                a_lease=values["lease_expires_at"],
+                a_task=step.task_name,
+                a_kwargs={"run_id": claim.run_id, "token": token},
+                a_queue=step.queue,
             )
-        else:
-            now = history_row["at"]
-            outbox_row: dict[str, Any] = {
-                "task_name": step.task_name,
-                "args": [],
-                "kwargs": {"run_id": claim.run_id, "token": token},
-                "queue": step.queue,
-                "run_id": claim.run_id,
-                "token": token,
-                "not_before": now,
-                "created_at": now,
-            }
-            outbox_table = OutboxMessage.__table__
-            follow = (
-                insert(OutboxMessage)
-                .from_select(
-                    list(outbox_row),
-                    select(
-                        *(
-                            literal(value, outbox_table.c[name].type)
-                            for name, value in outbox_row.items()
-                        )
-                    ).where(exists(select(moved.c.id))),
-                )
-                .returning(OutboxMessage.id)
-                .cte("outbox")
-            )
-        row = (
-            session.connection()
-            .execute(
-                select(
-                    select(moved.c.id).scalar_subquery(),
-                    select(func.count()).select_from(history).scalar_subquery(),
-                    select(func.max(follow.c.id)).scalar_subquery(),
-                )
-            )
-            .one()
-        )
+        row = session.connection().execute(_advance_template(terminal), params).one()
         if row[0] is None:
             return False
         if step is None:
@@ -311,7 +270,7 @@ class RunRecorder:
                 session,
                 step.task_name,
                 outbox_id=row[2],
-                kwargs={"run_id": claim.run_id, "token": token},
+                kwargs=params["a_kwargs"],
                 queue=step.queue,
             )
         return True
@@ -401,3 +360,117 @@ class RunRecorder:
         run.failure_detail = detail
         run.finished_at = now
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
+
+
+@functools.cache
+def _advance_template(terminal: bool) -> Select[Any]:
+    """The one-statement move of a claimed run (PostgreSQL's data-modifying CTEs)."""
+    run = WorkflowRun
+    runs = WorkflowRun.__table__.c
+    moment = bindparam("a_now", type_=runs.updated_at.type)
+    values: dict[str, Any] = {
+        "state": bindparam("a_dest", type_=runs.state.type),
+        "attempt": 0,
+        "polls": 0,
+        "token": bindparam("a_new_token", type_=runs.token.type),
+        "claimed": False,
+        "state_entered_at": moment,
+        "entry_seq": bindparam("a_seq", type_=runs.entry_seq.type),
+        "history_len": bindparam("a_seq", type_=runs.history_len.type),
+        "updated_at": moment,
+        "context": bindparam("a_context", type_=runs.context.type),
+    }
+    if terminal:
+        values.update(
+            status="succeeded",
+            lease_expires_at=None,
+            pause_requested=False,
+            cancel_requested=False,
+            pause_at=None,
+            finished_at=moment,
+        )
+    else:
+        values["lease_expires_at"] = bindparam("a_lease", type_=runs.lease_expires_at.type)
+    moved = (
+        update(run)
+        .where(
+            run.id == bindparam("a_run_id"),
+            run.token == bindparam("a_token"),
+            run.claimed.is_(True),
+            run.status == "running",
+        )
+        .values(values)
+        .returning(run.id)
+        .cte("moved")
+    )
+    history_columns = WorkflowTransition.__table__.c
+    history = (
+        insert(WorkflowTransition)
+        .from_select(
+            [
+                "run_id",
+                "seq",
+                "from_state",
+                "trigger",
+                "to_state",
+                "attempt",
+                "token",
+                "at",
+                "duration_ms",
+            ],
+            select(
+                moved.c.id,
+                bindparam("a_seq", type_=history_columns.seq.type),
+                bindparam("a_from", type_=history_columns.from_state.type),
+                bindparam("a_trigger", type_=history_columns.trigger.type),
+                bindparam("a_dest", type_=history_columns.to_state.type),
+                bindparam("a_attempt", type_=history_columns.attempt.type),
+                bindparam("a_token", type_=history_columns.token.type),
+                bindparam("a_now", type_=history_columns.at.type),
+                bindparam("a_duration", type_=history_columns.duration_ms.type),
+            ),
+        )
+        .returning(WorkflowTransition.id)
+        .cte("history")
+    )
+    outbox_columns = OutboxMessage.__table__.c
+    if terminal:
+        follow = (
+            delete(OutboxMessage)
+            .where(OutboxMessage.run_id == bindparam("a_run_id"))
+            .returning(OutboxMessage.id)
+            .cte("discarded")
+        )
+    else:
+        follow = (
+            insert(OutboxMessage)
+            .from_select(
+                [
+                    "task_name",
+                    "args",
+                    "kwargs",
+                    "queue",
+                    "run_id",
+                    "token",
+                    "not_before",
+                    "created_at",
+                ],
+                select(
+                    bindparam("a_task", type_=outbox_columns.task_name.type),
+                    literal([], outbox_columns.args.type),
+                    bindparam("a_kwargs", type_=outbox_columns.kwargs.type),
+                    bindparam("a_queue", type_=outbox_columns.queue.type),
+                    moved.c.id,
+                    bindparam("a_new_token", type_=outbox_columns.token.type),
+                    bindparam("a_now", type_=outbox_columns.not_before.type),
+                    bindparam("a_now", type_=outbox_columns.created_at.type),
+                ),
+            )
+            .returning(OutboxMessage.id)
+            .cte("outbox")
+        )
+    return select(
+        select(moved.c.id).scalar_subquery(),
+        select(func.count()).select_from(history).scalar_subquery(),
+        select(func.max(follow.c.id)).scalar_subquery(),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from engine import Engine, InMemoryMetrics
@@ -114,3 +115,42 @@ def test_backlog_does_not_make_messages_stale(engine: Engine, harness: WorkflowH
     harness.deliver(again)
     assert engine.metrics.total("step.dropped") == 1  # type: ignore[attr-defined]
     assert harness.run(run.id).status == "succeeded"
+
+
+def test_deferred_deletes_keep_rows_from_the_relay_until_swept(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """With a delete delay, published rows stay in the outbox, the relay skips them, and
+    the sweeper deletes them together."""
+    engine.dispatcher.delete_delay = 60.0  # the sweeper sleeps: only flush_deletes clears
+    with engine.db.sessions() as session, session.begin():
+        for n in range(3):
+            engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": n})
+    assert len(harness.queue.published) == 3
+    rows = outbox(engine)
+    assert len(rows) == 3
+    assert engine.dispatcher.in_flight() == {r.id for r in rows}
+    assert engine.relay.run_once() == 0
+    assert engine.dispatcher.flush_deletes() == 3
+    assert outbox(engine) == []
+    assert engine.dispatcher.in_flight() == frozenset()
+
+
+def test_deferred_deletes_are_retried_when_the_database_refuses(
+    engine: Engine, harness: WorkflowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed batch delete keeps its ids for the next sweep instead of forgetting them."""
+    engine.dispatcher.delete_delay = 60.0
+    with engine.db.sessions() as session, session.begin():
+        engine.dispatcher.enqueue(session, "plain.task", kwargs={})
+    original = engine.dispatcher._delete
+
+    def refuse(ids: Sequence[int]) -> None:
+        raise OSError("database went away")
+
+    monkeypatch.setattr(engine.dispatcher, "_delete", refuse)
+    assert engine.dispatcher.flush_deletes() == 0
+    assert len(engine.dispatcher.in_flight()) == 1
+    monkeypatch.setattr(engine.dispatcher, "_delete", original)
+    assert engine.dispatcher.flush_deletes() == 1
+    assert outbox(engine) == []
