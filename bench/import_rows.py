@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     args = parser.parse_args()
     data = args.export.read_bytes()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if args.mode == "import":
         started = time.perf_counter()
         count = run_import(data, args.database)
@@ -103,6 +104,7 @@ def main() -> None:
                 "rows": count,
                 "seconds": round(seconds, 3),
                 "rows_per_second": round(count / seconds),
+                "rss_before_bytes": before,
                 "peak_rss_bytes": peak,
             }
         )

@@ -228,7 +228,7 @@ def run_steps(system: str, url: str, workdir: Path, runs: int, warmup: int = 20)
     bench = Bench(system, url, workdir)
     try:
         bench.start()
-        bench.measure(warmup, f"{system}-warm")
+        bench.measure(warmup, f"{system}-warm-{time.monotonic_ns()}")
         return bench.measure(runs, f"{system}-{time.monotonic_ns()}")
     finally:
         bench.stop()
@@ -266,7 +266,8 @@ def seed_finished_runs(url: str, total: int) -> None:
                         to_state, attempt, token, at, duration_ms)
                     SELECT md5('seed' || g), s, 's' || (s - 1), 'done' || (s - 1),
                         's' || s, 1, s, now(), 1.0
-                    FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS g, generate_series(1, 10) AS s
+                    FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS g,
+                        generate_series(1, 10) AS s
                     """
                 ),
                 {"start": have + 1, "stop": total},
