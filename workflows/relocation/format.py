@@ -71,13 +71,18 @@ class Field:
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
+#: C0 control characters and DEL.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _slug(value: Any) -> str | None:
     return None if SLUG.match(value) else "must be lowercase letters, digits, - and _"
 
 
 def _email(value: Any) -> str | None:
     local, at, domain = value.rpartition("@")
-    plain = all(c.isprintable() and not c.isspace() for c in value)
+    # printable excludes every whitespace character but the ASCII space
+    plain = value.isprintable() and " " not in value
     return None if at and local and domain and plain else "must be an email address"
 
 
@@ -409,7 +414,7 @@ def _field(where: str, key: str, value: Any, spec: Field, limits: Limits) -> Any
         raise ExportError(
             f"{where}.{key} is {len(value)} characters long; at most {allowed} are allowed"
         )
-    if not is_unicode(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not is_unicode(value) or _CONTROL.search(value):
         raise ExportError(f"{where}.{key} contains control characters or broken Unicode")
     if spec.check is not None and (problem := spec.check(value)):
         raise ExportError(f"{where}.{key} {problem}; got {_show(value)}")
