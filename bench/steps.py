@@ -236,6 +236,14 @@ def run_steps(system: str, url: str, workdir: Path, runs: int, warmup: int = 20)
         bench.stop()
 
 
+#: Ids shaped like the engine's: a creation time in milliseconds (the past month), then
+#: random hex.
+SEED_ID = (
+    "lpad(to_hex((extract(epoch from now() - interval '30 days') * 1000)::bigint + g * 2), 12, '0')"
+    " || substr(md5('seed' || g), 1, 20)"
+)
+
+
 def seed_finished_runs(url: str, total: int) -> None:
     """Fill the engine's tables with ``total`` finished ten-step runs (and their history)."""
     engine = create_engine(url)
@@ -253,11 +261,11 @@ def seed_finished_runs(url: str, total: int) -> None:
                         params, context, attempt, polls, token, claimed, state_entered_at,
                         entry_seq, history_len, pause_requested, cancel_requested,
                         created_at, updated_at, finished_at)
-                    SELECT md5('seed' || g), 'seeded', 'v1', 'finished', 'succeeded',
+                    SELECT {seed_id}, 'seeded', 'v1', 'finished', 'succeeded',
                         '{"key": "seeded"}', '{}', 0, 0, 11, false, now(), 10, 10,
                         false, false, now() - interval '1 day', now(), now()
                     FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS g
-                    """
+                    """.replace("{seed_id}", SEED_ID)
                 ),
                 {"start": have + 1, "stop": total},
             )
@@ -266,11 +274,11 @@ def seed_finished_runs(url: str, total: int) -> None:
                     """
                     INSERT INTO workflow_transitions (run_id, seq, from_state, trigger,
                         to_state, attempt, token, at, duration_ms)
-                    SELECT md5('seed' || g), s, 's' || (s - 1), 'done' || (s - 1),
+                    SELECT {seed_id}, s, 's' || (s - 1), 'done' || (s - 1),
                         's' || s, 1, s, now(), 1.0
                     FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS g,
                         generate_series(1, 10) AS s
-                    """
+                    """.replace("{seed_id}", SEED_ID)
                 ),
                 {"start": have + 1, "stop": total},
             )

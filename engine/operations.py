@@ -6,7 +6,8 @@ refuses; each change and its history row and dispatch commit together.
 
 from __future__ import annotations
 
-import uuid
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -197,7 +198,7 @@ class Operations:
     ) -> WorkflowRun:
         now = self._clock.now()
         return WorkflowRun(
-            id=uuid.uuid4().hex,
+            id=new_run_id(),
             workflow=definition.name,
             definition_version=definition.version,
             state="",
@@ -294,3 +295,13 @@ def _same_start(existing: WorkflowRun, params: dict[str, Any]) -> RunInfo:
             "with different params; use a new key for different params"
         )
     return RunInfo.of(existing)
+
+
+def new_run_id() -> str:
+    """32 lowercase hex digits: the creation time in milliseconds, then 80 random bits.
+
+    Ids of runs started close together sort together, so the rows and index entries
+    that active runs touch (their run row, their history) stay on a few hot pages
+    however many finished runs the tables hold, instead of landing anywhere in them.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
