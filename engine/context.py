@@ -27,7 +27,7 @@ class Claim:
     state_entered_at: datetime
     entry_seq: int
     #: How many history rows the run had when claimed (none are added while it is ours).
-    history_len: int = 0
+    history_len: int
 
 
 Enqueue = Callable[..., None]

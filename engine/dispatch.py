@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import delete, event, insert, inspect
+from sqlalchemy import delete, event, inspect
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -119,34 +119,6 @@ class Dispatcher:
             self._hook(session)
             session.info.setdefault(_PENDING, []).append(row)
         return row
-
-    def enqueue_now(
-        self,
-        session: Session,
-        task_name: str,
-        *,
-        kwargs: dict[str, Any],
-        queue: str | None,
-        run_id: str,
-        token: int,
-    ) -> None:
-        """``enqueue`` for a message due now, written with one ``INSERT … RETURNING``."""
-        now = self._clock.now()
-        outbox_id = session.execute(
-            insert(OutboxMessage)
-            .values(
-                task_name=task_name,
-                args=[],
-                kwargs=kwargs,
-                queue=queue,
-                run_id=run_id,
-                token=token,
-                not_before=now,
-                created_at=now,
-            )
-            .returning(OutboxMessage.id)
-        ).scalar_one()
-        self.committed_message(session, task_name, outbox_id=outbox_id, kwargs=kwargs, queue=queue)
 
     def committed_message(
         self,

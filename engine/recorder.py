@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 
 from engine.config import Settings
 from engine.context import Claim
@@ -147,129 +148,60 @@ class RunRecorder:
         inserts of its history and outbox rows. Returns ``False`` when fenced off.
 
         While a claim is ours nothing but the pause and cancel flags can change the run
-        (every other move bumps the token), so the claim is the run as it stands.
+        (every other move bumps the token), so the claim is the run as it stands. The
+        statements are built once and bound per step; on PostgreSQL they are one
+        statement (data-modifying CTEs), elsewhere three.
         """
-        run = WorkflowRun
-        seq = claim.history_len + 1
-        token = claim.token + 1
-        values: dict[str, Any] = {
-            "state": dest,
-            "attempt": 0,
-            "polls": 0,
-            "token": token,
-            "claimed": False,
-            "state_entered_at": now,
-            "entry_seq": seq,
-            "history_len": seq,
-            "updated_at": now,
-            "context": context,
-        }
         terminal = self._registry.get(claim.workflow).is_terminal(dest)
-        if terminal:
-            values.update(
-                status="succeeded",
-                lease_expires_at=None,
-                pause_requested=False,
-                cancel_requested=False,
-                pause_at=None,
-                finished_at=now,
-            )
-        else:
-            values["lease_expires_at"] = now + timedelta(seconds=self._settings.dispatch_timeout)
-        history_row = {
-            "run_id": claim.run_id,
-            "seq": seq,
-            "from_state": claim.state,
-            "trigger": trigger,
-            "to_state": dest,
-            "attempt": claim.attempt,
-            "token": claim.token,
-            "at": now,
-            "duration_ms": duration_ms,
-        }
-        if session.get_bind().dialect.name == "postgresql":
-            return self._advance_in_one_statement(
-                session, claim, values, history_row, dest, terminal
-            )
-        fenced_update = (
-            update(run)
-            .where(
-                run.id == claim.run_id,
-                run.token == claim.token,
-                run.claimed.is_(True),
-                run.status == "running",
-            )
-            .values(values)
-        )
-        # Core statements on the session's connection: no ORM bookkeeping for them
-        connection = session.connection()
-        moved = connection.execute(fenced_update)
-        if moved.rowcount != 1:
-            return False
-        connection.execute(insert(WorkflowTransition).values(history_row))
-        if terminal:
-            self._dispatcher.discard_for_run(session, claim.run_id)
-            self._metrics.incr(
-                "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
-            )
-        else:
-            step = self._registry.step(claim.workflow, dest)
-            self._dispatcher.enqueue_now(
-                session,
-                step.task_name,
-                kwargs={"run_id": claim.run_id, "token": token},
-                queue=step.queue,
-                run_id=claim.run_id,
-                token=token,
-            )
-        return True
-
-    def _advance_in_one_statement(
-        self,
-        session: Session,
-        claim: Claim,
-        values: dict[str, Any],
-        history_row: dict[str, Any],
-        dest: str,
-        terminal: bool,
-    ) -> bool:
-        """PostgreSQL: the fenced update, the history row and the outbox row (or, for a
-        finished run, the removal of its waiting timers) in one round trip, through a
-        statement built once and bound per step."""
-        token = claim.token + 1
         step = None if terminal else self._registry.step(claim.workflow, dest)
+        token = claim.token + 1
         params: dict[str, Any] = {
             "a_run_id": claim.run_id,
             "a_token": claim.token,
             "a_new_token": token,
             "a_dest": dest,
-            "a_seq": history_row["seq"],
-            "a_now": history_row["at"],
-            "a_context": values["context"],
+            "a_seq": claim.history_len + 1,
+            "a_now": now,
+            "a_context": context,
             "a_from": claim.state,
-            "a_trigger": history_row["trigger"],
+            "a_trigger": trigger,
             "a_attempt": claim.attempt,
-            "a_duration": history_row["duration_ms"],
+            "a_duration": duration_ms,
         }
         if step is not None:
             params.update(
-                a_lease=values["lease_expires_at"],
+                a_lease=now + timedelta(seconds=self._settings.dispatch_timeout),
                 a_task=step.task_name,
                 a_kwargs={"run_id": claim.run_id, "token": token},
                 a_queue=step.queue,
             )
-        row = session.connection().execute(_advance_template(terminal), params).one()
-        if row[0] is None:
-            return False
+        # Core statements on the session's connection: no ORM bookkeeping for them
+        connection = session.connection()
+        outbox_id: int | None = None
+        if connection.dialect.name == "postgresql":
+            row = connection.execute(_advance_in_one_statement(terminal), params).one()
+            if row[0] is None:
+                return False
+            outbox_id = row[2]
+        else:
+            if connection.execute(_fenced_move(terminal), params).rowcount != 1:
+                return False
+            connection.execute(insert(WorkflowTransition).values(_history_values()), params)
+            if terminal:
+                self._dispatcher.discard_for_run(session, claim.run_id)
+            else:
+                outbox = insert(OutboxMessage).values(_outbox_values())
+                outbox_id = connection.execute(outbox.returning(OutboxMessage.id), params).scalar()
         if step is None:
             self._metrics.incr(
                 "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
             )
         else:
+            assert outbox_id is not None
             self._dispatcher.committed_message(
                 session,
                 step.task_name,
-                outbox_id=row[2],
+                outbox_id=outbox_id,
                 kwargs=params["a_kwargs"],
                 queue=step.queue,
             )
@@ -362,23 +294,27 @@ class RunRecorder:
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
 
 
+def _bound(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
 @functools.cache
-def _advance_template(terminal: bool) -> Select[Any]:
-    """The one-statement move of a claimed run (PostgreSQL's data-modifying CTEs)."""
+def _fenced_move(terminal: bool) -> Update:
+    """The move of a claimed run to ``a_dest``, fenced on the claim's token."""
     run = WorkflowRun
     runs = WorkflowRun.__table__.c
-    moment = bindparam("a_now", type_=runs.updated_at.type)
+    moment = _bound("a_now", runs.updated_at)
     values: dict[str, Any] = {
-        "state": bindparam("a_dest", type_=runs.state.type),
+        "state": _bound("a_dest", runs.state),
         "attempt": 0,
         "polls": 0,
-        "token": bindparam("a_new_token", type_=runs.token.type),
+        "token": _bound("a_new_token", runs.token),
         "claimed": False,
         "state_entered_at": moment,
-        "entry_seq": bindparam("a_seq", type_=runs.entry_seq.type),
-        "history_len": bindparam("a_seq", type_=runs.history_len.type),
+        "entry_seq": _bound("a_seq", runs.entry_seq),
+        "history_len": _bound("a_seq", runs.history_len),
         "updated_at": moment,
-        "context": bindparam("a_context", type_=runs.context.type),
+        "context": _bound("a_context", runs.context),
     }
     if terminal:
         values.update(
@@ -390,8 +326,8 @@ def _advance_template(terminal: bool) -> Select[Any]:
             finished_at=moment,
         )
     else:
-        values["lease_expires_at"] = bindparam("a_lease", type_=runs.lease_expires_at.type)
-    moved = (
+        values["lease_expires_at"] = _bound("a_lease", runs.lease_expires_at)
+    return (
         update(run)
         .where(
             run.id == bindparam("a_run_id"),
@@ -400,40 +336,57 @@ def _advance_template(terminal: bool) -> Select[Any]:
             run.status == "running",
         )
         .values(values)
-        .returning(run.id)
-        .cte("moved")
     )
-    history_columns = WorkflowTransition.__table__.c
+
+
+def _history_values() -> dict[str, Any]:
+    """The history row of a move, column by column."""
+    c = WorkflowTransition.__table__.c
+    return {
+        "run_id": _bound("a_run_id", c.run_id),
+        "seq": _bound("a_seq", c.seq),
+        "from_state": _bound("a_from", c.from_state),
+        "trigger": _bound("a_trigger", c.trigger),
+        "to_state": _bound("a_dest", c.to_state),
+        "attempt": _bound("a_attempt", c.attempt),
+        "token": _bound("a_token", c.token),
+        "at": _bound("a_now", c.at),
+        "duration_ms": _bound("a_duration", c.duration_ms),
+    }
+
+
+def _outbox_values() -> dict[str, Any]:
+    """The outbox row of the next step's message, column by column."""
+    c = OutboxMessage.__table__.c
+    return {
+        "task_name": _bound("a_task", c.task_name),
+        "args": literal([], c.args.type),
+        "kwargs": _bound("a_kwargs", c.kwargs),
+        "queue": _bound("a_queue", c.queue),
+        "run_id": _bound("a_run_id", c.run_id),
+        "token": _bound("a_new_token", c.token),
+        "not_before": _bound("a_now", c.not_before),
+        "created_at": _bound("a_now", c.created_at),
+    }
+
+
+@functools.cache
+def _advance_in_one_statement(terminal: bool) -> Select[Any]:
+    """PostgreSQL: the fenced move, its history row and the next outbox row (or, for a
+    finished run, the removal of its waiting timers) as one statement."""
+    moved = _fenced_move(terminal).returning(WorkflowRun.id).cte("moved")
+
+    def from_moved(values: dict[str, Any]) -> Select[Any]:
+        # the rows are inserted only if the fenced move happened
+        return select(*(moved.c.id if name == "run_id" else v for name, v in values.items()))
+
+    history_values = _history_values()
     history = (
         insert(WorkflowTransition)
-        .from_select(
-            [
-                "run_id",
-                "seq",
-                "from_state",
-                "trigger",
-                "to_state",
-                "attempt",
-                "token",
-                "at",
-                "duration_ms",
-            ],
-            select(
-                moved.c.id,
-                bindparam("a_seq", type_=history_columns.seq.type),
-                bindparam("a_from", type_=history_columns.from_state.type),
-                bindparam("a_trigger", type_=history_columns.trigger.type),
-                bindparam("a_dest", type_=history_columns.to_state.type),
-                bindparam("a_attempt", type_=history_columns.attempt.type),
-                bindparam("a_token", type_=history_columns.token.type),
-                bindparam("a_now", type_=history_columns.at.type),
-                bindparam("a_duration", type_=history_columns.duration_ms.type),
-            ),
-        )
+        .from_select(list(history_values), from_moved(history_values))
         .returning(WorkflowTransition.id)
         .cte("history")
     )
-    outbox_columns = OutboxMessage.__table__.c
     if terminal:
         follow = (
             delete(OutboxMessage)
@@ -442,30 +395,10 @@ def _advance_template(terminal: bool) -> Select[Any]:
             .cte("discarded")
         )
     else:
+        outbox_values = _outbox_values()
         follow = (
             insert(OutboxMessage)
-            .from_select(
-                [
-                    "task_name",
-                    "args",
-                    "kwargs",
-                    "queue",
-                    "run_id",
-                    "token",
-                    "not_before",
-                    "created_at",
-                ],
-                select(
-                    bindparam("a_task", type_=outbox_columns.task_name.type),
-                    literal([], outbox_columns.args.type),
-                    bindparam("a_kwargs", type_=outbox_columns.kwargs.type),
-                    bindparam("a_queue", type_=outbox_columns.queue.type),
-                    moved.c.id,
-                    bindparam("a_new_token", type_=outbox_columns.token.type),
-                    bindparam("a_now", type_=outbox_columns.not_before.type),
-                    bindparam("a_now", type_=outbox_columns.created_at.type),
-                ),
-            )
+            .from_select(list(outbox_values), from_moved(outbox_values))
             .returning(OutboxMessage.id)
             .cte("outbox")
         )
