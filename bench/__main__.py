@@ -25,8 +25,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.cluster import BIN, ROOT, drop_database, fresh_database
+from bench.cluster import drop_database, fresh_database
 from bench.steps import Bench, StepFigures, prepare_database, run_steps, seed_finished_runs
+from tests.integration.processes import BIN, ROOT
 
 SECTIONS = ("steps", "scale", "memory", "import", "embedded")
 console = Console()
@@ -96,13 +97,12 @@ def scale_section(workdir: Path, runs: int, large: int) -> dict[str, Any]:
     table = Table(title="Scale: per-step cost with finished runs in the tables (median of 3)")
     for column in ("finished runs", "steps/s", "ms/step", "round trips/step"):
         table.add_column(column, justify="right")
-    for stored, stored_figures in results.items():
-        figures = stored_figures
+    for stored_runs, row in results.items():
         table.add_row(
-            f"{int(stored):,}",
-            f"{figures['steps_per_second']:.0f}",
-            f"{figures['ms_per_step']:.2f}",
-            f"{figures['round_trips_per_step']:.2f}",
+            f"{int(stored_runs):,}",
+            f"{row['steps_per_second']:.0f}",
+            f"{row['ms_per_step']:.2f}",
+            f"{row['round_trips_per_step']:.2f}",
         )
     console.print(table)
     drop_database()

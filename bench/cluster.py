@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu import Connection
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests.integration.processes import BIN, Process, spawn
+
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 DATABASE = "statewright_bench"
@@ -53,46 +49,6 @@ def flush_broker(url: str = BROKER_URL) -> None:
 
 
 @dataclass
-class Process:
-    """A child process with its output in a log file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
-
-    def pids(self) -> list[int]:
-        """This process and its children (a prefork worker's pool processes)."""
-        found = [self.popen.pid]
-        try:
-            children = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children").read_text()
-        except OSError:
-            return found
-        return found + [int(pid) for pid in children.split()]
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-
-
-@dataclass
 class Cluster:
     """The processes of one benchmark, sharing an environment and a log directory."""
 
@@ -101,17 +57,7 @@ class Cluster:
     processes: list[Process] = field(default_factory=list)
 
     def spawn(self, name: str, argv: list[str]) -> Process:
-        log = self.logs / f"{name}-{len(self.processes)}.log"
-        with log.open("wb") as handle:
-            popen = subprocess.Popen(
-                argv,
-                env=self.env,
-                cwd=ROOT,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        process = Process(name, popen, log)
+        process = spawn(name, argv, self.env, self.logs / f"{name}-{len(self.processes)}.log")
         self.processes.append(process)
         return process
 
@@ -143,7 +89,7 @@ class Cluster:
 
     def stop(self) -> None:
         for process in self.processes:
-            process.stop()
+            process.stop(grace=20.0)
 
 
 def rss_bytes(pid: int) -> int:

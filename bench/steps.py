@@ -20,8 +20,9 @@ from typing import Any
 from sqlalchemy import create_engine, func, insert, select, text
 
 from bench import probe
-from bench.cluster import BIN, BROKER_URL, Cluster, Process, flush_broker, rss_bytes
+from bench.cluster import BROKER_URL, Cluster, flush_broker, rss_bytes
 from bench.workload import STEPS, bench_rows, metadata
+from tests.integration.processes import BIN, ROOT, Process
 
 SYSTEMS = ("statewright", "celery", "dbos")
 QUEUES = {"statewright": "bench-sw", "celery": "bench-raw"}
@@ -71,7 +72,7 @@ class Bench:
         self.probe_dir.mkdir(parents=True)
         env = {
             **os.environ,
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "PYTHONPATH": str(ROOT),
             "BENCH_DATABASE_URL": url,
             "BENCH_BROKER_URL": BROKER_URL,
             probe.ENV: str(self.probe_dir),

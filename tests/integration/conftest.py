@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,46 +13,8 @@ from kombu import Connection
 
 from engine import Engine, Settings
 from tests.conftest import AMQP_URL, REDIS_URL, TEST_QUEUE, require_service, service_up
+from tests.integration.processes import BIN, ROOT, Process, spawn
 from tests.sample_workflows import WORKFLOWS
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Process:
-    """A child process whose output goes to a log file the test can read."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the process and everything it forked, as a crash would."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(10)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass
@@ -69,17 +27,7 @@ class Cluster:
     processes: list[Process] = field(default_factory=list)
 
     def spawn(self, name: str, argv: list[str]) -> Process:
-        log = self.logs / f"{name}-{len(self.processes)}.log"
-        handle = log.open("wb")
-        popen = subprocess.Popen(
-            argv,
-            env=self.env,
-            cwd=ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        process = Process(name, popen, log)
+        process = spawn(name, argv, self.env, self.logs / f"{name}-{len(self.processes)}.log")
         self.processes.append(process)
         return process
 

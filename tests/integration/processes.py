@@ -1,0 +1,76 @@
+"""Child processes with their output in a log file: the real workers and relays that the
+integration tests and the benchmarks start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Process:
+    """A child process, in a session of its own, whose output goes to a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
+
+    def pids(self) -> list[int]:
+        """This process and its children (a prefork worker's pool processes; Linux)."""
+        pid = self.popen.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        except OSError:
+            return [pid]
+        return [pid] + [int(child) for child in children.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything it forked, as a crash would."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it is still running after ``grace`` seconds."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def spawn(name: str, argv: list[str], env: Mapping[str, str], log: Path) -> Process:
+    """Start ``argv`` from the project root in a session of its own, output to ``log``."""
+    with log.open("wb") as handle:
+        popen = subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Process(name, popen, log)
