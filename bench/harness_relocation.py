@@ -16,6 +16,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
 from engine.logs import configure_logging
@@ -23,7 +24,7 @@ from engine.testing import WorkflowHarness
 from models import User
 from workflows.relocation import Relocation, RelocationConfig, start_relocation
 
-DOCUMENT = {
+DOCUMENT: dict[str, Any] = {
     "format": "statewright.relocation",
     "version": 1,
     "source": {},

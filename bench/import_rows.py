@@ -25,18 +25,10 @@ from typing import Any
 from sqlalchemy import create_engine, insert
 from sqlalchemy.orm import Session
 
-from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
+from engine.demo import TABLES
 from workflows.relocation.format import Limits, read_records
 from workflows.relocation.importer import Importer
 
-TABLES: dict[str, Any] = {
-    "organizations": Organization,
-    "users": User,
-    "members": OrganizationMember,
-    "teams": Team,
-    "projects": Project,
-    "project_teams": ProjectTeam,
-}
 BATCH = 1000
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Literal
+from typing import Any
 
 from celery import Celery, chain
 from celery.signals import worker_ready
@@ -57,6 +57,17 @@ def _trigger(index: int) -> str:
     return f"done{index}"
 
 
+def _handler(index: int) -> Any:
+    """The handler of state ``s<index>``: one update, then on to the next state."""
+
+    def handle(self: Workflow, ctx: StepContext) -> str:
+        do_step(ctx.session, str(ctx.params["key"]), index)
+        return _trigger(index)
+
+    handle.__name__ = f"s{index}"
+    return handle
+
+
 class TenSteps(Workflow):
     """Ten states in a line; every step updates the run's row once."""
 
@@ -66,49 +77,16 @@ class TenSteps(Workflow):
     ]
     terminal = ["finished"]
 
-    def _step(self, ctx: StepContext, index: int) -> Any:
-        do_step(ctx.session, str(ctx.params["key"]), index)
-        return _trigger(index)
-
-    @step(initial=True)
-    def s0(self, ctx: StepContext) -> Literal["done0"]:
-        return self._step(ctx, 0)  # type: ignore[no-any-return]
-
-    @step()
-    def s1(self, ctx: StepContext) -> Literal["done1"]:
-        return self._step(ctx, 1)  # type: ignore[no-any-return]
-
-    @step()
-    def s2(self, ctx: StepContext) -> Literal["done2"]:
-        return self._step(ctx, 2)  # type: ignore[no-any-return]
-
-    @step()
-    def s3(self, ctx: StepContext) -> Literal["done3"]:
-        return self._step(ctx, 3)  # type: ignore[no-any-return]
-
-    @step()
-    def s4(self, ctx: StepContext) -> Literal["done4"]:
-        return self._step(ctx, 4)  # type: ignore[no-any-return]
-
-    @step()
-    def s5(self, ctx: StepContext) -> Literal["done5"]:
-        return self._step(ctx, 5)  # type: ignore[no-any-return]
-
-    @step()
-    def s6(self, ctx: StepContext) -> Literal["done6"]:
-        return self._step(ctx, 6)  # type: ignore[no-any-return]
-
-    @step()
-    def s7(self, ctx: StepContext) -> Literal["done7"]:
-        return self._step(ctx, 7)  # type: ignore[no-any-return]
-
-    @step()
-    def s8(self, ctx: StepContext) -> Literal["done8"]:
-        return self._step(ctx, 8)  # type: ignore[no-any-return]
-
-    @step()
-    def s9(self, ctx: StepContext) -> Literal["done9"]:
-        return self._step(ctx, 9)  # type: ignore[no-any-return]
+    s0 = step(initial=True)(_handler(0))
+    s1 = step()(_handler(1))
+    s2 = step()(_handler(2))
+    s3 = step()(_handler(3))
+    s4 = step()(_handler(4))
+    s5 = step()(_handler(5))
+    s6 = step()(_handler(6))
+    s7 = step()(_handler(7))
+    s8 = step()(_handler(8))
+    s9 = step()(_handler(9))
 
 
 WORKFLOWS = [TenSteps]
