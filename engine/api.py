@@ -98,7 +98,13 @@ class Engine:
             self.metrics,
             rng or random.Random(),
         )
-        register_steps(self.celery, self.registry, self.executor.run_step, self._run_task)
+        register_steps(
+            self.celery,
+            self.registry,
+            self.executor.run_step,
+            self._run_task,
+            continue_for=self.settings.continue_for,
+        )
         grace = timedelta(0) if self.settings.embedded else timedelta(seconds=2)
         self.relay = OutboxRelay(
             self.db,

@@ -60,13 +60,23 @@ def build_celery(settings: Settings, metrics: Metrics) -> StatewrightCelery:
 
 
 def register_steps(
-    app: Celery, registry: Registry, run_step: StepRunner, run_task: TaskRunner
+    app: Celery,
+    registry: Registry,
+    run_step: StepRunner,
+    run_task: TaskRunner,
+    *,
+    continue_for: float = 0.0,
 ) -> None:
     """Register ``<workflow>.<state>`` for every handler and ``<workflow>.<task>`` for
-    every workflow task, each with its own options."""
+    every workflow task, each with its own options.
+
+    A step's delivery may go on to its run's next steps for ``continue_for`` seconds,
+    so its time limits are the step's own plus that much (each step it continues to
+    still gets its whole limit).
+    """
     default = app.conf.task_default_queue
     for step in registry.steps():
-        _register(app, step, run_step)
+        _register(app, step, run_step, continue_for)
     for definition, spec in registry.tasks():
         _register_task(app, definition, spec, run_task, default)
     queues = {s.queue for s in registry.steps()} | {default}
@@ -104,7 +114,7 @@ def _register_task(
     app.task(**options)(body)
 
 
-def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:
+def _register(app: Celery, step: StepOptions, run_step: StepRunner, continue_for: float) -> None:
     def body(run_id: str, token: int) -> None:
         run_step(step, run_id, token)
 
@@ -116,8 +126,8 @@ def _register(app: Celery, step: StepOptions, run_step: StepRunner) -> None:
         "task_queue": step.queue,
         "shared": False,
         "silo_mode": step.silo_mode,
-        "time_limit": step.time_limit + HARD_LIMIT_MARGIN,
-        "soft_time_limit": step.time_limit,
+        "time_limit": step.time_limit + continue_for + HARD_LIMIT_MARGIN,
+        "soft_time_limit": step.time_limit + continue_for,
     }
     app.task(**options)(body)
 

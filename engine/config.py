@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ class Settings:
     dispatch_timeout: float = 600.0
     relay_interval: float = 0.2
     relay_batch: int = 500
+    #: How long one delivery may go on running its run's next steps in process, without
+    #: a broker round trip (0: every step is its own message). Each step's time limit is
+    #: then enforced up to this much late; see README, "Continuing in process".
+    continue_for: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", parse_database_url(self.database_url))
@@ -71,6 +76,7 @@ class Settings:
             lease_grace=_seconds(env, "STATEWRIGHT_LEASE_GRACE", 30.0),
             dispatch_timeout=_seconds(env, "STATEWRIGHT_DISPATCH_TIMEOUT", 600.0),
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
+            continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
         )
 
@@ -127,14 +133,17 @@ def redact_url(value: str) -> str:
     return value.replace(f":{parts.password}@", ":***@", 1)
 
 
-def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+def _seconds(
+    env: Mapping[str, str], key: str, default: float, *, allow_zero: bool = False
+) -> float:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
     try:
         seconds = float(raw)
     except ValueError:
-        seconds = -1.0
-    if seconds <= 0:
-        raise ConfigurationError(f"{key} {raw!r} is not a positive number of seconds")
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        allowed = "zero or a positive" if allow_zero else "a positive"
+        raise ConfigurationError(f"{key} {raw!r} is not {allowed} number of seconds")
     return seconds

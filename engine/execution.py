@@ -17,6 +17,7 @@ import functools
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
 from engine.persistence import Database, lock_run
-from engine.recorder import RunRecorder
+from engine.recorder import Advanced, RunRecorder
 from engine.registry import Registry, StepOptions
 from models.base import UTCDateTime
 from models.engine import WorkflowRun
@@ -79,24 +80,43 @@ class StepExecutor:
         self.before_handler: Callable[[StepOptions, Claim], None] | None = None
 
     def run_step(self, step: StepOptions, run_id: str, token: int) -> None:
-        """Handle one delivery of ``step``'s message for ``run_id`` under ``token``."""
+        """Handle one delivery of ``step``'s message for ``run_id`` under ``token``.
+
+        When the step advances, the delivery may go on to the run's next step in this
+        process (see ``_continuation``): its claim commits with the move, and no
+        message is sent for it.
+        """
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
+        delivery = _Delivery.starting(step, self._settings.continue_for)
         if self._db.is_sqlite:
             claim = self.claim_step(step, run_id, token)
-            if claim is not None:
-                self.execute(step, claim)
+            while claim is not None:
+                step, claim = self._next(self.execute(step, claim, None, delivery), step)
             return
-        # one pooled connection for the claim and the handler's transaction: one checkout
+        # one pooled connection for the claim and the handler's transactions: one checkout
         with self._db.engine.connect() as connection:
             claim = self.claim_step(step, run_id, token, connection)
-            if claim is not None:
-                self.execute(step, claim, connection)
+            while claim is not None:
+                step, claim = self._next(self.execute(step, claim, connection, delivery), step)
+
+    @staticmethod
+    def _next(
+        continued: tuple[StepOptions, Claim] | None, step: StepOptions
+    ) -> tuple[StepOptions, Claim | None]:
+        return continued if continued is not None else (step, None)
 
     def execute(
-        self, step: StepOptions, claim: Claim, connection: Connection | None = None
-    ) -> None:
-        """Run the handler of a claimed step and complete it (or record its error)."""
-        bind_step(attempt=claim.attempt)
+        self,
+        step: StepOptions,
+        claim: Claim,
+        connection: Connection | None = None,
+        delivery: _Delivery | None = None,
+    ) -> tuple[StepOptions, Claim] | None:
+        """Run the handler of a claimed step and complete it (or record its error).
+
+        Returns the next step and its claim when the run continues in this process.
+        """
+        bind_step(state=step.state, token=claim.token, attempt=claim.attempt)
         log.info("step claimed")
         session = self._db.sessions() if connection is None else self._db.sessions(bind=connection)
         started = time.perf_counter()
@@ -107,10 +127,11 @@ class StepExecutor:
             if self.before_handler is not None:
                 self.before_handler(step, claim)
             outcome = step.handler(context)
-            self._complete(step, claim, session, outcome, context.context, started)
+            return self._complete(step, claim, session, outcome, context.context, started, delivery)
         except Exception as error:
             session.rollback()
             self._record_error(step, claim, error, _elapsed_ms(started))
+            return None
         finally:
             session.close()
 
@@ -181,8 +202,10 @@ class StepExecutor:
             connection.execution_options(isolation_level=level)
 
     def _lease(self, step: StepOptions, now: datetime) -> datetime:
-        """When a claimed step counts as lost: past its hard time limit and the grace."""
-        seconds = step.time_limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
+        """When a claimed step counts as lost: past its delivery's hard time limit (the
+        step's own plus ``continue_for``) and the grace."""
+        limit = step.time_limit + self._settings.continue_for
+        seconds = limit + HARD_LIMIT_MARGIN + self._settings.lease_grace
         return now + timedelta(seconds=seconds)
 
     def _claim_statement(
@@ -210,7 +233,8 @@ class StepExecutor:
         outcome: object,
         context: dict[str, object],
         started: float,
-    ) -> None:
+        delivery: _Delivery | None,
+    ) -> tuple[StepOptions, Claim] | None:
         now = self._clock.now()
         definition = self._registry.get(step.workflow)
         decision = decide_outcome(definition, step, _claim_view(claim), outcome, now)
@@ -221,20 +245,33 @@ class StepExecutor:
                 pass  # the locked path below fails the run and says why
             else:
                 duration_ms = _elapsed_ms(started)
-                if not self._recorder.advance_claimed(
-                    session, claim, decision.trigger, decision.dest, saved, now, duration_ms
-                ):
+                following, lease = self._continuation(step, decision.dest, delivery, now)
+                advanced = self._recorder.advance_claimed(
+                    session,
+                    claim,
+                    decision.trigger,
+                    decision.dest,
+                    saved,
+                    now,
+                    duration_ms,
+                    claim_lease=lease,
+                )
+                if advanced is Advanced.FENCED:
                     session.rollback()
                     self._drop(step, "fenced")
-                    return
+                    return None
                 session.commit()
                 self._completed(step, decision, duration_ms)
-                return
+                if advanced is not Advanced.CLAIMED:
+                    return None
+                assert following is not None
+                self._metrics.incr("step.continued", tags=_tags(following))
+                return following, _continued_claim(claim, decision.dest, saved, now)
         run = lock_run(session, claim.run_id)
         if not _still_ours(run, claim):
             session.rollback()
             self._drop(step, "fenced")
-            return
+            return None
         assert run is not None
         decision = decide_outcome(definition, step, _view(run), outcome, now)
         try:
@@ -248,9 +285,32 @@ class StepExecutor:
             session.rollback()  # the step failed: its domain writes must not land
             failed: Decision = decision
             self._record_failure(step, claim, lambda _run: failed, _elapsed_ms(started))
-            return
+            return None
         self._apply(session, step, run, decision, now, _elapsed_ms(started))
         session.commit()
+        return None
+
+    def _continuation(
+        self, step: StepOptions, dest: str, delivery: _Delivery | None, now: datetime
+    ) -> tuple[StepOptions | None, datetime | None]:
+        """The step this delivery goes on to after entering ``dest``, and its lease.
+
+        Only a step on the same queue and silo (where this worker would have received
+        its message anyway), while the delivery is within its ``continue_for``, and
+        only if the time left before the delivery's soft limit is the next step's own
+        limit or at most ``continue_for`` more. The lease outlasts the delivery's hard
+        limit, as a claim's lease outlasts its message's.
+        """
+        if delivery is None or self._registry.get(step.workflow).is_terminal(dest):
+            return None, None
+        following = self._registry.step(step.workflow, dest)
+        if following.queue != step.queue or following.silo_mode != step.silo_mode:
+            return None, None
+        left = delivery.time_left_for(following)
+        if left is None:
+            return None, None
+        seconds = left + HARD_LIMIT_MARGIN + self._settings.lease_grace
+        return following, now + timedelta(seconds=seconds)
 
     def _apply(
         self,
@@ -358,6 +418,51 @@ class StepExecutor:
     def _drop(self, step: StepOptions, reason: str) -> None:
         self._metrics.incr("step.dropped", tags={**_tags(step), "reason": reason})
         log.info("message dropped", reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """One message's task: when it began and when its soft time limit falls (monotonic)."""
+
+    started: float
+    soft_deadline: float
+    continue_for: float
+
+    @classmethod
+    def starting(cls, step: StepOptions, continue_for: float) -> _Delivery:
+        # the step's task is registered with its time limit plus ``continue_for``
+        now = time.monotonic()
+        return cls(now, now + step.time_limit + continue_for, continue_for)
+
+    def time_left_for(self, step: StepOptions) -> float | None:
+        """Seconds left before the soft limit if ``step`` may run on in this delivery:
+        within ``continue_for`` of its start, with at least the step's own time limit
+        left and at most ``continue_for`` more. Otherwise ``None``."""
+        now = time.monotonic()
+        left = self.soft_deadline - now
+        if now - self.started > self.continue_for:
+            return None
+        if not step.time_limit <= left <= step.time_limit + self.continue_for:
+            return None
+        return left
+
+
+def _continued_claim(claim: Claim, dest: str, context: dict[str, Any], now: datetime) -> Claim:
+    """The claim a move that claimed ``dest``'s step committed: its first attempt."""
+    seq = claim.history_len + 1
+    return Claim(
+        run_id=claim.run_id,
+        workflow=claim.workflow,
+        state=dest,
+        token=claim.token + 1,
+        attempt=1,
+        polls=0,
+        params=claim.params,
+        context=dict(context),
+        state_entered_at=now,
+        entry_seq=seq,
+        history_len=seq,
+    )
 
 
 def _stale_reason(run: WorkflowRun | None, step: StepOptions, token: int) -> str | None:

@@ -40,11 +40,12 @@ def statewright_workflows() -> list[WorkflowItem]:
 def statewright_engine(
     tmp_path: Path, statewright_workflows: list[WorkflowItem]
 ) -> Iterator[Engine]:
-    """An engine on a migrated SQLite file, a virtual clock and in-memory metrics."""
+    """An engine on a migrated SQLite file, a virtual clock and in-memory metrics; each
+    step is its own delivery, so the harness steps them one at a time."""
     url = f"sqlite:///{tmp_path / 'statewright.db'}"
     upgrade(url)
     engine = Engine(
-        Settings(database_url=url),
+        Settings(database_url=url, continue_for=0.0),
         statewright_workflows,
         clock=VirtualClock(),
         metrics=InMemoryMetrics(),

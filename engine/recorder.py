@@ -6,13 +6,26 @@ commits, so a transition and its history and dispatch land atomically.
 
 from __future__ import annotations
 
+import enum
 import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from engine.config import Settings
 from engine.context import Claim
@@ -20,6 +33,19 @@ from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
 from engine.registry import Registry
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+
+
+class Advanced(enum.Enum):
+    """What ``advance_claimed`` did."""
+
+    #: The run had moved on (an abort, a reaper): nothing was written.
+    FENCED = "fenced"
+    #: The run finished.
+    FINISHED = "finished"
+    #: The next step's message was written to the outbox, to be sent after commit.
+    DISPATCHED = "dispatched"
+    #: The next step is claimed by this worker, which runs it once this commits.
+    CLAIMED = "claimed"
 
 
 class RunRecorder:
@@ -142,10 +168,17 @@ class RunRecorder:
         context: dict[str, Any],
         now: datetime,
         duration_ms: float,
-    ) -> bool:
+        *,
+        claim_lease: datetime | None = None,
+    ) -> Advanced:
         """``move`` for a step this worker holds, without loading the run: one fenced
         ``UPDATE`` (the run is still running, claimed, under the claim's token) and the
-        inserts of its history and outbox rows. Returns ``False`` when fenced off.
+        inserts of its history and outbox rows.
+
+        With ``claim_lease``, the same ``UPDATE`` also claims ``dest``'s step for this
+        worker (attempt 1, leased until ``claim_lease``) instead of dispatching it,
+        unless a pause or cancel is asked for, which the step's message then applies:
+        the result says which happened.
 
         While a claim is ours nothing but the pause and cancel flags can change the run
         (every other move bumps the token), so the claim is the run as it stands. The
@@ -154,6 +187,7 @@ class RunRecorder:
         """
         terminal = self._registry.get(claim.workflow).is_terminal(dest)
         step = None if terminal else self._registry.step(claim.workflow, dest)
+        claim_next = claim_lease is not None and not terminal
         token = claim.token + 1
         params: dict[str, Any] = {
             "a_run_id": claim.run_id,
@@ -175,37 +209,43 @@ class RunRecorder:
                 a_kwargs={"run_id": claim.run_id, "token": token},
                 a_queue=step.queue,
             )
+        if claim_next:
+            params["a_claim_lease"] = claim_lease
         # Core statements on the session's connection: no ORM bookkeeping for them
         connection = session.connection()
         outbox_id: int | None = None
         if connection.dialect.name == "postgresql":
-            row = connection.execute(_advance_in_one_statement(terminal), params).one()
+            row = connection.execute(_advance_in_one_statement(terminal, claim_next), params).one()
             if row[0] is None:
-                return False
-            outbox_id = row[2]
+                return Advanced.FENCED
+            outbox_id, claimed = row[2], bool(row[3])
         else:
-            if connection.execute(_fenced_move(terminal), params).rowcount != 1:
-                return False
+            moved = connection.execute(_fenced_move(terminal, claim_next), params).first()
+            if moved is None:
+                return Advanced.FENCED
+            claimed = bool(moved.claimed)
             connection.execute(insert(WorkflowTransition).values(_history_values()), params)
             if terminal:
                 self._dispatcher.discard_for_run(session, claim.run_id)
-            else:
+            elif not claimed:
                 outbox = insert(OutboxMessage).values(_outbox_values())
                 outbox_id = connection.execute(outbox.returning(OutboxMessage.id), params).scalar()
         if step is None:
             self._metrics.incr(
                 "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
             )
-        else:
-            assert outbox_id is not None
-            self._dispatcher.committed_message(
-                session,
-                step.task_name,
-                outbox_id=outbox_id,
-                kwargs=params["a_kwargs"],
-                queue=step.queue,
-            )
-        return True
+            return Advanced.FINISHED
+        if claimed:
+            return Advanced.CLAIMED
+        assert outbox_id is not None
+        self._dispatcher.committed_message(
+            session,
+            step.task_name,
+            outbox_id=outbox_id,
+            kwargs=params["a_kwargs"],
+            queue=step.queue,
+        )
+        return Advanced.DISPATCHED
 
     def repeat(
         self,
@@ -299,17 +339,34 @@ def _bound(name: str, column: Any) -> Any:
 
 
 @functools.cache
-def _fenced_move(terminal: bool) -> Update:
-    """The move of a claimed run to ``a_dest``, fenced on the claim's token."""
+def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[str, bool]:
+    """The move of a claimed run to ``a_dest``, fenced on the claim's token; returns the
+    run's id and whether ``a_dest``'s step is claimed by this worker.
+
+    With ``claim_next``, the step is claimed (attempt 1, leased until
+    ``a_claim_lease``) unless the run has a pause or cancel asked for, as a claim would.
+    """
     run = WorkflowRun
     runs = WorkflowRun.__table__.c
     moment = _bound("a_now", runs.updated_at)
+    dest = _bound("a_dest", runs.state)
+    lease = _bound("a_lease", runs.lease_expires_at)
+    claimed: Any = False
+    attempt: Any = 0
+    if claim_next:
+        claimed = and_(
+            run.cancel_requested.is_(False),
+            run.pause_requested.is_(False),
+            or_(run.pause_at.is_(None), run.pause_at != dest),
+        )
+        attempt = case((claimed, 1), else_=0)
+        lease = case((claimed, _bound("a_claim_lease", runs.lease_expires_at)), else_=lease)
     values: dict[str, Any] = {
-        "state": _bound("a_dest", runs.state),
-        "attempt": 0,
+        "state": dest,
+        "attempt": attempt,
         "polls": 0,
         "token": _bound("a_new_token", runs.token),
-        "claimed": False,
+        "claimed": claimed,
         "state_entered_at": moment,
         "entry_seq": _bound("a_seq", runs.entry_seq),
         "history_len": _bound("a_seq", runs.history_len),
@@ -326,7 +383,7 @@ def _fenced_move(terminal: bool) -> Update:
             finished_at=moment,
         )
     else:
-        values["lease_expires_at"] = _bound("a_lease", runs.lease_expires_at)
+        values["lease_expires_at"] = lease
     return (
         update(run)
         .where(
@@ -336,6 +393,7 @@ def _fenced_move(terminal: bool) -> Update:
             run.status == "running",
         )
         .values(values)
+        .returning(run.id, run.claimed)
     )
 
 
@@ -371,10 +429,14 @@ def _outbox_values() -> dict[str, Any]:
 
 
 @functools.cache
-def _advance_in_one_statement(terminal: bool) -> Select[Any]:
+def _advance_in_one_statement(terminal: bool, claim_next: bool = False) -> Select[Any]:
     """PostgreSQL: the fenced move, its history row and the next outbox row (or, for a
-    finished run, the removal of its waiting timers) as one statement."""
-    moved = _fenced_move(terminal).returning(WorkflowRun.id).cte("moved")
+    finished run, the removal of its waiting timers) as one statement. The outbox row
+    is written only if the move did not claim the next step for this worker.
+
+    Returns the run's id (none when fenced off), the history row count, the outbox
+    row's id, and whether the next step is claimed."""
+    moved = _fenced_move(terminal, claim_next).cte("moved")
 
     def from_moved(values: dict[str, Any]) -> Select[Any]:
         # the rows are inserted only if the fenced move happened
@@ -398,7 +460,9 @@ def _advance_in_one_statement(terminal: bool) -> Select[Any]:
         outbox_values = _outbox_values()
         follow = (
             insert(OutboxMessage)
-            .from_select(list(outbox_values), from_moved(outbox_values))
+            .from_select(
+                list(outbox_values), from_moved(outbox_values).where(moved.c.claimed.is_(False))
+            )
             .returning(OutboxMessage.id)
             .cte("outbox")
         )
@@ -406,4 +470,5 @@ def _advance_in_one_statement(terminal: bool) -> Select[Any]:
         select(moved.c.id).scalar_subquery(),
         select(func.count()).select_from(history).scalar_subquery(),
         select(func.max(follow.c.id)).scalar_subquery(),
+        select(moved.c.claimed).scalar_subquery(),
     )

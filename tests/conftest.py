@@ -116,10 +116,15 @@ EngineFactory = Callable[..., Engine]
 
 @pytest.fixture
 def make_engine(database_url: str) -> Iterator[EngineFactory]:
-    """Build engines on the test database with a virtual clock and in-memory metrics."""
+    """Build engines on the test database with a virtual clock and in-memory metrics.
+
+    Each step is its own delivery (``continue_for=0``) unless a test asks otherwise, so
+    a harness steps them one at a time whatever the machine's speed.
+    """
     built: list[Engine] = []
 
     def build(workflows: Any = WORKFLOWS, **settings: Any) -> Engine:
+        settings.setdefault("continue_for", 0.0)
         engine = Engine(
             Settings(database_url=database_url, **settings),
             workflows,

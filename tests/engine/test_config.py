@@ -14,6 +14,7 @@ def test_defaults_are_embedded_sqlite_monolith() -> None:
     assert settings.embedded
     assert settings.broker_url is None
     assert settings.silo_mode is SiloMode.MONOLITH
+    assert settings.continue_for == 1.0
 
 
 def test_values_are_read_from_the_environment() -> None:
@@ -26,6 +27,7 @@ def test_values_are_read_from_the_environment() -> None:
             "STATEWRIGHT_WORKFLOWS": "a.b, c",
             "STATEWRIGHT_STATSD_ADDR": "127.0.0.1:8125",
             "STATEWRIGHT_LEASE_GRACE": "2.5",
+            "STATEWRIGHT_CONTINUE_FOR": "0",
         }
     )
     assert settings.database_url == "postgresql+psycopg://app@db/prod"
@@ -35,6 +37,7 @@ def test_values_are_read_from_the_environment() -> None:
     assert settings.workflow_modules == ("a.b", "c")
     assert settings.statsd_addr == ("127.0.0.1", 8125)
     assert settings.lease_grace == 2.5
+    assert settings.continue_for == 0.0
 
 
 @pytest.mark.parametrize(
@@ -46,6 +49,9 @@ def test_values_are_read_from_the_environment() -> None:
         ("STATEWRIGHT_SILO_MODE", "edge", "unknown silo mode 'edge'; allowed: monolith"),
         ("STATEWRIGHT_STATSD_ADDR", "localhost", "is not host:port"),
         ("STATEWRIGHT_LEASE_GRACE", "-3", "is not a positive number of seconds"),
+        ("STATEWRIGHT_LEASE_GRACE", "0", "'0' is not a positive number of seconds"),
+        ("STATEWRIGHT_CONTINUE_FOR", "-1", "'-1' is not zero or a positive number of seconds"),
+        ("STATEWRIGHT_CONTINUE_FOR", "soon", "'soon' is not zero or a positive number"),
     ],
 )
 def test_bad_values_are_named(variable: str, value: str, message: str) -> None:

@@ -1,0 +1,229 @@
+"""Continuing a run in process: after a step advances, the same delivery claims and runs
+the next one, without a message, within ``continue_for`` and the delivery's time limit.
+
+Each test runs on SQLite and on PostgreSQL, stepped by the harness on a virtual clock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import Engine, InMemoryMetrics, StepContext, Workflow, step
+from engine.context import Claim
+from engine.instrumentation import HARD_LIMIT_MARGIN
+from engine.registry import StepOptions
+from engine.testing import WorkflowHarness
+from models import OutboxMessage, WorkflowRun
+from tests.conftest import EngineFactory
+from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
+
+CONTINUE_FOR = 5.0
+
+
+class Handoff(Workflow):
+    """Two steps on different queues: the second goes where its own workers are."""
+
+    name = "handoff"
+    transitions = [("prepared", "preparing", "shipping"), ("shipped", "shipping", "done")]
+    terminal = ["done"]
+
+    @step(initial=True)
+    def preparing(self, ctx: StepContext) -> Literal["prepared"]:
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "prepared"
+
+    @step(queue="shipping")
+    def shipping(self, ctx: StepContext) -> Literal["shipped"]:
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "shipped"
+
+
+class WorkerDied(BaseException):
+    """Stands for the worker process dying mid-handler: nothing after it runs."""
+
+
+@pytest.fixture
+def engine(make_engine: EngineFactory) -> Engine:
+    return make_engine([*WORKFLOWS, Handoff], continue_for=CONTINUE_FOR)
+
+
+def delivered(harness: WorkflowHarness) -> list[str]:
+    return [d.message.task_name for d in harness.deliveries]
+
+
+def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
+    with engine.db.sessions() as session:
+        return effect_counts(session, run_id)
+
+
+def attempts(engine: Engine, run_id: str) -> list[tuple[str | None, str, int]]:
+    return [(h.from_state, h.trigger, h.attempt) for h in engine.history(run_id)]
+
+
+def test_a_run_continues_in_the_delivery_of_its_first_step(
+    engine: Engine, harness: WorkflowHarness, metrics: InMemoryMetrics
+) -> None:
+    """Three steps on one queue run in one delivery; history and effects are as usual."""
+    run = engine.start("pipeline", {})
+    assert harness.run(run.id).status == "succeeded"
+    assert delivered(harness) == ["pipeline.fetching"]
+    assert attempts(engine, run.id) == [
+        (None, "start", 0),
+        ("fetching", "fetched", 1),
+        ("transforming", "transformed", 1),
+        ("storing", "stored", 1),
+    ]
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
+    assert metrics.total("step.continued") == 2
+    assert metrics.total("step.completed") == 3
+    with engine.db.sessions() as session:
+        assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 0
+
+
+def test_a_continued_step_is_claimed_before_its_handler_runs(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """The move commits the next step's claim: attempt 1, leased past the delivery's hard limit."""
+    seen: dict[str, tuple[bool, int, timedelta]] = {}
+
+    def look(step: StepOptions, claim: Claim) -> None:
+        with engine.db.sessions() as session:
+            row = session.get_one(WorkflowRun, claim.run_id)
+            assert row.lease_expires_at is not None
+            seen[step.state] = (row.claimed, row.attempt, row.lease_expires_at - engine.clock.now())
+
+    engine.executor.before_handler = look
+    run = engine.start("pipeline", {})
+    harness.run(run.id)
+    claimed, attempt, lease = seen["transforming"]
+    assert (claimed, attempt) == (True, 1)
+    # what is left of the delivery's soft limit (20 s + continue_for), the margin, the grace
+    least = timedelta(seconds=20 + HARD_LIMIT_MARGIN + engine.settings.lease_grace)
+    assert least <= lease <= least + timedelta(seconds=CONTINUE_FOR)
+
+
+def test_a_pause_at_a_state_ahead_stops_the_run_there(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A pause scheduled for the next state is not claimed past: its message applies it."""
+    run = engine.start("pipeline", {})
+    engine.pause(run.id, at="storing")
+    paused = harness.run(run.id)
+    assert (paused.status, paused.state) == ("paused", "storing")
+    assert delivered(harness) == ["pipeline.fetching", "pipeline.storing"]
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1}
+
+
+def test_a_cancel_asked_for_mid_step_ends_the_run_at_the_boundary(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A cancel asked for while a continued step runs keeps that step and claims no more."""
+
+    def cancel_in_transforming(step: StepOptions, claim: Claim) -> None:
+        if step.state == "transforming":
+            engine.cancel(claim.run_id)
+
+    engine.executor.before_handler = cancel_in_transforming
+    run = engine.start("pipeline", {})
+    cancelled = harness.run(run.id)
+    assert (cancelled.status, cancelled.state) == ("cancelled", "storing")
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1}
+
+
+def test_an_abort_fences_off_a_continued_step(
+    engine: Engine, harness: WorkflowHarness, metrics: InMemoryMetrics
+) -> None:
+    """An abort during a continued step discards that step's writes and stops the run."""
+
+    def abort_in_transforming(step: StepOptions, claim: Claim) -> None:
+        if step.state == "transforming":
+            engine.abort(claim.run_id)
+
+    engine.executor.before_handler = abort_in_transforming
+    run = engine.start("pipeline", {})
+    aborted = harness.run(run.id)
+    assert (aborted.status, aborted.state) == ("failed", "transforming")
+    assert effects_of(engine, run.id) == {"fetching": 1}
+    assert metrics.total("step.dropped", reason="fenced", state="transforming") == 1
+
+
+def test_a_continued_step_that_fails_is_retried_by_a_message(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A failed continued attempt is recorded as usual; its retry is a delivery of its own."""
+    run = engine.start("pipeline", {"fail": {"transforming": 1}})
+    assert harness.run(run.id).status == "succeeded"
+    assert delivered(harness) == ["pipeline.fetching", "pipeline.transforming"]
+    assert attempts(engine, run.id) == [
+        (None, "start", 0),
+        ("fetching", "fetched", 1),
+        ("transforming", "retry", 1),
+        ("transforming", "transformed", 2),
+        ("storing", "stored", 1),
+    ]
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
+
+
+def test_a_worker_that_dies_in_a_continued_step_is_recovered_by_its_lease(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """The continued claim was committed, so the reaper takes the run on once it lapses."""
+    harness.fail_at("transforming", 1, WorkerDied())
+    run = engine.start("pipeline", {})
+    with pytest.raises(WorkerDied):
+        harness.step()
+    with engine.db.sessions() as session:
+        stuck = session.get_one(WorkflowRun, run.id)
+        assert (stuck.state, stuck.claimed, stuck.attempt) == ("transforming", True, 1)
+    harness.clear_failures()
+    assert harness.run(run.id).status == "succeeded"
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
+    transforming = [(h.trigger, h.attempt) for h in engine.history(run.id)][2:4]
+    assert transforming == [("redispatch", 1), ("transformed", 2)]
+
+
+def test_a_step_on_another_queue_gets_its_own_message(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """The next step is not continued when its queue differs: its own workers take it."""
+    run = engine.start("handoff", {})
+    assert harness.run(run.id).status == "succeeded"
+    assert delivered(harness) == ["handoff.preparing", "handoff.shipping"]
+
+
+def test_without_continue_for_every_step_is_its_own_delivery(
+    make_engine: EngineFactory,
+) -> None:
+    """``continue_for=0`` sends every step as a message (and adds nothing to time limits)."""
+    engine = make_engine(continue_for=0.0)
+    harness = WorkflowHarness(engine)
+    run = engine.start("pipeline", {})
+    assert harness.run(run.id).status == "succeeded"
+    assert delivered(harness) == [
+        "pipeline.fetching",
+        "pipeline.transforming",
+        "pipeline.storing",
+    ]
+    task = engine.celery.tasks["pipeline.fetching"]
+    assert (task.soft_time_limit, task.time_limit) == (20.0, 20.0 + HARD_LIMIT_MARGIN)
+
+
+def test_step_tasks_carry_time_limits_with_room_to_continue(engine: Engine) -> None:
+    """A step's task limits are its own plus ``continue_for``, so a continued step gets
+    its whole limit."""
+    task = engine.celery.tasks["pipeline.fetching"]
+    assert task.soft_time_limit == 20.0 + CONTINUE_FOR
+    assert task.time_limit == 20.0 + CONTINUE_FOR + HARD_LIMIT_MARGIN
+
+
+def test_a_delivery_past_continue_for_sends_the_next_step(make_engine: EngineFactory) -> None:
+    """Once a delivery has used its ``continue_for``, the next step goes by message."""
+    engine = make_engine(continue_for=1e-9)
+    harness = WorkflowHarness(engine)
+    run = engine.start("pipeline", {})
+    assert harness.run(run.id).status == "succeeded"
+    assert len(harness.deliveries) == 3
