@@ -24,7 +24,9 @@ from bench.cluster import BROKER_URL, Cluster, flush_broker, rss_bytes
 from bench.workload import STEPS, bench_rows, metadata
 from tests.integration.processes import BIN, ROOT, Process
 
-SYSTEMS = ("statewright", "celery", "dbos")
+#: ``statewright`` as configured by default (a delivery goes on to its run's next steps
+#: for up to ``STATEWRIGHT_CONTINUE_FOR``); ``statewright-msg`` with a message per step.
+SYSTEMS = ("statewright", "statewright-msg", "celery", "dbos")
 QUEUES = {"statewright": "bench-sw", "celery": "bench-raw"}
 
 
@@ -83,6 +85,8 @@ class Bench:
             "STATEWRIGHT_LOG_FORMAT": "json",
             "STATEWRIGHT_RELAY_INTERVAL": "0.5",
         }
+        if system == "statewright-msg":
+            env["STATEWRIGHT_CONTINUE_FOR"] = "0"
         self.cluster = Cluster(env, workdir)
         self.rows = create_engine(url, pool_size=2)
         self._engine: Any = None
@@ -91,7 +95,7 @@ class Bench:
 
     def start(self) -> None:
         flush_broker()
-        if self.system == "statewright":
+        if self.system.startswith("statewright"):
             self.workers.append(
                 self.cluster.celery_worker("engine.worker_app", QUEUES["statewright"])
             )
@@ -146,7 +150,7 @@ class Bench:
             starter(key)
 
     def _starter(self) -> Callable[[str], None]:
-        if self.system == "statewright":
+        if self.system.startswith("statewright"):
             engine = self._engine
 
             def start_run(key: str) -> None:

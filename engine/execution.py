@@ -42,7 +42,8 @@ from engine.decide import (
     error_detail,
 )
 from engine.errors import InvalidParamsError
-from engine.hooks.sentry import report_failure
+from engine.hooks.logging import bind_log_fields
+from engine.hooks.sentry import report_failure, tag_scope
 from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
@@ -89,21 +90,29 @@ class StepExecutor:
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
         delivery = _Delivery.starting(step, self._settings.continue_for)
         if self._db.is_sqlite:
-            claim = self.claim_step(step, run_id, token)
-            while claim is not None:
-                step, claim = self._next(self.execute(step, claim, None, delivery), step)
+            self._run_claimed(step, self.claim_step(step, run_id, token), None, delivery)
             return
-        # one pooled connection for the claim and the handler's transactions: one checkout
+        # one pooled connection for the claims and the handlers' transactions: one checkout
         with self._db.engine.connect() as connection:
             claim = self.claim_step(step, run_id, token, connection)
-            while claim is not None:
-                step, claim = self._next(self.execute(step, claim, connection, delivery), step)
+            self._run_claimed(step, claim, connection, delivery)
 
-    @staticmethod
-    def _next(
-        continued: tuple[StepOptions, Claim] | None, step: StepOptions
-    ) -> tuple[StepOptions, Claim | None]:
-        return continued if continued is not None else (step, None)
+    def _run_claimed(
+        self,
+        step: StepOptions,
+        claim: Claim | None,
+        connection: Connection | None,
+        delivery: _Delivery,
+    ) -> None:
+        """Execute a claimed step, then each step the delivery continues to."""
+        while claim is not None:
+            continued = self.execute(step, claim, connection, delivery)
+            if continued is None:
+                return
+            step, claim = continued
+            # logs and errors name the step's own task; task_id stays the delivery's
+            bind_log_fields(task=step.task_name)
+            tag_scope(task_name=step.task_name)
 
     def execute(
         self,

@@ -20,7 +20,8 @@ def free_port() -> int:
 
 def test_worker_logs_metrics_and_scrape(make_cluster: ClusterFactory, redis_url: str) -> None:
     """A real worker's log lines carry the step's fields, statsd packets arrive over UDP, and
-    `statewright worker --metrics-port` serves Prometheus metrics from its pool processes."""
+    `statewright worker --metrics-port` serves Prometheus metrics from its pool processes; the
+    retried delivery continues the run in process, each step logged under its own task."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(0.2)
@@ -55,6 +56,10 @@ def test_worker_logs_metrics_and_scrape(make_cluster: ClusterFactory, redis_url:
     retried = [x for x in lines if x.get("event") == "step will be retried"]
     assert retried
     assert retried[0]["attempt"] == 1
+    # the retried delivery of fetching went on to the next two steps in process
+    by_state = {x["state"]: x for x in completed}
+    assert by_state["transforming"]["task_id"] == by_state["fetching"]["task_id"]
+    assert by_state["storing"]["task_id"] == by_state["fetching"]["task_id"]
 
     packets: list[str] = []
     deadline = time.monotonic() + 10
@@ -75,4 +80,5 @@ def test_worker_logs_metrics_and_scrape(make_cluster: ClusterFactory, redis_url:
         except OSError:
             time.sleep(0.2)
     assert 'statewright_step_completed_total{state="storing",workflow="pipeline"}' in scrape
+    assert 'statewright_step_continued_total{state="storing",workflow="pipeline"}' in scrape
     assert "statewright_task_duration_seconds_bucket" in scrape
