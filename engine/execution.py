@@ -429,6 +429,10 @@ class StepExecutor:
         log.info("message dropped", reason=reason)
 
 
+#: Seconds a delivery keeps in hand for the time its task spent before ``run_step``.
+START_SLACK = 0.05
+
+
 @dataclass(frozen=True, slots=True)
 class _Delivery:
     """One message's task: when it began and when its soft time limit falls (monotonic)."""
@@ -446,12 +450,16 @@ class _Delivery:
     def time_left_for(self, step: StepOptions) -> float | None:
         """Seconds left before the soft limit if ``step`` may run on in this delivery:
         within ``continue_for`` of its start, with at least the step's own time limit
-        left and at most ``continue_for`` more. Otherwise ``None``."""
+        left and at most ``continue_for`` more. Otherwise ``None``.
+
+        The pool's clock for the limit started a little before this delivery's (when
+        it took the message), so the step's limit must fit with ``START_SLACK`` to spare.
+        """
         now = time.monotonic()
         left = self.soft_deadline - now
         if now - self.started > self.continue_for:
             return None
-        if not step.time_limit <= left <= step.time_limit + self.continue_for:
+        if not step.time_limit + START_SLACK <= left <= step.time_limit + self.continue_for:
             return None
         return left
 

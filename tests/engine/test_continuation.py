@@ -42,13 +42,33 @@ class Handoff(Workflow):
         return "shipped"
 
 
+class Uneven(Workflow):
+    """Steps whose time limits differ: none fits the delivery of the one before it."""
+
+    name = "uneven"
+    transitions = [("a_done", "a", "b"), ("b_done", "b", "c"), ("c_done", "c", "done")]
+    terminal = ["done"]
+
+    @step(initial=True, time_limit=20)
+    def a(self, ctx: StepContext) -> Literal["a_done"]:
+        return "a_done"
+
+    @step(time_limit=60)
+    def b(self, ctx: StepContext) -> Literal["b_done"]:
+        return "b_done"
+
+    @step(time_limit=5)
+    def c(self, ctx: StepContext) -> Literal["c_done"]:
+        return "c_done"
+
+
 class WorkerDied(BaseException):
     """Stands for the worker process dying mid-handler: nothing after it runs."""
 
 
 @pytest.fixture
 def engine(make_engine: EngineFactory) -> Engine:
-    return make_engine([*WORKFLOWS, Handoff], continue_for=CONTINUE_FOR)
+    return make_engine([*WORKFLOWS, Handoff, Uneven], continue_for=CONTINUE_FOR)
 
 
 def delivered(harness: WorkflowHarness) -> list[str]:
@@ -227,3 +247,13 @@ def test_a_delivery_past_continue_for_sends_the_next_step(make_engine: EngineFac
     run = engine.start("pipeline", {})
     assert harness.run(run.id).status == "succeeded"
     assert len(harness.deliveries) == 3
+
+
+def test_a_step_whose_limit_does_not_fit_the_delivery_gets_its_own_message(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A longer limit than the delivery has left, or a much shorter one (it would run up
+    to the delivery's soft limit, far past its own), each go by message."""
+    run = engine.start("uneven", {})
+    assert harness.run(run.id).status == "succeeded"
+    assert delivered(harness) == ["uneven.a", "uneven.b", "uneven.c"]
