@@ -50,6 +50,10 @@ class Settings:
     continue_for: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
+            raise ConfigurationError(
+                f"continue_for {self.continue_for!r} is not zero or a positive number of seconds"
+            )
         object.__setattr__(self, "database_url", parse_database_url(self.database_url))
         object.__setattr__(self, "broker_url", parse_broker_url(self.broker_url))
 

@@ -29,6 +29,23 @@ class Claim:
     #: How many history rows the run had when claimed (none are added while it is ours).
     history_len: int
 
+    @classmethod
+    def of(cls, run: Any) -> Claim:
+        """The claim of a locked run, or of the row a claiming statement returned."""
+        return cls(
+            run_id=run.id,
+            workflow=run.workflow,
+            state=run.state,
+            token=run.token,
+            attempt=run.attempt,
+            polls=run.polls,
+            params=dict(run.params),
+            context=dict(run.context),
+            state_entered_at=run.state_entered_at,
+            entry_seq=run.entry_seq,
+            history_len=run.history_len,
+        )
+
 
 Enqueue = Callable[..., None]
 

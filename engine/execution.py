@@ -76,6 +76,9 @@ class StepExecutor:
         self._clock = clock
         self._metrics = metrics
         self._rng = rng
+        #: How long a delivery may go on to its run's next steps; the settings' value,
+        #: which the step tasks' time limits include (the test harness sets 0).
+        self.continue_for = settings.continue_for
         #: Called with the step and its claim just before the handler; an error it raises
         #: counts as the handler's (the test harness injects failures here).
         self.before_handler: Callable[[StepOptions, Claim], None] | None = None
@@ -88,7 +91,7 @@ class StepExecutor:
         message is sent for it.
         """
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
-        delivery = _Delivery.starting(step, self._settings.continue_for)
+        delivery = _Delivery.starting(step, self._settings.continue_for, self.continue_for)
         if self._db.is_sqlite:
             self._run_claimed(step, self.claim_step(step, run_id, token), None, delivery)
             return
@@ -110,9 +113,6 @@ class StepExecutor:
             if continued is None:
                 return
             step, claim = continued
-            # logs and errors name the step's own task; task_id stays the delivery's
-            bind_log_fields(task=step.task_name)
-            tag_scope(task_name=step.task_name)
 
     def execute(
         self,
@@ -136,13 +136,55 @@ class StepExecutor:
             if self.before_handler is not None:
                 self.before_handler(step, claim)
             outcome = step.handler(context)
-            return self._complete(step, claim, session, outcome, context.context, started, delivery)
+            continued = self._complete(
+                step, claim, session, outcome, context.context, started, delivery
+            )
         except Exception as error:
             session.rollback()
             self._record_error(step, claim, error, _elapsed_ms(started))
             return None
         finally:
             session.close()
+        if continued is None or delivery is None:
+            return None
+        return self._go_on(continued, delivery)
+
+    def _go_on(
+        self, continued: _Continued, delivery: _Delivery
+    ) -> tuple[StepOptions, Claim] | None:
+        """After the commit that claimed the next step: run it, unless the commit took
+        the time it needed. Whatever goes wrong before its handler starts hands the
+        claim back as a message, so the step never waits for its lease."""
+        step, claim = continued.step, continued.claim
+        try:
+            self._completed(continued.finished, continued.decision, continued.duration_ms)
+            if delivery.time_left_for(step) is None:
+                self._hand_back(step, claim, "the delivery has no time left for it")
+                return None
+            self._metrics.incr("step.continued", tags=_tags(step))
+            # logs and errors name the step's own task; task_id stays the delivery's
+            bind_log_fields(task=step.task_name)
+            tag_scope(task_name=step.task_name)
+        except Exception as error:
+            self._hand_back(step, claim, repr(error))
+            raise
+        return step, claim
+
+    def _hand_back(self, step: StepOptions, claim: Claim, why: str) -> None:
+        """Give up a continued step that never started: dispatch it as a message (under
+        a new token, its attempt not counted) if the run still stands as claimed."""
+        try:
+            with self._db.transaction() as session:
+                run = lock_run(session, claim.run_id)
+                if not _still_ours(run, claim):
+                    return
+                assert run is not None
+                run.attempt -= 1
+                self._recorder.dispatch(session, run, now=self._clock.now())
+        except Exception as error:  # its lease still recovers it
+            log.warning("continued step not handed back", why=why, error=repr(error))
+            return
+        log.info("continued step handed back as a message", why=why, state=step.state)
 
     def claim_step(
         self, step: StepOptions, run_id: str, token: int, connection: Connection | None = None
@@ -156,13 +198,13 @@ class StepExecutor:
         if not self._db.is_sqlite:
             row = self._claim_in_autocommit(step, run_id, token, connection)
             if row is not None:
-                return _claim(row)
+                return Claim.of(row)
         with self._db.transaction() as session:
             if self._db.is_sqlite:
                 statement, params = self._claim_statement(step, run_id, token)
                 row = session.connection().execute(statement, params).first()
                 if row is not None:
-                    return _claim(row)
+                    return Claim.of(row)
             run = lock_run(session, run_id)
             stale = _stale_reason(run, step, token)
             if stale is not None:
@@ -191,7 +233,7 @@ class StepExecutor:
                 return None
             run.claimed = True
             run.lease_expires_at = self._lease(step, now)
-            return _claim(run)
+            return Claim.of(run)
 
     def _claim_in_autocommit(
         self, step: StepOptions, run_id: str, token: int, connection: Connection | None
@@ -243,7 +285,7 @@ class StepExecutor:
         context: dict[str, object],
         started: float,
         delivery: _Delivery | None,
-    ) -> tuple[StepOptions, Claim] | None:
+    ) -> _Continued | None:
         now = self._clock.now()
         definition = self._registry.get(step.workflow)
         decision = decide_outcome(definition, step, _claim_view(claim), outcome, now)
@@ -255,7 +297,7 @@ class StepExecutor:
             else:
                 duration_ms = _elapsed_ms(started)
                 following, lease = self._continuation(step, decision.dest, delivery, now)
-                advanced = self._recorder.advance_claimed(
+                advanced, next_claim = self._recorder.advance_claimed(
                     session,
                     claim,
                     decision.trigger,
@@ -270,12 +312,12 @@ class StepExecutor:
                     self._drop(step, "fenced")
                     return None
                 session.commit()
+                if advanced is Advanced.CLAIMED:
+                    assert following is not None
+                    assert next_claim is not None
+                    return _Continued(step, decision, duration_ms, following, next_claim)
                 self._completed(step, decision, duration_ms)
-                if advanced is not Advanced.CLAIMED:
-                    return None
-                assert following is not None
-                self._metrics.incr("step.continued", tags=_tags(following))
-                return following, _continued_claim(claim, decision.dest, saved, now)
+                return None
         run = lock_run(session, claim.run_id)
         if not _still_ours(run, claim):
             session.rollback()
@@ -376,6 +418,12 @@ class StepExecutor:
         with self._db.transaction() as session:
             run = lock_run(session, claim.run_id)
             if not _still_ours(run, claim):
+                if run is not None and _continued_by(run, claim):
+                    # the completing commit raised after it landed, claiming the next
+                    # step for a handler that will not run: send it as a message
+                    run.attempt -= 1
+                    self._recorder.dispatch(session, run, now=self._clock.now())
+                    log.warning("step completed though its commit raised; next step dispatched")
                 self._drop(step, "fenced")
                 return
             assert run is not None
@@ -439,18 +487,20 @@ class _Delivery:
 
     started: float
     soft_deadline: float
+    #: What the step tasks' time limits add to each step's own.
+    registered: float
     continue_for: float
 
     @classmethod
-    def starting(cls, step: StepOptions, continue_for: float) -> _Delivery:
-        # the step's task is registered with its time limit plus ``continue_for``
+    def starting(cls, step: StepOptions, registered: float, continue_for: float) -> _Delivery:
+        """A delivery of ``step``, whose task's limits are its own plus ``registered``."""
         now = time.monotonic()
-        return cls(now, now + step.time_limit + continue_for, continue_for)
+        return cls(now, now + step.time_limit + registered, registered, continue_for)
 
     def time_left_for(self, step: StepOptions) -> float | None:
         """Seconds left before the soft limit if ``step`` may run on in this delivery:
         within ``continue_for`` of its start, with at least the step's own time limit
-        left and at most ``continue_for`` more. Otherwise ``None``.
+        left and at most what the task limits add more. Otherwise ``None``.
 
         The pool's clock for the limit started a little before this delivery's (when
         it took the message), so the step's limit must fit with ``START_SLACK`` to spare.
@@ -459,26 +509,31 @@ class _Delivery:
         left = self.soft_deadline - now
         if now - self.started > self.continue_for:
             return None
-        if not step.time_limit + START_SLACK <= left <= step.time_limit + self.continue_for:
+        if not step.time_limit + START_SLACK <= left <= step.time_limit + self.registered:
             return None
         return left
 
 
-def _continued_claim(claim: Claim, dest: str, context: dict[str, Any], now: datetime) -> Claim:
-    """The claim a move that claimed ``dest``'s step committed: its first attempt."""
-    seq = claim.history_len + 1
-    return Claim(
-        run_id=claim.run_id,
-        workflow=claim.workflow,
-        state=dest,
-        token=claim.token + 1,
-        attempt=1,
-        polls=0,
-        params=claim.params,
-        context=dict(context),
-        state_entered_at=now,
-        entry_seq=seq,
-        history_len=seq,
+@dataclass(frozen=True, slots=True)
+class _Continued:
+    """A step that completed by claiming the next one, and that next step."""
+
+    finished: StepOptions
+    decision: Advance
+    duration_ms: float
+    step: StepOptions
+    claim: Claim
+
+
+def _continued_by(run: WorkflowRun, claim: Claim) -> bool:
+    """Whether the run stands as ``claim``'s own move left it, having claimed the next
+    step: one token on, claimed, first attempt, entered at the move's history row."""
+    return (
+        run.status == "running"
+        and run.claimed
+        and run.token == claim.token + 1
+        and run.attempt == 1
+        and run.entry_seq == claim.history_len + 1
     )
 
 
@@ -543,23 +598,6 @@ def _claim_template() -> ReturningUpdate[Any]:
 def _claim_view(claim: Claim) -> RunView:
     """The run as its claim saw it: while the claim is ours, only its flags can change."""
     return RunView(claim.state, claim.attempt, claim.polls, claim.state_entered_at)
-
-
-def _claim(run: WorkflowRun | Row[Any]) -> Claim:
-    """The claim of a locked run, or of the row a claiming ``UPDATE … RETURNING`` gave."""
-    return Claim(
-        run_id=run.id,
-        workflow=run.workflow,
-        state=run.state,
-        token=run.token,
-        attempt=run.attempt,
-        polls=run.polls,
-        params=dict(run.params),
-        context=dict(run.context),
-        state_entered_at=run.state_entered_at,
-        entry_seq=run.entry_seq,
-        history_len=run.history_len,
-    )
 
 
 def _tags(step: StepOptions) -> dict[str, str]:

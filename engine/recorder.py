@@ -170,7 +170,7 @@ class RunRecorder:
         duration_ms: float,
         *,
         claim_lease: datetime | None = None,
-    ) -> Advanced:
+    ) -> tuple[Advanced, Claim | None]:
         """``move`` for a step this worker holds, without loading the run: one fenced
         ``UPDATE`` (the run is still running, claimed, under the claim's token) and the
         inserts of its history and outbox rows.
@@ -183,7 +183,8 @@ class RunRecorder:
         While a claim is ours nothing but the pause and cancel flags can change the run
         (every other move bumps the token), so the claim is the run as it stands. The
         statements are built once and bound per step; on PostgreSQL they are one
-        statement (data-modifying CTEs), elsewhere three.
+        statement (data-modifying CTEs), elsewhere three. A claimed next step comes back
+        with its claim, read from the row the statement wrote.
         """
         terminal = self._registry.get(claim.workflow).is_terminal(dest)
         step = None if terminal else self._registry.step(claim.workflow, dest)
@@ -215,14 +216,15 @@ class RunRecorder:
         connection = session.connection()
         outbox_id: int | None = None
         if connection.dialect.name == "postgresql":
-            row = connection.execute(_advance_in_one_statement(terminal, claim_next), params).one()
-            if row[0] is None:
-                return Advanced.FENCED
-            outbox_id, claimed = row[2], bool(row[3])
+            statement = _advance_in_one_statement(terminal, claim_next)
+            moved = connection.execute(statement, params).first()
+            if moved is None:
+                return Advanced.FENCED, None
+            outbox_id, claimed = moved.outbox_id, bool(moved.claimed)
         else:
             moved = connection.execute(_fenced_move(terminal, claim_next), params).first()
             if moved is None:
-                return Advanced.FENCED
+                return Advanced.FENCED, None
             claimed = bool(moved.claimed)
             connection.execute(insert(WorkflowTransition).values(_history_values()), params)
             if terminal:
@@ -234,9 +236,9 @@ class RunRecorder:
             self._metrics.incr(
                 "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
             )
-            return Advanced.FINISHED
+            return Advanced.FINISHED, None
         if claimed:
-            return Advanced.CLAIMED
+            return Advanced.CLAIMED, Claim.of(moved)
         assert outbox_id is not None
         self._dispatcher.committed_message(
             session,
@@ -245,7 +247,7 @@ class RunRecorder:
             kwargs=params["a_kwargs"],
             queue=step.queue,
         )
-        return Advanced.DISPATCHED
+        return Advanced.DISPATCHED, None
 
     def repeat(
         self,
@@ -334,14 +336,31 @@ class RunRecorder:
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
 
 
+_MOVE_RETURNS = (WorkflowRun.id, WorkflowRun.claimed)
+#: What a claim holds besides the id (``Claim.of`` reads them by name).
+_CLAIM_COLUMNS = (
+    WorkflowRun.workflow,
+    WorkflowRun.state,
+    WorkflowRun.token,
+    WorkflowRun.attempt,
+    WorkflowRun.polls,
+    WorkflowRun.params,
+    WorkflowRun.context,
+    WorkflowRun.state_entered_at,
+    WorkflowRun.entry_seq,
+    WorkflowRun.history_len,
+)
+
+
 def _bound(name: str, column: Any) -> Any:
     return bindparam(name, type_=column.type)
 
 
 @functools.cache
-def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[str, bool]:
+def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[Any]:
     """The move of a claimed run to ``a_dest``, fenced on the claim's token; returns the
-    run's id and whether ``a_dest``'s step is claimed by this worker.
+    run's id and whether ``a_dest``'s step is claimed by this worker (with
+    ``claim_next``, also the columns of that claim).
 
     With ``claim_next``, the step is claimed (attempt 1, leased until
     ``a_claim_lease``) unless the run has a pause or cancel asked for, as a claim would.
@@ -393,7 +412,7 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[st
             run.status == "running",
         )
         .values(values)
-        .returning(run.id, run.claimed)
+        .returning(*_MOVE_RETURNS, *(_CLAIM_COLUMNS if claim_next else ()))
     )
 
 
@@ -434,8 +453,8 @@ def _advance_in_one_statement(terminal: bool, claim_next: bool = False) -> Selec
     finished run, the removal of its waiting timers) as one statement. The outbox row
     is written only if the move did not claim the next step for this worker.
 
-    Returns the run's id (none when fenced off), the history row count, the outbox
-    row's id, and whether the next step is claimed."""
+    Returns no row when fenced off; otherwise the moved run's returned columns (see
+    ``_fenced_move``), the history row count and the outbox row's id."""
     moved = _fenced_move(terminal, claim_next).cte("moved")
 
     def from_moved(values: dict[str, Any]) -> Select[Any]:
@@ -466,9 +485,9 @@ def _advance_in_one_statement(terminal: bool, claim_next: bool = False) -> Selec
             .returning(OutboxMessage.id)
             .cte("outbox")
         )
+    # the data-modifying CTEs run whether or not the final select reads them
     return select(
-        select(moved.c.id).scalar_subquery(),
-        select(func.count()).select_from(history).scalar_subquery(),
-        select(func.max(follow.c.id)).scalar_subquery(),
-        select(moved.c.claimed).scalar_subquery(),
-    )
+        *moved.c,
+        select(func.count()).select_from(history).scalar_subquery().label("history_rows"),
+        select(func.max(follow.c.id)).scalar_subquery().label("outbox_id"),
+    ).select_from(moved)

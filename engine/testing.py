@@ -50,12 +50,18 @@ class Delivery:
 
 
 class WorkflowHarness:
-    """Runs an engine's steps synchronously and deterministically."""
+    """Runs an engine's steps synchronously and deterministically.
 
-    def __init__(self, engine: Engine) -> None:
+    Each step is a delivery of its own: the harness turns off continuing in process,
+    which depends on real time, unless ``continue_steps`` asks for it (then a delivery
+    goes on for the engine's ``continue_for``, as on a worker).
+    """
+
+    def __init__(self, engine: Engine, *, continue_steps: bool = False) -> None:
         if not isinstance(engine.clock, VirtualClock):
             raise TypeError("WorkflowHarness needs an engine built with a VirtualClock")
         self.engine = engine
+        engine.executor.continue_for = engine.settings.continue_for if continue_steps else 0.0
         self.clock: VirtualClock = engine.clock
         self.queue = LocalQueue()
         self.deliveries: list[Delivery] = []

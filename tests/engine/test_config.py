@@ -71,3 +71,9 @@ def test_embedded_broker_spellings() -> None:
     """An empty broker URL or 'embedded' both mean the embedded worker."""
     assert Settings.from_env({"STATEWRIGHT_BROKER_URL": ""}).embedded
     assert Settings.from_env({"STATEWRIGHT_BROKER_URL": "embedded"}).embedded
+
+
+def test_continue_for_set_in_code_is_checked_too() -> None:
+    """A negative ``continue_for`` passed to Settings is refused, naming the value."""
+    with pytest.raises(ConfigurationError, match=r"continue_for -1\.0 is not zero or a positive"):
+        Settings(continue_for=-1.0)

@@ -6,18 +6,20 @@ Each test runs on SQLite and on PostgreSQL, stepped by the harness on a virtual 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from engine import Engine, InMemoryMetrics, StepContext, Workflow, step
+from engine import Engine, InMemoryMetrics, Settings, StepContext, Workflow, execution, step
 from engine.context import Claim
 from engine.instrumentation import HARD_LIMIT_MARGIN
+from engine.recorder import Advanced
 from engine.registry import StepOptions
 from engine.testing import WorkflowHarness
-from models import OutboxMessage, WorkflowRun
+from models import WorkflowRun
 from tests.conftest import EngineFactory
 from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
 
@@ -71,6 +73,11 @@ def engine(make_engine: EngineFactory) -> Engine:
     return make_engine([*WORKFLOWS, Handoff, Uneven], continue_for=CONTINUE_FOR)
 
 
+@pytest.fixture
+def harness(engine: Engine) -> WorkflowHarness:
+    return WorkflowHarness(engine, continue_steps=True)
+
+
 def delivered(harness: WorkflowHarness) -> list[str]:
     return [d.message.task_name for d in harness.deliveries]
 
@@ -100,8 +107,8 @@ def test_a_run_continues_in_the_delivery_of_its_first_step(
     assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
     assert metrics.total("step.continued") == 2
     assert metrics.total("step.completed") == 3
-    with engine.db.sessions() as session:
-        assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 0
+    step_messages = [m for m in harness.queue.published if m.task_name.startswith("pipeline.")]
+    assert len(step_messages) == 1
 
 
 def test_a_continued_step_is_claimed_before_its_handler_runs(
@@ -240,20 +247,121 @@ def test_step_tasks_carry_time_limits_with_room_to_continue(engine: Engine) -> N
     assert task.time_limit == 20.0 + CONTINUE_FOR + HARD_LIMIT_MARGIN
 
 
-def test_a_delivery_past_continue_for_sends_the_next_step(make_engine: EngineFactory) -> None:
-    """Once a delivery has used its ``continue_for``, the next step goes by message."""
-    engine = make_engine(continue_for=1e-9)
+def test_the_harness_steps_one_delivery_at_a_time_unless_asked(engine: Engine) -> None:
+    """A harness turns continuing off (it depends on real time) unless asked to keep it."""
     harness = WorkflowHarness(engine)
     run = engine.start("pipeline", {})
     assert harness.run(run.id).status == "succeeded"
     assert len(harness.deliveries) == 3
 
 
-def test_a_step_whose_limit_does_not_fit_the_delivery_gets_its_own_message(
+@pytest.mark.parametrize(
+    ("elapsed", "next_limit", "left"),
+    [
+        (0.5, 20.0, 24.5),  # within continue_for: the next step gets its 20 s and more
+        (4.0, 20.0, 21.0),
+        (5.5, 20.0, None),  # past continue_for
+        (4.99, 25.0, None),  # a longer limit than the delivery has left
+        (0.5, 10.0, None),  # a much shorter one: it would run far past its own limit
+        (0.5, 19.6, 24.5),  # shorter by less than continue_for
+    ],
+)
+def test_a_delivery_goes_on_only_within_its_window_and_limits(
+    monkeypatch: pytest.MonkeyPatch, elapsed: float, next_limit: float, left: float | None
+) -> None:
+    """A delivery of a 20 s step, with 5 s to continue, takes a next step only within
+    its first 5 s and only if that step's limit fits what is left, with no more than
+    5 s to spare."""
+    now = [100.0]
+    monkeypatch.setattr(execution.time, "monotonic", lambda: now[0])
+    first = replace(_options(), time_limit=20.0)
+    delivery = execution._Delivery.starting(first, CONTINUE_FOR, CONTINUE_FOR)
+    now[0] += elapsed
+    assert delivery.time_left_for(replace(first, time_limit=next_limit)) == left
+
+
+def _options() -> StepOptions:
+    probe = make_probe_engine()
+    return probe.registry.step("pipeline", "transforming")
+
+
+def make_probe_engine() -> Engine:
+    return Engine(Settings(database_url="sqlite://", continue_for=CONTINUE_FOR), WORKFLOWS)
+
+
+def test_an_immediate_pause_asked_for_mid_step_stops_at_the_boundary(
     engine: Engine, harness: WorkflowHarness
 ) -> None:
-    """A longer limit than the delivery has left, or a much shorter one (it would run up
-    to the delivery's soft limit, far past its own), each go by message."""
-    run = engine.start("uneven", {})
+    """A pause asked for while a continued step runs keeps that step and claims no more."""
+
+    def pause_in_transforming(step: StepOptions, claim: Claim) -> None:
+        if step.state == "transforming":
+            engine.pause(claim.run_id)
+
+    engine.executor.before_handler = pause_in_transforming
+    run = engine.start("pipeline", {})
+    paused = harness.run(run.id)
+    assert (paused.status, paused.state) == ("paused", "storing")
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1}
+
+
+def test_a_failure_between_the_commit_and_the_next_handler_hands_the_step_back(
+    engine: Engine, harness: WorkflowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If anything fails after the commit that claimed the next step and before its
+    handler, the step is dispatched as a message at once, its attempt not counted."""
+    completed = engine.executor._completed
+    failed: list[str] = []
+
+    def fail_once(step: StepOptions, *args: Any) -> None:
+        if step.state == "fetching" and not failed:
+            failed.append(step.state)
+            raise RuntimeError("the metrics backend refused")
+        completed(step, *args)
+
+    monkeypatch.setattr(engine.executor, "_completed", fail_once)
+    run = engine.start("pipeline", {})
+    with pytest.raises(RuntimeError, match="metrics backend"):
+        harness.step()
+    with engine.db.sessions() as session:
+        handed = session.get_one(WorkflowRun, run.id)
+        assert (handed.state, handed.claimed, handed.attempt) == ("transforming", False, 0)
     assert harness.run(run.id).status == "succeeded"
-    assert delivered(harness) == ["uneven.a", "uneven.b", "uneven.c"]
+    assert delivered(harness) == ["pipeline.fetching", "pipeline.transforming"]
+    assert attempts(engine, run.id)[2:] == [
+        ("transforming", "transformed", 1),
+        ("storing", "stored", 1),
+    ]
+
+
+def test_a_commit_that_raises_after_landing_still_sends_the_next_step(
+    engine: Engine, harness: WorkflowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completing commit that landed but raised (a cut connection) leaves the claimed
+    next step to a message, not to its lease."""
+    advance = engine.recorder.advance_claimed
+    commit = Session.commit
+    armed: list[bool] = []
+
+    def arm(session: Session, *args: Any, **kwargs: Any) -> Any:
+        result = advance(session, *args, **kwargs)
+        if result[0] is Advanced.CLAIMED and not armed:
+            armed.append(True)
+        return result
+
+    def commit_then_raise(session: Session) -> None:
+        commit(session)
+        if armed == [True]:
+            armed.append(False)
+            raise ConnectionError("the connection was cut as COMMIT returned")
+
+    monkeypatch.setattr(engine.recorder, "advance_claimed", arm)
+    monkeypatch.setattr(Session, "commit", commit_then_raise)
+    run = engine.start("pipeline", {})
+    harness.step()
+    with engine.db.sessions() as session:
+        sent = session.get_one(WorkflowRun, run.id)
+        assert (sent.state, sent.claimed, sent.attempt) == ("transforming", False, 0)
+    assert harness.run(run.id).status == "succeeded"
+    assert delivered(harness) == ["pipeline.fetching", "pipeline.transforming"]
+    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
