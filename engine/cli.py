@@ -410,8 +410,7 @@ def runs_start(
         if wait:
             info = wait_with_progress(engine, info)
         print_run(info, as_json)
-        if info.status == "failed":
-            raise typer.Exit(1)
+        raise typer.Exit(waited_exit_code(info))
 
 
 @runs_app.command("list")
@@ -538,6 +537,12 @@ def runs_signal(
 
 
 # -- rendering -----------------------------------------------------------------------
+
+
+def waited_exit_code(info: RunInfo) -> int:
+    """1 for a run that ended without succeeding (failed or cancelled), else 0 (it
+    succeeded, is paused where it was asked to, or is still running)."""
+    return 1 if info.status in ("failed", "cancelled") else 0
 
 
 def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:

@@ -10,9 +10,10 @@ already counted when it was claimed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -20,7 +21,7 @@ from engine.metrics import Metrics
 from engine.persistence import Database
 from engine.recorder import RunRecorder
 from engine.registry import Registry
-from models.engine import OutboxMessage, WorkflowRun
+from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
 log = structlog.get_logger("statewright.reaper")
 
@@ -94,16 +95,40 @@ class Reaper:
 
     def _redispatch(self, session: Session, run: WorkflowRun, why: str) -> None:
         """A dead worker's step gets a new token; a lost or late message is sent again
-        with the same token, so a backlog cannot make a run's messages stale forever."""
+        with the same token, so a backlog cannot make a run's messages stale forever.
+
+        Each copy of the same message waits twice as long as the one before for a
+        worker (up to ``MAX_DOUBLINGS``): a queue that takes longer than the dispatch
+        timeout to drain gets a few copies of each message, not one per timeout.
+        """
         now = self._clock.now()
-        detail = {"reason": why, "was_claimed": run.claimed}
+        detail: dict[str, Any] = {"reason": why, "was_claimed": run.claimed}
+        copies = 0 if run.claimed else _copies_sent(session, run)
+        if not run.claimed:
+            detail["copy"] = copies + 1
         self._recorder.history(session, run, "redispatch", run.state, now=now, detail=detail)
         if run.claimed:
             self._recorder.dispatch(session, run, now=now)
         else:
-            self._recorder.redeliver(session, run, now=now)
+            backoff = 2 ** min(copies + 1, MAX_DOUBLINGS)
+            self._recorder.redeliver(session, run, now=now, backoff=backoff)
         self._metrics.incr("reaper.redispatched", tags={"workflow": run.workflow})
         log.warning("step dispatched again", run=run.id, state=run.state, **detail)
+
+
+#: A message sent again for the sixth time and later waits 64 dispatch timeouts.
+MAX_DOUBLINGS = 6
+
+
+def _copies_sent(session: Session, run: WorkflowRun) -> int:
+    """How many times the reaper has sent the run's current message again."""
+    return session.execute(
+        select(func.count()).where(
+            WorkflowTransition.run_id == run.id,
+            WorkflowTransition.token == run.token,
+            WorkflowTransition.trigger == "redispatch",
+        )
+    ).scalar_one()
 
 
 def _with_pending_messages(session: Session, runs: Sequence[WorkflowRun]) -> set[str]:

@@ -116,14 +116,17 @@ class RunRecorder:
         *,
         now: datetime,
         not_before: datetime | None = None,
+        backoff: int = 1,
     ) -> None:
-        """Send the current step's message again under the same token (a lost delivery).
+        """Send the current step's message again under the same token (a lost delivery);
+        it may wait ``backoff`` dispatch timeouts for a worker.
 
         If both copies arrive, the second finds the step claimed and is dropped.
         """
         step = self._registry.step(run.workflow, run.state)
         at = not_before or now
-        run.lease_expires_at = at + timedelta(seconds=self._settings.dispatch_timeout)
+        wait = self._settings.dispatch_timeout * backoff
+        run.lease_expires_at = at + timedelta(seconds=wait)
         self._dispatcher.enqueue(
             session,
             step.task_name,

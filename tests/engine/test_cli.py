@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from engine import Engine
+from engine.cli import waited_exit_code
+from engine.testing import WorkflowHarness
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "statewright")
 
@@ -128,3 +132,16 @@ def test_demo_relocates_a_sample(env: dict[str, str], tmp_path: Path) -> None:
     assert "project_teams" in result.stdout
     diagram = (tmp_path / "demo" / "relocation-run.mmd").read_text()
     assert "Class completed s_terminal" in diagram
+
+
+def test_wait_exits_1_for_a_run_that_did_not_succeed(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """`--wait` exits 1 for a failed or cancelled run, 0 for a succeeded or paused one."""
+    succeeded = harness.run(engine.start("pipeline", {}).id)
+    failed = harness.run(engine.start("pipeline", {"permanent": "storing"}).id)
+    cancelled = engine.cancel(engine.start("pipeline", {}).id)
+    paused = harness.run(engine.start("pipeline", {}, pause_at="storing").id)
+    statuses = [r.status for r in (succeeded, failed, cancelled, paused)]
+    assert statuses == ["succeeded", "failed", "cancelled", "paused"]
+    assert [waited_exit_code(r) for r in (succeeded, failed, cancelled, paused)] == [0, 1, 1, 0]

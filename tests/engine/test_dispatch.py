@@ -117,6 +117,29 @@ def test_backlog_does_not_make_messages_stale(engine: Engine, harness: WorkflowH
     assert harness.run(run.id).status == "succeeded"
 
 
+def test_a_message_sent_again_waits_twice_as_long_each_time(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """Each copy the reaper sends of one message waits twice as long for a worker as the
+    copy before, so a long backlog holds a few copies of a message, not one per timeout."""
+    timeout = timedelta(seconds=engine.settings.dispatch_timeout)
+    run = engine.start("pipeline")
+    engine.relay.drain()
+    harness.queue.messages.clear()  # lost, or stuck behind a backlog
+    sent_again = []
+    for waited in range(1, 16):  # fifteen dispatch timeouts (and a second), one at a time
+        harness.clock.advance(timeout + timedelta(seconds=1))
+        if engine.reaper.run_once():
+            sent_again.append(waited)
+            engine.relay.drain()
+            harness.queue.messages.clear()
+    # copies after 1, then 1 + 2, then 1 + 2 + 4, then 1 + 2 + 4 + 8 timeouts
+    assert sent_again == [1, 3, 7, 15]
+    copies = [h.detail for h in engine.history(run.id) if h.trigger == "redispatch"]
+    assert [d["copy"] for d in copies if d] == [1, 2, 3, 4]
+    assert harness.run(run.id).status == "succeeded"  # the fifth copy, after 16 more
+
+
 def test_deferred_deletes_keep_rows_from_the_relay_until_swept(
     engine: Engine, harness: WorkflowHarness
 ) -> None:

@@ -14,7 +14,7 @@ from engine import InvalidParamsError
 from models import Organization, OrganizationMember, RelocationEmail, User
 from tests.workflows.conftest import OWNER, Keys, Target, TargetFactory, snapshot
 from workflows.relocation import Limits, start_relocation
-from workflows.relocation.format import seal, write_document
+from workflows.relocation.format import ExportError, _gunzip_members, seal, write_document
 
 
 def relocate(target: Target, export: bytes, **options: Any) -> Any:
@@ -379,6 +379,29 @@ def test_people_sharing_an_address_get_one_claim_email(target: Target) -> None:
     claims = [m for m in target.mails() if "Claim your account" in m]
     assert len(claims) == 1
     assert "u1, u2" in claims[0]
+
+
+def test_an_export_of_several_gzip_members_relocates(target: Target) -> None:
+    """A gzip file of several members (valid gzip, as `cat a.gz b.gz` makes) is read whole."""
+    document = plain(good_document())
+    middle = len(document) // 2
+    data = gzip.compress(document[:middle]) + gzip.compress(document[middle:])
+    assert gzip.decompress(data) == document
+    assert relocate(target, data).status == "succeeded"
+    assert target.count(Organization) == 1
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_members_are_found_across_any_chunk_boundary(size: int) -> None:
+    """However the file is cut into chunks, its members decompress to the document, and
+    bytes after the last member that start no other are refused."""
+    document = b"x" * 5000 + b"y" * 5000
+    data = gzip.compress(document[:3000]) + gzip.compress(document[3000:])
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    assert b"".join(_gunzip_members(iter(chunks))) == document
+    smuggled = [*chunks, b"\x1f", b"!"]
+    with pytest.raises(ExportError, match="has 2 bytes after its compressed document"):
+        b"".join(_gunzip_members(iter(smuggled)))
 
 
 def test_bytes_after_the_compressed_document_are_refused(target: Target) -> None:

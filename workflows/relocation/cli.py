@@ -77,7 +77,7 @@ def relocation_start(
 
     Example: statewright relocation start acme.swr --owner kim@example.com --wait
     """
-    from engine.cli import engine_from_env, print_run, wait_with_progress
+    from engine.cli import engine_from_env, print_run, wait_with_progress, waited_exit_code
     from workflows.relocation.start import start_relocation
 
     if not file.is_file():
@@ -87,5 +87,4 @@ def relocation_start(
         if wait:
             info = wait_with_progress(engine, info)
         print_run(info, as_json)
-        if info.status == "failed":
-            raise typer.Exit(1)
+        raise typer.Exit(waited_exit_code(info))

@@ -155,21 +155,37 @@ def _maybe_gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield first
         yield from chunks
         return
+    yield from _gunzip_members(_chain(first, chunks))
+
+
+def _gunzip_members(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Decompress one gzip member after another (a valid gzip file may hold several);
+    anything after a member that does not start another is refused."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    for chunk in _chain(first, chunks):
-        try:
-            pending = chunk
-            while pending:
-                yield inflater.decompress(pending, 1 << 20)
-                pending = inflater.unconsumed_tail
-        except zlib.error as error:
-            raise ExportError(f"The export's compressed data is damaged: {error}") from None
+    carry = b""
+    for chunk in chunks:
+        data, carry = carry + chunk, b""
+        while data:
+            if inflater.eof:  # a member ended: what follows must be another
+                if len(data) < len(GZIP_MAGIC) and GZIP_MAGIC.startswith(data):
+                    carry = data  # the next chunk says whether it is
+                    break
+                if not data.startswith(GZIP_MAGIC):
+                    extra = len(data) + sum(len(c) for c in chunks)
+                    raise ExportError(
+                        f"The export has {extra:,} bytes after its compressed document"
+                    )
+                yield inflater.flush()
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                yield inflater.decompress(data, 1 << 20)
+            except zlib.error as error:
+                raise ExportError(f"The export's compressed data is damaged: {error}") from None
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+    if carry:
+        raise ExportError(f"The export has {len(carry):,} bytes after its compressed document")
     if not inflater.eof:
         raise ExportError("The export's compressed data is truncated")
-    if inflater.unused_data:
-        raise ExportError(
-            f"The export has {len(inflater.unused_data):,} bytes after its compressed document"
-        )
     yield inflater.flush()
 
 
