@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -60,6 +62,11 @@ class Cluster:
 
     def worker_logs(self) -> str:
         return "\n".join(p.output() for p in self.processes if p.name == "worker")
+
+    def worker_log_lines(self, event: str) -> list[dict[str, Any]]:
+        """The workers' JSON log lines of one event."""
+        lines = (line for line in self.worker_logs().splitlines() if line.startswith("{"))
+        return [entry for entry in map(json.loads, lines) if entry.get("event") == event]
 
     def stop(self) -> None:
         for process in self.processes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 import time
@@ -45,15 +44,14 @@ def test_worker_logs_metrics_and_scrape(make_cluster: ClusterFactory, redis_url:
     run = engine.start("pipeline", {"fail": {"fetching": 1}})
     assert engine.wait(run.id, timeout=60).status == "succeeded"
 
-    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
-    completed = [x for x in lines if x.get("event") == "step completed" and x.get("run") == run.id]
+    completed = [x for x in cluster.worker_log_lines("step completed") if x.get("run") == run.id]
     assert {x["state"] for x in completed} == {"fetching", "transforming", "storing"}
     for line in completed:
         assert line["workflow"] == "pipeline"
         assert isinstance(line["attempt"], int)
         assert isinstance(line["token"], int)
         assert line["task"] == f"pipeline.{line['state']}"
-    retried = [x for x in lines if x.get("event") == "step will be retried"]
+    retried = cluster.worker_log_lines("step will be retried")
     assert retried
     assert retried[0]["attempt"] == 1
     # the retried delivery of fetching went on to the next two steps in process

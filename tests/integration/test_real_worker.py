@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import delete, select
 
 from engine.dispatch import TaskMessage
@@ -12,11 +13,13 @@ from tests.integration.conftest import ClusterFactory
 from tests.sample_workflows import effect_counts
 
 
+@pytest.mark.parametrize("continue_for", ["1", "0"], ids=["continued", "message-per-step"])
 def test_three_states_complete_on_real_workers(
-    make_cluster: ClusterFactory, broker_url: str
+    make_cluster: ClusterFactory, broker_url: str, continue_for: str
 ) -> None:
-    """A run completes through real broker messages with exactly the expected history."""
-    cluster = make_cluster(broker_url)
+    """A run completes with exactly the expected history, its steps continued in process
+    or each sent as a real broker message."""
+    cluster = make_cluster(broker_url, STATEWRIGHT_CONTINUE_FOR=continue_for)
     cluster.worker()
     cluster.relay()
     engine = cluster.engine
@@ -30,6 +33,8 @@ def test_three_states_complete_on_real_workers(
     ]
     with engine.db.sessions() as session:
         assert effect_counts(session, run.id) == {"fetching": 1, "transforming": 1, "storing": 1}
+    deliveries = {line["task_id"] for line in cluster.worker_log_lines("step completed")}
+    assert len(deliveries) == (1 if continue_for == "1" else 3)
 
 
 def test_retries_wait_their_real_countdown(make_cluster: ClusterFactory, redis_url: str) -> None:
