@@ -1,15 +1,12 @@
-"""Processes and databases for the benchmarks: one fresh database, real workers."""
+"""Databases, broker and process memory for the benchmarks."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu import Connection
 from sqlalchemy import create_engine, text
-
-from tests.integration.processes import BIN, Process, spawn
 
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
@@ -46,50 +43,6 @@ def flush_broker(url: str = BROKER_URL) -> None:
     with Connection(url) as connection:
         client = connection.default_channel.client  # type: ignore[attr-defined]
         client.flushdb()
-
-
-@dataclass
-class Cluster:
-    """The processes of one benchmark, sharing an environment and a log directory."""
-
-    env: dict[str, str]
-    logs: Path
-    processes: list[Process] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str]) -> Process:
-        process = spawn(name, argv, self.env, self.logs / f"{name}-{len(self.processes)}.log")
-        self.processes.append(process)
-        return process
-
-    def celery_worker(self, app: str, queue: str, concurrency: int = 2) -> Process:
-        process = self.spawn(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                app,
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-Q",
-                queue,
-                "-n",
-                f"bench{len(self.processes)}@%h",
-            ],
-        )
-        process.wait_for("bench worker ready.")
-        return process
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop(grace=20.0)
 
 
 def rss_bytes(pid: int) -> int:

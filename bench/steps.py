@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import create_engine, func, insert, select, text
 
 from bench import probe
-from bench.cluster import BROKER_URL, Cluster, flush_broker, rss_bytes
+from bench.cluster import BROKER_URL, flush_broker, rss_bytes
 from bench.workload import STEPS, bench_rows, metadata
-from tests.integration.processes import BIN, ROOT, Process
+from tests.integration.processes import BIN, ROOT, Process, ProcessGroup
 
 #: ``statewright`` as configured by default (a delivery goes on to its run's next steps
 #: for up to ``STATEWRIGHT_CONTINUE_FOR``); ``statewright-msg`` with a message per step.
@@ -87,7 +87,7 @@ class Bench:
         }
         if system == "statewright-msg":
             env["STATEWRIGHT_CONTINUE_FOR"] = "0"
-        self.cluster = Cluster(env, workdir)
+        self.cluster = ProcessGroup(env, workdir)
         self.rows = create_engine(url, pool_size=2)
         self._engine: Any = None
         self._started: dict[str, float] = {}
@@ -96,18 +96,14 @@ class Bench:
     def start(self) -> None:
         flush_broker()
         if self.system.startswith("statewright"):
-            self.workers.append(
-                self.cluster.celery_worker("engine.worker_app", QUEUES["statewright"])
-            )
+            self.workers.append(self._worker("engine.worker_app", QUEUES["statewright"]))
             self.cluster.spawn("relay", [str(BIN / "statewright"), "relay"])
             from bench.workload import WORKFLOWS
             from engine import Engine, Settings
 
             self._engine = Engine(Settings.from_env(self.cluster.env), WORKFLOWS)
         elif self.system == "celery":
-            self.workers.append(
-                self.cluster.celery_worker("bench.workload:raw_app", QUEUES["celery"])
-            )
+            self.workers.append(self._worker("bench.workload:raw_app", QUEUES["celery"]))
         else:
             for _ in range(2):
                 process = self.cluster.spawn(
@@ -116,8 +112,13 @@ class Bench:
                 process.wait_for("dbos executor ready.")
                 self.workers.append(process)
 
+    def _worker(self, app: str, queue: str) -> Process:
+        return self.cluster.celery_worker(
+            app, ready="bench worker ready.", queue=queue, loglevel="WARNING", node="bench"
+        )
+
     def stop(self) -> None:
-        self.cluster.stop()
+        self.cluster.stop(grace=20.0)
         if self._engine is not None:
             self._engine.close()
         self.rows.dispose()

@@ -15,47 +15,18 @@ from kombu import Connection
 
 from engine import Engine, Settings
 from tests.conftest import AMQP_URL, REDIS_URL, TEST_QUEUE, require_service, service_up
-from tests.integration.processes import BIN, ROOT, Process, spawn
+from tests.integration.processes import BIN, ROOT, Process, ProcessGroup
 from tests.sample_workflows import WORKFLOWS
 
 
 @dataclass
-class Cluster:
+class Cluster(ProcessGroup):
     """Workers and a relay sharing one database and broker with the test's engine."""
 
-    env: dict[str, str]
-    logs: Path
-    engine: Engine
-    processes: list[Process] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str]) -> Process:
-        process = spawn(name, argv, self.env, self.logs / f"{name}-{len(self.processes)}.log")
-        self.processes.append(process)
-        return process
+    engine: Engine = field(kw_only=True)
 
     def worker(self, concurrency: int = 2) -> Process:
-        process = self.spawn(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "engine.worker_app",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"w{len(self.processes)}@%h",
-            ],
-        )
-        process.wait_for("ready.")
-        return process
+        return self.celery_worker("engine.worker_app", ready="ready.", concurrency=concurrency)
 
     def relay(self) -> Process:
         return self.spawn("relay", [str(BIN / "statewright"), "relay"])
@@ -67,10 +38,6 @@ class Cluster:
         """The workers' JSON log lines of one event."""
         lines = (line for line in self.worker_logs().splitlines() if line.startswith("{"))
         return [entry for entry in map(json.loads, lines) if entry.get("event") == event]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
 
 
 def purge(broker: str, *, delete: bool = False) -> None:
@@ -133,7 +100,7 @@ def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
             **extra,
         }
         settings = Settings.from_env(env)
-        cluster = Cluster(env, tmp_path, Engine(settings, WORKFLOWS))
+        cluster = Cluster(env, tmp_path, engine=Engine(settings, WORKFLOWS))
         clusters.append(cluster)
         return cluster
 

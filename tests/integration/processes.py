@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +74,54 @@ def spawn(name: str, argv: list[str], env: Mapping[str, str], log: Path) -> Proc
             start_new_session=True,
         )
     return Process(name, popen, log)
+
+
+@dataclass
+class ProcessGroup:
+    """Processes started with one environment, each logging to a file in ``logs``."""
+
+    env: dict[str, str]
+    logs: Path
+    processes: list[Process] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: list[str]) -> Process:
+        process = spawn(name, argv, self.env, self.logs / f"{name}-{len(self.processes)}.log")
+        self.processes.append(process)
+        return process
+
+    def celery_worker(
+        self,
+        app: str,
+        *,
+        ready: str,
+        concurrency: int = 2,
+        queue: str | None = None,
+        loglevel: str = "INFO",
+        node: str = "w",
+    ) -> Process:
+        """A prefork ``celery worker`` of ``app``, once it has printed ``ready``."""
+        argv = [
+            str(BIN / "celery"),
+            "-A",
+            app,
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            *(["-Q", queue] if queue else []),
+            "-n",
+            f"{node}{len(self.processes)}@%h",
+        ]
+        process = self.spawn("worker", argv)
+        process.wait_for(ready)
+        return process
+
+    def stop(self, grace: float = 15.0) -> None:
+        for process in self.processes:
+            process.stop(grace)
