@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Row, bindparam, or_, update
+from sqlalchemy import Connection, Row, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -48,7 +48,7 @@ from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
 from engine.persistence import Database, lock_run
-from engine.recorder import Advanced, RunRecorder
+from engine.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
 from engine.registry import Registry, StepOptions
 from models.base import UTCDateTime
 from models.engine import WorkflowRun
@@ -569,9 +569,7 @@ def _claim_template() -> ReturningUpdate[Any]:
             run.workflow == bindparam("claim_workflow"),
             run.state == bindparam("claim_state"),
             run.claimed.is_(False),
-            run.cancel_requested.is_(False),
-            run.pause_requested.is_(False),
-            or_(run.pause_at.is_(None), run.pause_at != bindparam("claim_state")),
+            nothing_asked_at(bindparam("claim_state")),
             run.attempt < bindparam("claim_max_attempts"),
         )
         .values(
@@ -579,19 +577,7 @@ def _claim_template() -> ReturningUpdate[Any]:
             claimed=True,
             lease_expires_at=bindparam("claim_lease", type_=UTCDateTime()),
         )
-        .returning(
-            run.id,
-            run.workflow,
-            run.state,
-            run.token,
-            run.attempt,
-            run.polls,
-            run.params,
-            run.context,
-            run.state_entered_at,
-            run.entry_seq,
-            run.history_len,
-        )
+        .returning(*CLAIM_COLUMNS)
     )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.config import Settings
 from engine.context import Claim
@@ -339,9 +340,9 @@ class RunRecorder:
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
 
 
-_MOVE_RETURNS = (WorkflowRun.id, WorkflowRun.claimed)
-#: What a claim holds besides the id (``Claim.of`` reads them by name).
-_CLAIM_COLUMNS = (
+#: What a claiming statement returns: the columns ``Claim.of`` reads.
+CLAIM_COLUMNS = (
+    WorkflowRun.id,
     WorkflowRun.workflow,
     WorkflowRun.state,
     WorkflowRun.token,
@@ -353,6 +354,17 @@ _CLAIM_COLUMNS = (
     WorkflowRun.entry_seq,
     WorkflowRun.history_len,
 )
+
+
+def nothing_asked_at(state: Any) -> ColumnElement[bool]:
+    """The run has no cancel or pause asked for, now or at ``state``: a claim of
+    ``state``'s step may go ahead."""
+    run = WorkflowRun
+    return and_(
+        run.cancel_requested.is_(False),
+        run.pause_requested.is_(False),
+        or_(run.pause_at.is_(None), run.pause_at != state),
+    )
 
 
 def _bound(name: str, column: Any) -> Any:
@@ -376,11 +388,7 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[An
     claimed: Any = False
     attempt: Any = 0
     if claim_next:
-        claimed = and_(
-            run.cancel_requested.is_(False),
-            run.pause_requested.is_(False),
-            or_(run.pause_at.is_(None), run.pause_at != dest),
-        )
+        claimed = nothing_asked_at(dest)
         attempt = case((claimed, 1), else_=0)
         lease = case((claimed, _bound("a_claim_lease", runs.lease_expires_at)), else_=lease)
     values: dict[str, Any] = {
@@ -415,7 +423,7 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[An
             run.status == "running",
         )
         .values(values)
-        .returning(*_MOVE_RETURNS, *(_CLAIM_COLUMNS if claim_next else ()))
+        .returning(run.claimed, *(CLAIM_COLUMNS if claim_next else (run.id,)))
     )
 
 
