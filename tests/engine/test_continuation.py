@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy.orm import Session
 
-from engine import Engine, InMemoryMetrics, Settings, StepContext, Workflow, execution, step
+from engine import Engine, InMemoryMetrics, StepContext, Workflow, execution, step
 from engine.context import Claim
 from engine.instrumentation import HARD_LIMIT_MARGIN
 from engine.recorder import Advanced
@@ -145,19 +145,21 @@ def test_a_pause_at_a_state_ahead_stops_the_run_there(
     assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1}
 
 
-def test_a_cancel_asked_for_mid_step_ends_the_run_at_the_boundary(
-    engine: Engine, harness: WorkflowHarness
+@pytest.mark.parametrize(("operation", "status"), [("cancel", "cancelled"), ("pause", "paused")])
+def test_a_cancel_or_pause_asked_for_mid_step_stops_the_run_at_the_boundary(
+    engine: Engine, harness: WorkflowHarness, operation: str, status: str
 ) -> None:
-    """A cancel asked for while a continued step runs keeps that step and claims no more."""
+    """A cancel or an immediate pause asked for while a continued step runs keeps that
+    step and claims no more."""
 
-    def cancel_in_transforming(step: StepOptions, claim: Claim) -> None:
+    def stop_in_transforming(step: StepOptions, claim: Claim) -> None:
         if step.state == "transforming":
-            engine.cancel(claim.run_id)
+            getattr(engine, operation)(claim.run_id)
 
-    engine.executor.before_handler = cancel_in_transforming
+    engine.executor.before_handler = stop_in_transforming
     run = engine.start("pipeline", {})
-    cancelled = harness.run(run.id)
-    assert (cancelled.status, cancelled.state) == ("cancelled", "storing")
+    stopped = harness.run(run.id)
+    assert (stopped.status, stopped.state) == (status, "storing")
     assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1}
 
 
@@ -267,42 +269,22 @@ def test_the_harness_steps_one_delivery_at_a_time_unless_asked(engine: Engine) -
     ],
 )
 def test_a_delivery_goes_on_only_within_its_window_and_limits(
-    monkeypatch: pytest.MonkeyPatch, elapsed: float, next_limit: float, left: float | None
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    elapsed: float,
+    next_limit: float,
+    left: float | None,
 ) -> None:
     """A delivery of a 20 s step, with 5 s to continue, takes a next step only within
     its first 5 s and only if that step's limit fits what is left, with no more than
     5 s to spare."""
     now = [100.0]
     monkeypatch.setattr(execution.time, "monotonic", lambda: now[0])
-    first = replace(_options(), time_limit=20.0)
+    first = engine.registry.step("pipeline", "transforming")
+    assert first.time_limit == 20.0
     delivery = execution._Delivery.starting(first, CONTINUE_FOR, CONTINUE_FOR)
     now[0] += elapsed
     assert delivery.time_left_for(replace(first, time_limit=next_limit)) == left
-
-
-def _options() -> StepOptions:
-    probe = make_probe_engine()
-    return probe.registry.step("pipeline", "transforming")
-
-
-def make_probe_engine() -> Engine:
-    return Engine(Settings(database_url="sqlite://", continue_for=CONTINUE_FOR), WORKFLOWS)
-
-
-def test_an_immediate_pause_asked_for_mid_step_stops_at_the_boundary(
-    engine: Engine, harness: WorkflowHarness
-) -> None:
-    """A pause asked for while a continued step runs keeps that step and claims no more."""
-
-    def pause_in_transforming(step: StepOptions, claim: Claim) -> None:
-        if step.state == "transforming":
-            engine.pause(claim.run_id)
-
-    engine.executor.before_handler = pause_in_transforming
-    run = engine.start("pipeline", {})
-    paused = harness.run(run.id)
-    assert (paused.status, paused.state) == ("paused", "storing")
-    assert effects_of(engine, run.id) == {"fetching": 1, "transforming": 1}
 
 
 def test_a_failure_between_the_commit_and_the_next_handler_hands_the_step_back(
