@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -10,6 +11,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session
+
+
+def new_marker() -> int:
+    """A random 62-bit value no other writer can come up with."""
+    return secrets.randbits(62)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,9 @@ class Claim:
     entry_seq: int
     #: How many history rows the run had when claimed (none are added while it is ours).
     history_len: int
+    #: What this step's move writes as ``claim_marker`` if it claims the next step in
+    #: process: only this worker knows it, so only its own claim carries it.
+    successor_marker: int = field(default_factory=new_marker)
 
     @classmethod
     def of(cls, run: Any) -> Claim:

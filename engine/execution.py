@@ -50,6 +50,7 @@ from engine.metrics import Metrics
 from engine.persistence import Database, lock_run
 from engine.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
 from engine.registry import Registry, StepOptions
+from engine.step_session import handler_running, misuse_of
 from models.base import UTCDateTime
 from models.engine import WorkflowRun
 
@@ -127,7 +128,7 @@ class StepExecutor:
         """
         bind_step(state=step.state, token=claim.token, attempt=claim.attempt)
         log.info("step claimed")
-        session = self._db.sessions() if connection is None else self._db.sessions(bind=connection)
+        session = self._db.steps() if connection is None else self._db.steps(bind=connection)
         started = time.perf_counter()
         try:
             context = StepContext.for_claim(
@@ -135,13 +136,18 @@ class StepExecutor:
             )
             if self.before_handler is not None:
                 self.before_handler(step, claim)
-            outcome = step.handler(context)
+            with handler_running(session, step.state):
+                outcome = step.handler(context)
+            misuse = misuse_of(session, step.state)
+            if misuse is not None:
+                raise misuse  # even if the handler caught the refusal and went on
             continued = self._complete(
                 step, claim, session, outcome, context.context, started, delivery
             )
         except Exception as error:
             session.rollback()
-            self._record_error(step, claim, error, _elapsed_ms(started))
+            failure = misuse_of(session, step.state) or error
+            self._record_error(step, claim, failure, _elapsed_ms(started))
             return None
         finally:
             session.close()
@@ -527,13 +533,15 @@ class _Continued:
 
 def _continued_by(run: WorkflowRun, claim: Claim) -> bool:
     """Whether the run stands as ``claim``'s own move left it, having claimed the next
-    step: one token on, claimed, first attempt, entered at the move's history row."""
+    step: one token on, claimed, and carrying the marker only that move could write.
+
+    The rest of the row cannot tell: a signal that moved the run along the same edge,
+    followed by another worker's claim, leaves the same state, token and attempt."""
     return (
         run.status == "running"
         and run.claimed
         and run.token == claim.token + 1
-        and run.attempt == 1
-        and run.entry_seq == claim.history_len + 1
+        and run.claim_marker == claim.successor_marker
     )
 
 

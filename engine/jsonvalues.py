@@ -10,6 +10,11 @@ from engine.errors import InvalidParamsError
 MAX_BYTES = 64 * 1024
 
 
+def json_size(value: object) -> int:
+    """Bytes of ``value`` as compact JSON: what the size limits count."""
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
 def check_json_object(value: object, what: str, *, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
     """Return ``value`` as a JSON-safe dict, or say exactly which part is not JSON."""
     if value is None:
@@ -19,7 +24,7 @@ def check_json_object(value: object, what: str, *, max_bytes: int = MAX_BYTES) -
             f"{what} must be a JSON object (a dict); got {type(value).__name__}"
         )
     _check(value, what)
-    size = len(json.dumps(value, separators=(",", ":")).encode())
+    size = json_size(value)
     if size > max_bytes:
         raise InvalidParamsError(
             f"{what} are {size} bytes as JSON; at most {max_bytes} bytes are allowed "

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine.clock import Clock
 from engine.definition import Definition
 from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
-from engine.jsonvalues import check_json_object, is_unicode
+from engine.jsonvalues import MAX_BYTES, check_json_object, is_unicode, json_size
 from engine.persistence import Database, require_run
 from engine.queries import FINISHED, RunInfo
 from engine.recorder import RunRecorder
@@ -178,7 +178,7 @@ class Operations:
                     f"declared; allowed: {allowed}"
                 )
             if clean:
-                run.context = {**run.context, **clean}
+                run.context = _context_with(run, clean)
             self._recorder.move(
                 session,
                 run,
@@ -260,6 +260,20 @@ def _check_pause_state(
             f"cannot pause at {at!r}: {who}, and {at!r} is not ahead of it; "
             f"states ahead: {listed or '(none)'}"
         )
+
+
+def _context_with(run: WorkflowRun, data: dict[str, Any]) -> dict[str, Any]:
+    """The run's context with signal ``data`` merged in, refused if it would outgrow the
+    limit every step's context is held to (else the next step, not the signal, fails)."""
+    merged = {**run.context, **data}
+    size = json_size(merged)
+    if size > MAX_BYTES:
+        raise InvalidParamsError(
+            f"signal data would make the context of run {run.id} {size} bytes as JSON; "
+            f"at most {MAX_BYTES} bytes are allowed (it holds {json_size(run.context)} "
+            "bytes already; store large data in your own tables and pass its id)"
+        )
+    return merged
 
 
 def _check_key(key: str | None) -> None:

@@ -12,15 +12,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import RunNotFoundError
 from engine.jsonvalues import is_run_id
+from engine.step_session import StepSession
 from models.engine import WorkflowRun
 
 
 class Database:
-    """The engine's database: a connection pool and a session factory.
+    """The engine's database: a connection pool and session factories.
 
     On SQLite every writing transaction is ``BEGIN IMMEDIATE``: the write lock is
     taken up front, which is SQLite's equivalent of ``SELECT ... FOR UPDATE``.
     ``reads`` sessions begin deferred and, with WAL, never wait for a writer.
+    ``steps`` sessions (a handler's) take the write lock only at their first write:
+    until then each read is its own statement, as PostgreSQL's READ COMMITTED sees
+    it, so a handler that reads, computes or calls out holds no lock and blocks no
+    operation; the completion's fenced move (or ``lock_run``) takes the lock.
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -29,6 +34,16 @@ class Database:
         self.engine: SAEngine = _create(url, echo=echo)
         self.sessions: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False, autoflush=True
+        )
+        #: Sessions for handlers: commit, rollback and close refused while one runs;
+        #: on SQLite, the write lock taken at the first write, not at the first read.
+        self.steps: sessionmaker[StepSession] = sessionmaker(
+            self.engine.execution_options(**{LAZY_WRITE_LOCK: True})
+            if self.is_sqlite
+            else self.engine,
+            class_=StepSession,
+            expire_on_commit=False,
+            autoflush=True,
         )
         #: Sessions for reading only: on SQLite they never wait for the write lock.
         self.reads: sessionmaker[Session] = (
@@ -71,9 +86,34 @@ def _create(url: str, *, echo: bool, immediate: bool = True) -> SAEngine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(LAZY_WRITE_LOCK):
+            return  # BEGIN IMMEDIATE comes with the first write (below)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_before_first_write(
+        connection: Any, cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if not connection.get_execution_options().get(LAZY_WRITE_LOCK):
+            return
+        if cursor.connection.in_transaction or not _writes(statement, context):
+            return
+        cursor.execute("BEGIN IMMEDIATE")
+
     return engine
+
+
+#: Execution option of SQLite connections that take the write lock at the first write.
+LAZY_WRITE_LOCK = "statewright_lazy_write_lock"
+
+
+def _writes(statement: str, context: Any) -> bool:
+    """Whether a statement needs the write lock: anything but a plain read; a
+    ``SELECT ... FOR UPDATE`` (which SQLite does not spell) asks for it too."""
+    compiled = getattr(context, "compiled", None)
+    if getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None:
+        return True
+    return not statement.lstrip()[:6].upper() == "SELECT"
 
 
 def lock_run(session: Session, run_id: str) -> WorkflowRun | None:

@@ -216,6 +216,7 @@ class RunRecorder:
             )
         if claim_next:
             params["a_claim_lease"] = claim_lease
+            params["a_marker"] = claim.successor_marker
         # Core statements on the session's connection: no ORM bookkeeping for them
         connection = session.connection()
         outbox_id: int | None = None
@@ -378,7 +379,8 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[An
     ``claim_next``, also the columns of that claim).
 
     With ``claim_next``, the step is claimed (attempt 1, leased until
-    ``a_claim_lease``) unless the run has a pause or cancel asked for, as a claim would.
+    ``a_claim_lease``, marked with ``a_marker``) unless the run has a pause or cancel
+    asked for, as a claim would.
     """
     run = WorkflowRun
     runs = WorkflowRun.__table__.c
@@ -387,10 +389,12 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[An
     lease = _bound("a_lease", runs.lease_expires_at)
     claimed: Any = False
     attempt: Any = 0
+    marker: Any = None
     if claim_next:
         claimed = nothing_asked_at(dest)
         attempt = case((claimed, 1), else_=0)
         lease = case((claimed, _bound("a_claim_lease", runs.lease_expires_at)), else_=lease)
+        marker = case((claimed, _bound("a_marker", runs.claim_marker)), else_=None)
     values: dict[str, Any] = {
         "state": dest,
         "attempt": attempt,
@@ -403,6 +407,8 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[An
         "updated_at": moment,
         "context": _bound("a_context", runs.context),
     }
+    if claim_next:
+        values["claim_marker"] = marker
     if terminal:
         values.update(
             status="succeeded",

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -44,6 +45,9 @@ class WorkflowRun(Base):
     #: Whether the step for the current token has been claimed by a worker.
     claimed: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Random value written by a move that claimed its run's next step in process: the
+    #: worker that made the move recognises its claim by it (another writer's never has it).
+    claim_marker: Mapped[int | None] = mapped_column(BigInteger)
     state_entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: History position of the transition that entered the current state.
     entry_seq: Mapped[int] = mapped_column(Integer, default=0)
