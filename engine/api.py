@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from engine.celery_app import CeleryPublisher, StatewrightCelery, build_celery, register_steps
-from engine.clock import Clock, SystemClock
+from engine.clock import Clock, DatabaseClock, SystemClock, VirtualClock
 from engine.config import Settings
 from engine.context import TaskContext
 from engine.definition import TaskSpec
@@ -65,7 +65,13 @@ class Engine:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.clock: Clock = clock or SystemClock()
+        self.db = Database(self.settings.database_url)
+        #: Leases and due times are told by the database's clock (see ``engine.clock``).
+        self.clock: Clock = (
+            clock
+            if isinstance(clock, VirtualClock)
+            else DatabaseClock(clock or SystemClock(), self.db.now)
+        )
         self.metrics: Metrics = metrics or metrics_from_settings(self.settings)
         definitions = (
             as_definitions(workflows)
@@ -73,7 +79,6 @@ class Engine:
             else load_workflow_modules(self.settings.workflow_modules)
         )
         self.registry = Registry(definitions, self.settings)
-        self.db = Database(self.settings.database_url)
         self.celery: StatewrightCelery = build_celery(self.settings, self.metrics)
         #: Where committed messages go. Embedded engines publish only while their
         #: worker runs in this process; until then the worker's relay sends them.

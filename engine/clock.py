@@ -1,10 +1,22 @@
-"""Time as a dependency: the engine never reads the wall clock directly."""
+"""Time as a dependency: the engine never reads the wall clock directly.
+
+Leases, due times and deadlines are written and judged by one clock, the database's:
+``DatabaseClock`` reads it through this process's own clock (re-measured as it goes),
+and the reaper and relay compare against it in SQL (``engine.dbtime``). A
+``VirtualClock`` (tests, replay) stands for every clock, the database's included.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger("statewright.clock")
 
 
 class Clock(Protocol):
@@ -46,3 +58,53 @@ class VirtualClock:
             if moment > self._now:
                 self._now = moment
             return self._now
+
+
+class DatabaseClock:
+    """The database's clock, told through ``base``: ``base`` plus the offset last
+    measured against the database (``read_database``), measured again every ``every``
+    seconds. A worker or relay whose own clock is off by minutes writes leases and due
+    times as the database tells time, so no process's skew can expire a healthy lease
+    or fire a timer early.
+
+    A measurement costs one query (none per step); one that fails keeps the last offset.
+    """
+
+    def __init__(
+        self,
+        base: Clock,
+        read_database: Callable[[], datetime],
+        *,
+        every: float = 30.0,
+    ) -> None:
+        self.base = base
+        self._read_database = read_database
+        self._every = every
+        self._offset = timedelta(0)
+        self._next_measure = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        if time.monotonic() >= self._next_measure:
+            self.measure()
+        return self.base.now() + self._offset
+
+    @property
+    def offset(self) -> timedelta:
+        """The database's clock minus ``base``'s, as last measured."""
+        return self._offset
+
+    def measure(self) -> None:
+        """Measure the offset now (unless another thread is measuring it)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next_measure = time.monotonic() + self._every
+            before = self.base.now()
+            database = self._read_database()
+            after = self.base.now()
+            self._offset = database - (before + (after - before) / 2)
+        except Exception as error:  # the database is away: keep the last offset, try later
+            log.warning("database clock not read; keeping the last offset", error=repr(error))
+        finally:
+            self._lock.release()

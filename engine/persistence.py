@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.dbtime import read_database_now
 from engine.errors import RunNotFoundError
 from engine.jsonvalues import is_run_id
 from engine.step_session import StepSession
@@ -51,6 +53,12 @@ class Database:
             if self.is_sqlite
             else self.sessions
         )
+
+    def now(self) -> datetime:
+        """The database's clock (a query of its own, on a reading connection)."""
+        bind: SAEngine = self.reads.kw["bind"]
+        with bind.connect() as connection:
+            return read_database_now(connection)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

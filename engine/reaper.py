@@ -17,6 +17,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
+from engine.dbtime import judged_now
 from engine.metrics import Metrics
 from engine.persistence import Database
 from engine.recorder import RunRecorder
@@ -48,7 +49,8 @@ class Reaper:
 
     def run_once(self) -> int:
         """Re-dispatch one batch of expired runs; returns how many."""
-        statement = self._running().where(WorkflowRun.lease_expires_at < self._clock.now())
+        expired = WorkflowRun.lease_expires_at < judged_now(self._clock)
+        statement = self._running().where(expired)
         statement = statement.order_by(WorkflowRun.lease_expires_at).limit(self._batch)
         with self._db.transaction() as session:
             return self._redispatch_all(session, statement, "lease expired")

@@ -8,6 +8,7 @@ import structlog
 from sqlalchemy import delete, func, select
 
 from engine.clock import Clock
+from engine.dbtime import judged_now
 from engine.dispatch import Dispatcher, TaskMessage
 from engine.metrics import Metrics
 from engine.persistence import Database
@@ -48,7 +49,7 @@ class OutboxRelay:
         skip = self._dispatcher.in_flight()
         statement = (
             select(OutboxMessage)
-            .where(OutboxMessage.not_before <= now - self._grace)
+            .where(OutboxMessage.not_before <= judged_now(self._clock, minus=self._grace))
             .order_by(OutboxMessage.not_before, OutboxMessage.id)
             .limit(self._batch)
         )
