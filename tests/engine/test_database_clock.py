@@ -75,9 +75,9 @@ def test_a_skewed_reaper_neither_fails_a_healthy_step_nor_misses_a_lost_one(
     step = behind.registry.step("review", "collecting")
     claim = behind.executor.claim_step(step, run.id, run.token)
     assert claim is not None
+    assert ahead.reaper.run_once() == 0
     lease_seconds = step.time_limit + 5 + behind.settings.lease_grace
     assert abs(lease_of(behind, run.id) - behind.db.now()) < timedelta(seconds=lease_seconds + 5)
-    assert ahead.reaper.run_once() == 0
     behind.executor.execute(step, claim)
     assert behind.get(run.id).state == "reviewing"
     assert [h.trigger for h in behind.history(run.id)] == ["start", "collected"]
