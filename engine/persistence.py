@@ -121,7 +121,7 @@ def _writes(statement: str, context: Any) -> bool:
     compiled = getattr(context, "compiled", None)
     if getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None:
         return True
-    return not statement.lstrip()[:6].upper() == "SELECT"
+    return statement.lstrip()[:6].upper() != "SELECT"
 
 
 def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
