@@ -16,6 +16,7 @@ from sqlalchemy import literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from engine.clock import Clock, VirtualClock
 from models.base import UTCDateTime
@@ -25,8 +26,10 @@ class _DatabaseNow(FunctionElement[datetime]):
     """The database's current UTC time, shifted by a fixed number of seconds."""
 
     type = UTCDateTime()
-    inherit_cache = False
+    inherit_cache = True
     name = "statewright_database_now"
+    #: The shift is rendered into the SQL, so it is part of the statement's cache key.
+    _traverse_internals = [("shift", InternalTraversal.dp_plain_obj)]
 
     def __init__(self, shift: float) -> None:
         super().__init__()

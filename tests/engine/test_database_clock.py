@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sentry_sdk
 from sqlalchemy import update
 
 from engine import Engine, InMemoryMetrics, Settings
@@ -30,6 +31,13 @@ class SkewedClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture(autouse=True)
+def own_sentry_scope() -> Iterator[None]:
+    """Steps run here outside a task: their Sentry tags stay in this test."""
+    with sentry_sdk.isolation_scope():
+        yield
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sentry_sdk
 from sqlalchemy import func, select
 
 from engine import Engine, InMemoryMetrics, InvalidParamsError, StepContext
@@ -51,12 +52,13 @@ def next_message(harness: WorkflowHarness) -> Any:
 def worker(engine: Engine, message: Any) -> threading.Thread:
     """A worker thread running one delivery of ``message``'s step."""
     workflow, _, state = message.task_name.partition(".")
-    thread = threading.Thread(
-        target=engine.executor.run_step,
-        args=(engine.registry.step(workflow, state), message.kwargs["run_id"]),
-        kwargs={"token": message.kwargs["token"]},
-        daemon=True,
-    )
+    step = engine.registry.step(workflow, state)
+
+    def deliver() -> None:
+        with sentry_sdk.isolation_scope():  # its Sentry tags stay in this thread
+            engine.executor.run_step(step, message.kwargs["run_id"], message.kwargs["token"])
+
+    thread = threading.Thread(target=deliver, daemon=True)
     thread.start()
     return thread
 
