@@ -52,7 +52,10 @@ class Engine:
     """Runs workflows: the operations API, the Celery app, the relay and the reaper.
 
     ``workflows`` defaults to the modules named by ``settings.workflow_modules``.
-    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic.
+    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic. A
+    ``VirtualClock`` is used as it is (it stands for the database's clock too); any
+    other clock is read through ``DatabaseClock``, so leases and timers follow the
+    database's time whatever this machine's clock says.
     """
 
     def __init__(
