@@ -1,0 +1,33 @@
+"""durable task deliveries: an outbox row of a plain task outlives its broker message
+
+Revision ID: h1_durable_tasks
+Revises: 0003
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "h1_durable_tasks"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("workflow_outbox", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("attempts", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(sa.Column("sends", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(
+            sa.Column("claimed", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("workflow_outbox", schema=None) as batch_op:
+        batch_op.drop_column("claimed")
+        batch_op.drop_column("sends")
+        batch_op.drop_column("attempts")
