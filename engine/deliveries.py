@@ -64,9 +64,9 @@ class TaskDelivery:
         return self.attempt > 1
 
     def done(self, session: Session) -> None:
-        """Mark the task done in ``session``'s transaction, so the mark commits together
-        with the task's writes. Raises ``DeliverySuperseded`` if a newer delivery took
-        the task over (that transaction must then roll back)."""
+        """Mark the task done in ``session``'s transaction (once, in the task's last one),
+        so the mark commits together with the task's writes. Raises ``DeliverySuperseded``
+        if a newer delivery took the task over (that transaction must then roll back)."""
         self._deliveries.mark_done(session, self)
 
 
@@ -141,18 +141,11 @@ class TaskDeliveries:
         self._metrics.incr("task.finished", tags={"task": delivery.task_name})
 
     def mark_done(self, session: Session, delivery: TaskDelivery) -> None:
-        deleted = cast(
-            CursorResult[Any], session.execute(self._ours(delete(OutboxMessage), delivery))
-        )
-        if deleted.rowcount:
-            return
-        row = session.execute(
-            select(OutboxMessage.id).where(OutboxMessage.id == delivery.outbox_id)
-        ).first()
-        if row is not None:  # gone means this delivery marked it done before
+        statement = self._ours(delete(OutboxMessage), delivery)
+        if not cast(CursorResult[Any], session.execute(statement)).rowcount:
             raise DeliverySuperseded(
                 f"task {delivery.task_name} (outbox row {delivery.outbox_id}) was taken over "
-                f"by a newer delivery than attempt {delivery.attempt}"
+                f"by a newer delivery than attempt {delivery.attempt}, or already marked done"
             )
 
     def retry_at(

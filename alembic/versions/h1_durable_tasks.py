@@ -16,18 +16,23 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("workflow_outbox", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("attempts", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(sa.Column("sends", sa.Integer(), nullable=False, server_default="0"))
-        batch_op.add_column(
-            sa.Column("claimed", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # plain ADD COLUMN: a batch copy of the table on SQLite would lose its AUTOINCREMENT
+    op.add_column(
+        "workflow_outbox", sa.Column("attempts", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.add_column(
+        "workflow_outbox", sa.Column("sends", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.add_column(
+        "workflow_outbox",
+        sa.Column("claimed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("workflow_outbox", schema=None) as batch_op:
+    with op.batch_alter_table(
+        "workflow_outbox", schema=None, table_kwargs={"sqlite_autoincrement": True}
+    ) as batch_op:
         batch_op.drop_column("claimed")
         batch_op.drop_column("sends")
         batch_op.drop_column("attempts")
