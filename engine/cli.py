@@ -26,7 +26,7 @@ from engine.errors import StatewrightError
 from engine.logs import configure_logging
 from engine.maintenance import MaintenanceLoop
 from engine.observability import setup_sentry
-from engine.progress import follow
+from engine.progress import follow, follow_tasks
 from engine.queries import RunInfo, TransitionInfo
 from engine.stats import prepare_multiprocess_metrics, serve_metrics
 from workflows.relocation.cli import keys_app, relocation_app
@@ -546,14 +546,17 @@ def waited_exit_code(info: RunInfo) -> int:
 
 
 def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
-    """Follow a run until it stops, state by state (running the embedded worker if needed)."""
+    """Follow a run until it stops, state by state, then wait for the tasks it dispatched
+    (running the embedded worker meanwhile if needed)."""
     worker = None
     if engine.settings.embedded:
         from engine.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine).start()
     try:
-        return follow(engine, info, err)
+        info = follow(engine, info, err)
+        follow_tasks(engine, info.id, err)
+        return info
     finally:
         if worker is not None:
             worker.stop()
