@@ -252,7 +252,7 @@ class Engine:
             time.sleep(interval)
 
     def enqueue(
-        self, session: Session, task: str, *, run_id: str | None = None, **kwargs: Any
+        self, session: Session, task: str, kwargs: dict[str, Any], *, run_id: str | None = None
     ) -> None:
         """Dispatch ``task`` (a workflow task ``<workflow>.<task>`` or any instrumented task)
         after ``session`` commits, on the task's own queue. It is owed one complete
