@@ -86,6 +86,7 @@ class Engine:
         # a shared instrumented task's call, delay or apply_async uses the current app:
         # this engine's broker and silo mode, not Celery's default app
         self.celery.set_default()
+        self.celery.set_current()
         self.deliveries = TaskDeliveries(
             self.db,
             self.clock,

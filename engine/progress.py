@@ -114,5 +114,6 @@ def follow_tasks(
             "a running `statewright worker` will finish them"
         )
     else:
-        console.print("every task the run dispatched has finished")
+        waited = time.monotonic() - started
+        console.print(f"every task the run dispatched has finished (waited {waited:.1f}s)")
     return pending

@@ -7,13 +7,17 @@ on its first attempts, as a test asks.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Literal
 
-from engine import StepContext, Workflow, step
+from engine import SiloMode, StepContext, Workflow, instrumented_task, step
 from engine.context import TaskContext
-from engine.definition import task
+from engine.definition import TaskGroup, task
 from tests.sample_workflows import record_effect
+
+#: The queue ``tests.routed`` declares (unique to the process that declares it).
+ROUTED_QUEUE = f"statewright-test-routed-{os.getpid()}"
 
 
 class Notices(Workflow):
@@ -53,5 +57,39 @@ class Notices(Workflow):
             record_effect(session, run_id, f"notice-{n}-attempt-{attempt}")
             tc.done(session)
 
+    @task(acks_late=False, time_limit=4)
+    def notify_early(self, tc: TaskContext, run_id: str, n: int, sleep: float = 0.0) -> None:
+        """``notify`` for a task acknowledged as soon as a worker takes it (so a worker
+        killed while running it takes the message with it)."""
+        self.notify(tc, run_id, n, sleep=sleep)
 
-WORKFLOWS: list[Any] = [Notices]
+
+class Silos(TaskGroup):
+    """One task for each silo of a split deployment; each records its effect."""
+
+    name = "silos"
+
+    @task(silo_mode=SiloMode.CONTROL)
+    def control_only(self, tc: TaskContext, run_id: str) -> None:
+        with tc.transaction() as session:
+            record_effect(session, run_id, "control")
+
+    @task(silo_mode=SiloMode.REGION)
+    def region_only(self, tc: TaskContext, run_id: str) -> None:
+        with tc.transaction() as session:
+            record_effect(session, run_id, "region")
+
+
+@instrumented_task(name="tests.regional", silo_mode=SiloMode.REGION)
+def regional() -> str:
+    """A shared task limited to the region silo."""
+    return "ran"
+
+
+@instrumented_task(name="tests.routed", queue=ROUTED_QUEUE)
+def routed(n: int) -> int:
+    """A shared task on a queue of its own."""
+    return n
+
+
+WORKFLOWS: list[Any] = [Notices, Silos]
