@@ -17,6 +17,7 @@ together, and a delivery that lost the task to a newer one rolls back instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any, cast
 
 import structlog
 from celery.exceptions import Ignore, Reject, Retry
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, event, select, update
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -107,6 +108,9 @@ class TaskDeliveries:
         self._metrics = metrics
         self._default_time_limit = default_time_limit
         self._lease_grace = lease_grace
+        #: Deliveries whose done mark committed with the task's writes (nothing left to do).
+        self._marked: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
 
     def claim(
         self, outbox_id: int, task_name: str, *, time_limit: float | None, max_attempts: int | None
@@ -135,9 +139,14 @@ class TaskDeliveries:
         return TaskDelivery(outbox_id, task_name, attempts, run_id, self)
 
     def finish(self, delivery: TaskDelivery) -> None:
-        """The task returned: delete its row (unless a newer delivery holds it)."""
-        with self._db.transaction() as session:
-            session.execute(self._ours(delete(OutboxMessage), delivery))
+        """The task returned: delete its row (unless a newer delivery holds it, or the
+        task's own transaction already did)."""
+        with self._lock:
+            marked = (delivery.outbox_id, delivery.attempt) in self._marked
+            self._marked.discard((delivery.outbox_id, delivery.attempt))
+        if not marked:
+            with self._db.transaction() as session:
+                session.execute(self._ours(delete(OutboxMessage), delivery))
         self._metrics.incr("task.finished", tags={"task": delivery.task_name})
 
     def mark_done(self, session: Session, delivery: TaskDelivery) -> None:
@@ -147,6 +156,13 @@ class TaskDeliveries:
                 f"task {delivery.task_name} (outbox row {delivery.outbox_id}) was taken over "
                 f"by a newer delivery than attempt {delivery.attempt}, or already marked done"
             )
+        key = (delivery.outbox_id, delivery.attempt)
+
+        def committed(_: Session) -> None:
+            with self._lock:
+                self._marked.add(key)
+
+        event.listen(session, "after_commit", committed, once=True)
 
     def retry_at(
         self,
