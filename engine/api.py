@@ -6,19 +6,27 @@ import builtins
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import Session
 
-from engine.celery_app import CeleryPublisher, StatewrightCelery, build_celery, register_steps
+from engine.celery_app import (
+    CeleryPublisher,
+    StatewrightCelery,
+    build_celery,
+    declared_queue,
+    register_steps,
+)
 from engine.clock import Clock, DatabaseClock, SystemClock, VirtualClock
 from engine.config import Settings
 from engine.context import TaskContext
 from engine.definition import TaskSpec
+from engine.deliveries import PendingTask, TaskDeliveries, current_delivery
 from engine.dispatch import Dispatcher, Publisher
-from engine.errors import StatewrightError, UnknownStateError
+from engine.errors import StatewrightError, UnknownStateError, UnknownTaskError
 from engine.execution import StepExecutor
 from engine.instrumentation import InstrumentedTask, bind_step
 from engine.metrics import (
@@ -83,6 +91,18 @@ class Engine:
         )
         self.registry = Registry(definitions, self.settings)
         self.celery: StatewrightCelery = build_celery(self.settings, self.metrics)
+        # a shared instrumented task's call, delay or apply_async uses the current app:
+        # this engine's broker and silo mode, not Celery's default app
+        self.celery.set_default()
+        self.celery.set_current()
+        self.deliveries = TaskDeliveries(
+            self.db,
+            self.clock,
+            self.metrics,
+            default_time_limit=self.settings.default_time_limit,
+            lease_grace=self.settings.lease_grace,
+        )
+        self.celery.statewright_deliveries = self.deliveries
         #: Where committed messages go. Embedded engines publish only while their
         #: worker runs in this process; until then the worker's relay sends them.
         self.publisher: Publisher | None = (
@@ -95,8 +115,11 @@ class Engine:
             lambda: self.publisher,
             # on a real broker, published rows are deleted a few at a time, not one per step
             delete_delay=0.0 if self.settings.embedded else OUTBOX_DELETE_DELAY,
+            dispatch_timeout=self.settings.dispatch_timeout,
         )
-        self.recorder = RunRecorder(self.registry, self.dispatcher, self.settings, self.metrics)
+        self.recorder = RunRecorder(
+            self.registry, self.dispatcher, self.settings, self.metrics, self._task_queue
+        )
         self.executor = StepExecutor(
             self.db,
             self.registry,
@@ -121,6 +144,7 @@ class Engine:
             self.metrics,
             batch=self.settings.relay_batch,
             grace=grace,
+            dispatch_timeout=self.settings.dispatch_timeout,
         )
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(self.db, self.registry, self.recorder, self.clock)
@@ -236,6 +260,46 @@ class Engine:
                 )
             time.sleep(interval)
 
+    def enqueue(
+        self, session: Session, task: str, kwargs: dict[str, Any], *, run_id: str | None = None
+    ) -> None:
+        """Dispatch ``task`` (a workflow task ``<workflow>.<task>`` or any instrumented task)
+        after ``session`` commits, on the task's own queue. It is owed one complete
+        execution: its outbox row stays until it finishes or gives up. ``run_id`` ties it
+        to a run (``--wait`` and the demo wait for a run's tasks)."""
+        self.recorder.enqueue(session, task, kwargs=kwargs, run_id=run_id)
+
+    def pending_tasks(self, run_id: str) -> builtins.list[PendingTask]:
+        """Tasks dispatched by ``run_id``'s steps (or by their tasks) not yet finished."""
+        return self.deliveries.pending(run_id)
+
+    def wait_for_tasks(
+        self,
+        run_id: str,
+        *,
+        timeout: float = 600.0,
+        interval: float = 0.2,
+        progress: Callable[[builtins.list[PendingTask]], None] | None = None,
+    ) -> builtins.list[PendingTask]:
+        """Block until the tasks ``run_id`` dispatched have finished (or given up), at most
+        ``timeout`` seconds; returns those still pending (empty when all are done)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = self.pending_tasks(run_id)
+            if progress is not None:
+                progress(pending)
+            if not pending or time.monotonic() >= deadline:
+                return pending
+            time.sleep(interval)
+
+    def _task_queue(self, task_name: str) -> str:
+        if task_name not in self.celery.tasks:
+            raise UnknownTaskError(
+                f"no task named {task_name!r} is registered with this engine: neither a "
+                "workflow's @task nor an instrumented_task imported in this process"
+            )
+        return declared_queue(self.celery, task_name)
+
     def _run_task(self, definition: TaskOwner, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
         bind_step(workflow=definition.name)
         spec.handler(self.task_context(definition.name, spec.name), **kwargs)
@@ -254,6 +318,7 @@ class Engine:
             _transaction=self.db.transaction,
             _enqueue=self.recorder.enqueue,
             _postgresql=not self.db.is_sqlite,
+            delivery=current_delivery(),
         )
 
     def use_celery_publisher(self) -> None:

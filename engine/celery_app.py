@@ -12,11 +12,13 @@ from kombu import Queue
 
 from engine.config import Settings
 from engine.definition import TaskSpec
-from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
+from engine.deliveries import TaskDeliveries
+from engine.dispatch import TaskMessage
+from engine.errors import SiloLimitError
 from engine.instrumentation import HARD_LIMIT_MARGIN, InstrumentedTask
 from engine.metrics import Metrics
-from engine.registry import Registry, StepOptions, TaskOwner
-from engine.silo import SiloMode
+from engine.registry import Registry, StepOptions, TaskOwner, task_queue
+from engine.silo import SiloMode, check_silo
 
 log = structlog.get_logger("statewright.publish")
 
@@ -29,6 +31,7 @@ class StatewrightCelery(Celery):
 
     statewright_silo_mode: SiloMode = SiloMode.MONOLITH
     statewright_metrics: Metrics | None = None
+    statewright_deliveries: TaskDeliveries | None = None
 
 
 def build_celery(settings: Settings, metrics: Metrics) -> StatewrightCelery:
@@ -80,7 +83,7 @@ def register_steps(
     for definition, spec in registry.tasks():
         _register_task(app, definition, spec, run_task, default)
     queues = {s.queue for s in registry.steps()} | {default}
-    queues |= {spec.queue for _, spec in registry.tasks() if spec.queue}
+    queues |= {task_queue(owner, spec, default) for owner, spec in registry.tasks()}
     app.conf.task_queues = [Queue(name) for name in sorted(queues)]
     app.conf.beat_schedule = {
         owner.task_name(spec.name): {"task": owner.task_name(spec.name), "schedule": spec.schedule}
@@ -100,7 +103,7 @@ def _register_task(
     options: dict[str, Any] = {
         "name": definition.task_name(spec.name),
         "base": InstrumentedTask,
-        "task_queue": spec.queue or default,
+        "task_queue": task_queue(definition, spec, default),
         "shared": False,
         "silo_mode": spec.silo_mode if spec.silo_mode is not None else definition.silo_mode,
         **spec.celery_options,
@@ -143,15 +146,15 @@ class CeleryPublisher:
         try:
             with self._app.producer_or_acquire() as producer:
                 for message in messages:
-                    options: dict[str, Any] = {"queue": message.queue} if message.queue else {}
                     self._app.send_task(
                         message.task_name,
                         args=list(message.args),
                         kwargs=message.kwargs,
-                        headers={ENQUEUED_AT_HEADER: time.time()},
+                        headers=message.headers(time.time()),
                         producer=producer,
                         ignore_result=True,
-                        **options,
+                        queue=message.queue or declared_queue(self._app, message.task_name),
+                        retries=message.attempts,
                     )
                     sent += 1
         except Exception as error:  # the broker is down or refused: the rest stay in the outbox
@@ -162,3 +165,28 @@ class CeleryPublisher:
                 pending=len(messages) - sent,
             )
         return sent
+
+
+def declared_queue(app: Celery, task_name: str) -> str:
+    """The queue a task of ``app`` declares (an instrumented task's own or its silo's),
+    else the app's default queue."""
+    task = app.tasks.get(task_name)
+    if isinstance(task, InstrumentedTask):
+        return task.queue_name()
+    return str(app.conf.task_default_queue)
+
+
+def silo_queues(app: Celery, mode: SiloMode) -> list[str]:
+    """The queues a worker in silo ``mode`` consumes: the default queue and those of every
+    task of ``app`` it may run (workflow steps and tasks, and the instrumented tasks this
+    process imported). A monolith consumes them all."""
+    found = {str(app.conf.task_default_queue)}
+    for task in app.tasks.values():
+        if not isinstance(task, InstrumentedTask):
+            continue
+        try:
+            check_silo(task.name, task.silo_mode, mode)
+        except SiloLimitError:
+            continue
+        found.add(task.queue_name())
+    return sorted(found)

@@ -26,7 +26,7 @@ from engine.errors import StatewrightError
 from engine.logs import configure_logging
 from engine.maintenance import MaintenanceLoop
 from engine.observability import setup_sentry
-from engine.progress import follow
+from engine.progress import follow, follow_tasks
 from engine.queries import RunInfo, TransitionInfo
 from engine.stats import prepare_multiprocess_metrics, serve_metrics
 from workflows.relocation.cli import keys_app, relocation_app
@@ -121,18 +121,37 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port.")
     ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues",
+            "-Q",
+            help="Comma-separated queues to consume (default: every queue of this silo).",
+        ),
+    ] = None,
 ) -> None:
-    """Run steps: embedded (no broker configured) or a real Celery worker.
+    """Run steps and tasks: embedded (no broker configured) or a real Celery worker.
+
+    It consumes the queues of its silo (STATEWRIGHT_SILO_MODE): the default queue and
+    those of every step and task allowed there; --queues names them instead.
 
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright worker -c 4
              --metrics-port 9108
     """
+    from engine.celery_app import silo_queues
+
+    chosen = parse_queues(queues)
     settings = Settings.from_env()
     if metrics_port is not None:
         os.environ["STATEWRIGHT_METRICS_PORT"] = str(metrics_port)
     if not settings.embedded:
         if metrics_port is not None:
             prepare_multiprocess_metrics()
+        if not chosen:
+            configure_logging(level=os.environ.get("STATEWRIGHT_LOG_LEVEL", "WARNING"))
+            probe = Engine(settings)
+            chosen = silo_queues(probe.celery, settings.silo_mode)
+            probe.close()
         command = [
             sys.executable,
             "-m",
@@ -146,6 +165,11 @@ def worker(
             pool,
             "--loglevel",
             loglevel,
+            "--queues",
+            ",".join(chosen),
+            # a node name of its own: two workers on one host must not share a control queue
+            "--hostname",
+            f"statewright-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
         ]
@@ -155,11 +179,25 @@ def worker(
     with engine_from_env() as engine:
         if metrics_port is not None:
             serve_metrics(metrics_port, engine.metrics)
-        embedded = EmbeddedWorker(engine)
+        embedded = EmbeddedWorker(engine, queues=chosen or None)
         _stop_on_signals(embedded.stop)
         embedded.start()
-        out.print("embedded worker running; Ctrl-C stops it")
+        out.print(f"embedded worker running on {', '.join(embedded.queues)}; Ctrl-C stops it")
         embedded.wait()
+
+
+def parse_queues(value: str | None) -> list[str]:
+    """``--queues a,b`` as a list; an empty name is refused, naming the value."""
+    if value is None:
+        return []
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise typer.BadParameter(
+            f"{value!r} names an empty queue; give queue names separated by commas, "
+            "e.g. statewright,reports",
+            param_hint="--queues",
+        )
+    return names
 
 
 @app.command()
@@ -546,14 +584,17 @@ def waited_exit_code(info: RunInfo) -> int:
 
 
 def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
-    """Follow a run until it stops, state by state (running the embedded worker if needed)."""
+    """Follow a run until it stops, state by state, then wait for the tasks it dispatched
+    (running the embedded worker meanwhile if needed)."""
     worker = None
     if engine.settings.embedded:
         from engine.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine).start()
     try:
-        return follow(engine, info, err)
+        info = follow(engine, info, err)
+        follow_tasks(engine, info.id, err)
+        return info
     finally:
         if worker is not None:
             worker.stop()

@@ -12,6 +12,8 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from engine.deliveries import TaskDelivery
+
 
 def new_marker() -> int:
     """A random 62-bit value no other writer can come up with."""
@@ -88,7 +90,7 @@ class StepContext:
         commits; nothing is sent if the step fails."""
         assert self._enqueue is not None
         name = task if "." in task else f"{self.workflow}.{task}"
-        self._enqueue(self.session, name, kwargs=kwargs)
+        self._enqueue(self.session, name, kwargs=kwargs, run_id=self.run_id)
 
     @classmethod
     def for_claim(
@@ -115,6 +117,8 @@ class TaskContext:
     """What a ``@task`` receives: transactions, after-commit dispatch, a logger, metrics.
 
     ``workflow`` is the name of the workflow or task group the task belongs to.
+    ``delivery`` is set when the task came through the outbox: its idempotency key and
+    attempt, and ``done(session)`` to commit the task's "done" mark with its last writes.
     """
 
     workflow: str
@@ -125,6 +129,7 @@ class TaskContext:
     _transaction: Callable[[], AbstractContextManager[Session]] = field(repr=False)
     _enqueue: Enqueue = field(repr=False)
     _postgresql: bool = field(default=False, repr=False)
+    delivery: TaskDelivery | None = None
 
     @property
     def is_postgresql(self) -> bool:
@@ -136,6 +141,15 @@ class TaskContext:
         return self._transaction()
 
     def enqueue(self, session: Session, task: str, **kwargs: Any) -> None:
-        """Dispatch ``task`` after ``session`` commits."""
+        """Dispatch ``task`` after ``session`` commits (tied to this task's run, if any)."""
         name = task if "." in task else f"{self.workflow}.{task}"
-        self._enqueue(session, name, kwargs=kwargs)
+        run_id = self.delivery.run_id if self.delivery is not None else None
+        self._enqueue(session, name, kwargs=kwargs, run_id=run_id)
+
+    def done(self, session: Session) -> None:
+        """Mark this task done in ``session``'s transaction: the mark commits with the
+        task's writes, so a copy of its message delivered later does nothing. If a newer
+        delivery took the task over, ``DeliverySuperseded`` rolls the transaction back
+        and ends this one quietly. Without a delivery (a direct call) it does nothing."""
+        if self.delivery is not None:
+            self.delivery.done(session)

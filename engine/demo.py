@@ -20,8 +20,9 @@ from engine.config import Settings
 from engine.diagrams import mermaid
 from engine.embedded import EmbeddedWorker
 from engine.migrate import upgrade
-from engine.progress import follow, state_times
+from engine.progress import follow, follow_tasks, state_times
 from models import Organization, OrganizationMember, Project, ProjectTeam, Team, User
+from models.relocation import RelocationEmail
 from workflows.relocation import Relocation, RelocationConfig, start_relocation
 from workflows.relocation.crypto import generate_keypair, load_public_key
 from workflows.relocation.exporter import export_organizations
@@ -78,6 +79,7 @@ def run_demo(console: Console, *, orgs: int, users: int, workdir: Path) -> int:
     with EmbeddedWorker(engine):
         info = start_relocation(engine, export, owner=OWNER)
         info = follow(engine, info, console)
+        follow_tasks(engine, info.id, console)
     console.print()
     _summary(console, engine, info.id, source_url, workdir)
     engine.close()
@@ -107,4 +109,20 @@ def _summary(console: Console, engine: Engine, run_id: str, source_url: str, wor
         f"run {run_id}: [bold]{info.status}[/bold]"
         + (f" — {info.failure_reason}" if info.failure_reason else "")
     )
-    console.print(f"{len(mails)} emails in {workdir / 'mail'}; diagram: {diagram}")
+    sent, unsent = _email_counts(engine)
+    console.print(
+        f"{sent} emails sent ({len(mails)} in {workdir / 'mail'}), {unsent} not sent; "
+        f"diagram: {diagram}"
+    )
+
+
+def _email_counts(engine: Engine) -> tuple[int, int]:
+    """Emails of the relocation that were sent, and those still unsent."""
+    with engine.db.reads() as session:
+        rows = session.execute(
+            select(RelocationEmail.sent_at.is_not(None), func.count()).group_by(
+                RelocationEmail.sent_at.is_not(None)
+            )
+        ).all()
+    counts = {bool(sent): int(n) for sent, n in rows}
+    return counts.get(True, 0), counts.get(False, 0)

@@ -8,6 +8,11 @@ whose transaction rolls back is
 never sent; a message whose process dies between commit and publish is sent by
 the ``OutboxRelay``. Messages with a future ``not_before`` wait in the outbox
 (durable timers) until the relay finds them due.
+
+A plain task's row (one without a run token) is not deleted when published: it is
+the task's lease (see ``engine.deliveries``). Publishing moves its ``not_before`` a
+dispatch timeout ahead, twice as far for each further copy, so the relay sends it
+again if no worker takes it in time.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import delete, event, inspect
+from sqlalchemy import delete, event, inspect, update
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -37,6 +42,10 @@ _HOOKED = "statewright.outbox.hooked"
 
 #: Header that carries the time a message was published (epoch seconds).
 ENQUEUED_AT_HEADER = "statewright_enqueued_at"
+#: Header that carries a plain task's outbox id: the delivery it belongs to.
+DELIVERY_HEADER = "statewright_delivery"
+#: A message sent again for the sixth time and later waits 64 dispatch timeouts.
+MAX_DOUBLINGS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +58,38 @@ class TaskMessage:
     kwargs: dict[str, Any]
     queue: str | None
     not_before: datetime
+    #: A plain task's message, whose row stays until the task finishes.
+    durable: bool = False
+    #: The row's attempts and sends when it was read (a durable row's publish is fenced on both).
+    attempts: int = 0
+    sends: int = 0
 
     @classmethod
     def from_row(cls, row: OutboxMessage) -> TaskMessage:
         return cls(
-            row.id, row.task_name, tuple(row.args), dict(row.kwargs), row.queue, row.not_before
+            row.id,
+            row.task_name,
+            tuple(row.args),
+            dict(row.kwargs),
+            row.queue,
+            row.not_before,
+            durable=row.token is None,
+            attempts=row.attempts or 0,
+            sends=row.sends or 0,
         )
+
+    def headers(self, published_at: float) -> dict[str, Any]:
+        """The message's headers: when it was published and, for a plain task, its row."""
+        headers: dict[str, Any] = {ENQUEUED_AT_HEADER: published_at}
+        if self.durable:
+            headers[DELIVERY_HEADER] = self.outbox_id
+        return headers
+
+
+def resend_wait(dispatch_timeout: float, sends: int) -> timedelta:
+    """How long a message published ``sends`` times before waits for a worker: one
+    dispatch timeout, twice that for the next copy, and so on up to ``MAX_DOUBLINGS``."""
+    return timedelta(seconds=dispatch_timeout * 2 ** min(sends, MAX_DOUBLINGS))
 
 
 class Publisher(Protocol):
@@ -76,8 +111,10 @@ class Dispatcher:
         publisher: Callable[[], Publisher | None],
         *,
         delete_delay: float = 0.0,
+        dispatch_timeout: float = 600.0,
     ) -> None:
         self._db = db
+        self._dispatch_timeout = dispatch_timeout
         self._clock = clock
         self._metrics = metrics
         self._publisher = publisher
@@ -135,8 +172,13 @@ class Dispatcher:
         session.info.setdefault(_COMMITTED, []).append(message)
 
     def discard_for_run(self, session: Session, run_id: str) -> None:
-        """Delete a run's waiting messages (timers of a token the run no longer has)."""
-        session.execute(delete(OutboxMessage).where(OutboxMessage.run_id == run_id))
+        """Delete a run's waiting step messages (timers of a token the run no longer has);
+        the plain tasks its steps started are still owed their execution."""
+        session.execute(
+            delete(OutboxMessage).where(
+                OutboxMessage.run_id == run_id, OutboxMessage.token.is_not(None)
+            )
+        )
 
     def in_flight(self) -> frozenset[int]:
         """Outbox ids this process is publishing, or has published and not yet deleted
@@ -154,10 +196,13 @@ class Dispatcher:
             self._in_flight.update(ids)
         try:
             sent = self.publish(messages)
-            if sent and self.delete_delay > 0:
-                self._defer_delete(sent)
-            elif sent:
-                self._delete(sent)
+            published = set(sent)
+            self.mark_published([m for m in messages if m.durable and m.outbox_id in published])
+            steps = [m.outbox_id for m in messages if not m.durable and m.outbox_id in published]
+            if steps and self.delete_delay > 0:
+                self._defer_delete(steps)
+            elif steps:
+                self._delete(steps)
             return len(sent)
         except Exception as error:
             log.warning("outbox rows not cleared; the relay will see them", error=repr(error))
@@ -180,6 +225,32 @@ class Dispatcher:
             log.warning("outbox rows not cleared; retrying", error=repr(error))
             return 0
         return len(ids)
+
+    def mark_published(self, messages: Sequence[TaskMessage]) -> None:
+        """Give published plain-task rows their dispatch timeout: sent again if no worker
+        takes them by then. A row a worker took meanwhile is left to its worker."""
+        if not messages:
+            return
+        now = self._clock.now()
+        groups: dict[tuple[int, int], list[int]] = {}
+        for message in messages:
+            groups.setdefault((message.attempts, message.sends), []).append(message.outbox_id)
+        row = OutboxMessage
+        with self._db.engine.begin() as connection:
+            for (attempts, sends), ids in groups.items():
+                connection.execute(
+                    update(row)
+                    .where(
+                        row.id.in_(ids),
+                        row.claimed.is_(False),
+                        row.attempts == attempts,
+                        row.sends == sends,
+                    )
+                    .values(
+                        sends=sends + 1,
+                        not_before=now + resend_wait(self._dispatch_timeout, sends),
+                    )
+                )
 
     def _delete(self, ids: Sequence[int]) -> None:
         with self._db.engine.begin() as connection:

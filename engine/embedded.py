@@ -3,7 +3,8 @@
 With no broker configured, the engine's Celery app uses the in-memory transport.
 This worker consumes it in a thread, while a second thread runs the outbox relay
 and the reaper. Durability comes from the database: on start, every running run
-whose message was lost with the previous process is dispatched again.
+whose message was lost with the previous process is dispatched again, and so is
+every task whose message was.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import structlog
 from celery.worker import WorkController
 
 from engine.api import Engine
+from engine.celery_app import silo_queues
 from engine.errors import StatewrightError
 from engine.maintenance import MaintenanceLoop
-from engine.silo import check_silo
 
 log = structlog.get_logger("statewright.embedded")
 
@@ -38,8 +39,12 @@ class _Controller(WorkController):
 class EmbeddedWorker:
     """Runs an engine's steps in this process until stopped."""
 
-    def __init__(self, engine: Engine, *, interval: float | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, interval: float | None = None, queues: list[str] | None = None
+    ) -> None:
         self.engine = engine
+        #: The queues to consume: by default those of this process's silo.
+        self.queues = queues or silo_queues(engine.celery, engine.settings.silo_mode)
         self._interval = interval or engine.settings.relay_interval
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -53,11 +58,14 @@ class EmbeddedWorker:
         recovered = engine.reaper.recover_all()
         if recovered:
             log.info("dispatched runs again after restart", runs=recovered)
+        tasks = engine.deliveries.recover_all()
+        if tasks:
+            log.info("sending pending tasks again after restart", tasks=tasks)
         self._controller = _Controller(
             app=engine.celery,
             pool="solo",
             concurrency=1,
-            queues=self._queues(),
+            queues=self.queues,
             hostname=f"embedded-{id(self)}@statewright",
             without_heartbeat=True,
             without_mingle=True,
@@ -68,7 +76,7 @@ class EmbeddedWorker:
         if not self._controller.ready.wait(timeout):
             raise StatewrightError(f"the embedded worker did not start within {timeout}s")
         self._spawn(self._loop, "statewright-relay")
-        log.info("embedded worker started", queues=self._queues())
+        log.info("embedded worker started", queues=self.queues)
         return self
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -100,17 +108,6 @@ class EmbeddedWorker:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-    def _queues(self) -> list[str]:
-        mode = self.engine.settings.silo_mode
-        queues = {self.engine.settings.default_queue}
-        for step in self.engine.registry.steps():
-            try:
-                check_silo(step.task_name, step.silo_mode, mode)
-            except StatewrightError:
-                continue
-            queues.add(step.queue)
-        return sorted(queues)
 
     def __enter__(self) -> EmbeddedWorker:
         return self.start()

@@ -38,6 +38,10 @@ class UnknownStateError(StatewrightError):
     """A state that a workflow (no longer) has a step for."""
 
 
+class UnknownTaskError(StatewrightError):
+    """A task name that neither a workflow nor an imported instrumented task has."""
+
+
 class RunNotFoundError(StatewrightError):
     """No run has this id."""
 
@@ -85,5 +89,6 @@ __all__ = [
     "SiloLimitError",
     "StatewrightError",
     "UnknownStateError",
+    "UnknownTaskError",
     "UnknownWorkflowError",
 ]

@@ -7,21 +7,32 @@ around the body and checks silo limits on every way of calling it.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Celery, Task, shared_task
 from celery.canvas import Signature
+from celery.exceptions import Retry
 
+from engine.deliveries import (
+    DeliverySuperseded,
+    TaskDeliveries,
+    TaskDelivery,
+    current_delivery,
+    run_delivery,
+)
+from engine.dispatch import DELIVERY_HEADER
 from engine.hooks import Hook, TaskCall
 from engine.hooks.logging import bind_log_fields, logging_context
 from engine.hooks.queue_time import queue_time
 from engine.hooks.sentry import sentry_scope, tag_scope
 from engine.hooks.timing import timing
 from engine.metrics import Metrics, NullMetrics
-from engine.silo import SiloMode, check_silo, normalize_modes
+from engine.silo import SiloMode, check_silo, normalize_modes, silo_queue
 
 #: Seconds between a task's soft time limit (an exception in the task) and its hard one
 #: (the pool kills the process); leases outlast both.
@@ -73,12 +84,86 @@ class InstrumentedTask(_TaskBase):
         with ExitStack() as stack:
             for hook in self.hooks:
                 stack.enter_context(hook(call))
-            return super().__call__(*args, **kwargs)
+            body = functools.partial(super().__call__, *args, **kwargs)
+            deliveries = process_deliveries(self.app)
+            outbox_id = call.headers.get(DELIVERY_HEADER)
+            if deliveries is None or not isinstance(outbox_id, int):
+                return body()
+            return self._deliver(deliveries, outbox_id, body)
+
+    def _deliver(self, deliveries: TaskDeliveries, outbox_id: int, body: Callable[[], Any]) -> Any:
+        """Run a delivery of a task dispatched through the outbox: claim its row first
+        (a copy of a finished or running delivery is dropped here), settle it after."""
+        attempts = None if self.max_retries is None else self.max_retries + 1
+        delivery = deliveries.claim(
+            outbox_id, self.name, time_limit=self.time_limit, max_attempts=attempts
+        )
+        if delivery is None:
+            return None
+        self.request.retries = delivery.attempt - 1  # Celery's retry limit counts every attempt
+        bind_log_fields(delivery=outbox_id, attempt=delivery.attempt)
+        return run_delivery(deliveries, delivery, body)
+
+    def retry(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        exc: Exception | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's ``retry``; for a delivery through the outbox the next attempt is a
+        durable timer on its row instead of a message with a countdown in the broker."""
+        delivery = current_delivery()
+        if delivery is None or delivery.task_name != self.name:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        return self._retry_delivery(delivery, args, kwargs, exc, throw, eta, countdown, max_retries)
+
+    def _retry_delivery(
+        self,
+        delivery: TaskDelivery,
+        args: Sequence[Any] | None,
+        kwargs: dict[str, Any] | None,
+        exc: Exception | None,
+        throw: bool,
+        eta: datetime | None,
+        countdown: float | None,
+        max_retries: int | None,
+    ) -> Any:
+        if isinstance(exc, DeliverySuperseded):
+            raise exc
+        limit = self.max_retries if max_retries is None else max_retries
+        if limit is not None and self.request.retries + 1 > limit:
+            if exc is not None:
+                raise exc
+            raise self.MaxRetriesExceededError(
+                f"Can't retry {self.name}[{self.request.id}]: {limit} retries spent"
+            )
+        if eta is None and countdown is None:
+            countdown = self.default_retry_delay
+        deliveries = process_deliveries(self.app)
+        assert deliveries is not None
+        deliveries.retry_at(delivery, eta=eta, countdown=countdown, args=args, kwargs=kwargs)
+        when: Any = eta if eta is not None else countdown
+        signal = Retry(exc=exc, when=when, is_eager=self.request.is_eager)
+        if throw:
+            raise signal
+        return signal
+
+    def queue_name(self) -> str:
+        """The queue this task's messages go to: its own, else the default queue of its
+        silo (see ``silo_queue``)."""
+        if self.task_queue is not None:
+            return self.task_queue
+        return silo_queue(str(self.app.conf.task_default_queue), self.silo_mode)
 
     def apply_async(self, *args: Any, **kwargs: Any) -> Any:
         self.check_silo()
-        if self.task_queue is not None and not kwargs.get("queue"):
-            kwargs["queue"] = self.task_queue
+        if not kwargs.get("queue"):
+            kwargs["queue"] = self.queue_name()
         return super().apply_async(*args, **kwargs)
 
     def apply(self, *args: Any, **kwargs: Any) -> Any:
@@ -140,6 +225,12 @@ def process_silo_mode(app: Celery) -> SiloMode:
     if isinstance(mode, SiloMode):
         return mode
     return SiloMode.parse(os.environ.get("STATEWRIGHT_SILO_MODE", "monolith"))
+
+
+def process_deliveries(app: Celery) -> TaskDeliveries | None:
+    """The engine's delivery tracker of ``app`` (``None`` for an app no engine built)."""
+    deliveries = getattr(app, "statewright_deliveries", None)
+    return deliveries if isinstance(deliveries, TaskDeliveries) else None
 
 
 def process_metrics(app: Celery) -> Metrics:

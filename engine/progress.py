@@ -12,7 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.api import Engine
+from engine.deliveries import PendingTask
 from engine.queries import RunInfo, TransitionInfo
+
+#: How long a command that waited for a run then waits for the tasks it dispatched.
+TASK_WAIT = 600.0
 
 
 def state_times(history: list[TransitionInfo], now: datetime) -> dict[str, timedelta]:
@@ -71,3 +75,45 @@ def follow(engine: Engine, info: RunInfo, console: Console, *, interval: float =
             info = engine.get(info.id)
             live.update(Group(render(engine, info)))
     return info
+
+
+def describe_pending(pending: list[PendingTask]) -> str:
+    """``relocation.send_emails x2 (1 running, attempt 2)``-style summary, by task name."""
+    names: dict[str, list[PendingTask]] = {}
+    for task in pending:
+        names.setdefault(task.task_name, []).append(task)
+    parts = []
+    for name, tasks in names.items():
+        running = sum(1 for t in tasks if t.running)
+        attempts = max(t.attempts for t in tasks)
+        notes = [f"{running} running"] if running else []
+        notes += [f"attempt {attempts}"] if attempts > 1 else []
+        parts.append(f"{name} x{len(tasks)}" + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(parts)
+
+
+def follow_tasks(
+    engine: Engine, run_id: str, console: Console, *, timeout: float = TASK_WAIT
+) -> list[PendingTask]:
+    """Wait (at most ``timeout`` seconds, showing what is left) for the tasks the run
+    dispatched; say plainly what is still queued if some are. Returns those."""
+    if not engine.pending_tasks(run_id):
+        return []
+    started = time.monotonic()
+    with Live(Text(""), console=console, refresh_per_second=4, transient=True) as live:
+
+        def show(pending: list[PendingTask]) -> None:
+            waited = time.monotonic() - started
+            line = f"waiting for the run's tasks ({waited:.0f}s): {describe_pending(pending)}"
+            live.update(Group(Spinner("dots", text=line)))
+
+        pending = engine.wait_for_tasks(run_id, timeout=timeout, progress=show)
+    if pending:
+        console.print(
+            f"still queued after {timeout:.0f}s: {describe_pending(pending)}; "
+            "a running `statewright worker` will finish them"
+        )
+    else:
+        waited = time.monotonic() - started
+        console.print(f"every task the run dispatched has finished (waited {waited:.1f}s)")
+    return pending

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine.clock import Clock
 from engine.dbtime import judged_now
+from engine.dispatch import MAX_DOUBLINGS
 from engine.metrics import Metrics
 from engine.persistence import Database
 from engine.recorder import RunRecorder
@@ -116,10 +117,6 @@ class Reaper:
             self._recorder.redeliver(session, run, now=now, backoff=backoff)
         self._metrics.incr("reaper.redispatched", tags={"workflow": run.workflow})
         log.warning("step dispatched again", run=run.id, state=run.state, **detail)
-
-
-#: A message sent again for the sixth time and later waits 64 dispatch timeouts.
-MAX_DOUBLINGS = 6
 
 
 def _copies_sent(session: Session, run: WorkflowRun) -> int:

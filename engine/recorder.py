@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from engine.config import Settings
 from engine.context import Claim
 from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
-from engine.registry import Registry
+from engine.registry import Registry, task_queue
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
 
@@ -53,12 +54,19 @@ class RunRecorder:
     """Applies moves to locked runs and records each one in the history."""
 
     def __init__(
-        self, registry: Registry, dispatcher: Dispatcher, settings: Settings, metrics: Metrics
+        self,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        metrics: Metrics,
+        queue_of: Callable[[str], str] | None = None,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
         self._settings = settings
         self._metrics = metrics
+        #: The queue of a task that is not a workflow's (raises for an unknown task).
+        self._queue_of = queue_of
 
     def history(
         self,
@@ -90,12 +98,24 @@ class RunRecorder:
         )
         return run.history_len
 
-    def enqueue(self, session: Session, task_name: str, *, kwargs: dict[str, Any]) -> None:
-        """Dispatch a workflow task after ``session`` commits, on its own queue."""
-        owner, _, name = task_name.partition(".")
-        spec = self._registry.task_owner(owner).tasks.get(name)
-        queue = (spec.queue if spec else None) or self._settings.default_queue
-        self._dispatcher.enqueue(session, task_name, kwargs=kwargs, queue=queue)
+    def enqueue(
+        self,
+        session: Session,
+        task_name: str,
+        *,
+        kwargs: dict[str, Any],
+        run_id: str | None = None,
+    ) -> None:
+        """Dispatch a task after ``session`` commits, on its own queue; its outbox row
+        stays until the task finishes (see ``engine.deliveries``)."""
+        found = self._registry.task_spec(task_name)
+        if found is not None:
+            queue = task_queue(*found, self._settings.default_queue)
+        elif self._queue_of is not None:
+            queue = self._queue_of(task_name)
+        else:
+            queue = self._settings.default_queue
+        self._dispatcher.enqueue(session, task_name, kwargs=kwargs, queue=queue, run_id=run_id)
 
     def dispatch(
         self,
@@ -296,7 +316,9 @@ class RunRecorder:
         self.finish(session, run, "failed", now=now, reason=reason, detail=detail)
         failure_task = self._registry.get(run.workflow).failure_task
         if failure_task is not None:
-            self.enqueue(session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id})
+            self.enqueue(
+                session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id}, run_id=run.id
+            )
 
     def halt(
         self,
@@ -488,7 +510,7 @@ def _advance_in_one_statement(terminal: bool, claim_next: bool = False) -> Selec
     if terminal:
         follow = (
             delete(OutboxMessage)
-            .where(OutboxMessage.run_id == bindparam("a_run_id"))
+            .where(OutboxMessage.run_id == bindparam("a_run_id"), OutboxMessage.token.is_not(None))
             .returning(OutboxMessage.id)
             .cte("discarded")
         )

@@ -29,7 +29,7 @@ from engine.errors import (
     UnknownWorkflowError,
 )
 from engine.retry import RetryPolicy
-from engine.silo import SiloMode
+from engine.silo import SiloMode, silo_queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ def resolve_step(definition: Definition, state: str, settings: Settings) -> Step
     """The options of ``state``: its own, else the workflow's, else the engine's."""
     spec = definition.steps[state]
     base = definition.defaults
+    silo_mode = spec.silo_mode if spec.silo_mode is not None else base.silo_mode
     return StepOptions(
         workflow=definition.name,
         state=state,
@@ -60,8 +61,8 @@ def resolve_step(definition: Definition, state: str, settings: Settings) -> Step
         handler=spec.handler,
         retry=_first(spec.retry, base.retry, settings.default_retry),
         time_limit=_first(spec.time_limit, base.time_limit, settings.default_time_limit),
-        queue=_first(spec.queue, base.queue, settings.default_queue),
-        silo_mode=spec.silo_mode if spec.silo_mode is not None else base.silo_mode,
+        queue=_first(spec.queue, base.queue, silo_queue(settings.default_queue, silo_mode)),
+        silo_mode=silo_mode,
         reason=spec.reason or f"The {definition.name} run failed while {state.replace('_', ' ')}",
         poll_limit=spec.poll_limit,
         poll_deadline=spec.poll_deadline,
@@ -69,6 +70,12 @@ def resolve_step(definition: Definition, state: str, settings: Settings) -> Step
 
 
 T = TypeVar("T")
+
+
+def task_queue(owner: TaskOwner, spec: TaskSpec, default: str) -> str:
+    """A workflow task's queue: its own, else the default queue of its silo."""
+    modes = spec.silo_mode if spec.silo_mode is not None else owner.silo_mode
+    return spec.queue or silo_queue(default, modes)
 
 
 def _first(*choices: T | None) -> T:
@@ -132,6 +139,13 @@ class Registry:
         """Every task of a workflow or task group, with its owner."""
         owners: list[TaskOwner] = [*self.definitions.values(), *self.groups.values()]
         return [(owner, spec) for owner in owners for spec in owner.tasks.values()]
+
+    def task_spec(self, task_name: str) -> tuple[TaskOwner, TaskSpec] | None:
+        """The workflow task named ``<owner>.<task>`` with its owner, or ``None``."""
+        owner_name, _, name = task_name.partition(".")
+        owner = self.definitions.get(owner_name) or self.groups.get(owner_name)
+        spec = owner.tasks.get(name) if owner is not None else None
+        return None if owner is None or spec is None else (owner, spec)
 
     def task_owner(self, name: str) -> TaskOwner:
         """The workflow or task group named ``name``."""

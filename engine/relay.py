@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 
 from engine.clock import Clock
 from engine.dbtime import judged_now
-from engine.dispatch import Dispatcher, TaskMessage
+from engine.dispatch import Dispatcher, TaskMessage, resend_wait
 from engine.metrics import Metrics
 from engine.persistence import Database
 from models.engine import OutboxMessage
@@ -35,6 +35,7 @@ class OutboxRelay:
         *,
         batch: int = 500,
         grace: timedelta = timedelta(0),
+        dispatch_timeout: float = 600.0,
     ) -> None:
         self._db = db
         self._dispatcher = dispatcher
@@ -42,6 +43,7 @@ class OutboxRelay:
         self._metrics = metrics
         self._batch = batch
         self._grace = grace
+        self._dispatch_timeout = dispatch_timeout
 
     def run_once(self) -> int:
         """Send one batch of due rows; returns how many were sent."""
@@ -64,7 +66,13 @@ class OutboxRelay:
             published = self._dispatcher.publish(messages)
             if not published:
                 return 0
-            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(published)))
+            sent_ids = set(published)
+            steps = [r.id for r in rows if r.id in sent_ids and r.token is not None]
+            if steps:
+                session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(steps)))
+            for row in rows:
+                if row.id in sent_ids and row.token is None:
+                    self._resent(row, now)
         sent = len(published)
         if sent:
             self._metrics.incr("relay.sent", sent)
@@ -72,6 +80,23 @@ class OutboxRelay:
             self._metrics.timing("outbox.lag", lag * 1000)
             log.debug("relay sent messages", count=sent)
         return sent
+
+    def _resent(self, row: OutboxMessage, now: datetime) -> None:
+        """A plain task's row was published (again): it waits its dispatch timeout for a
+        worker, and a worker that held it and outlived its lease has lost it."""
+        if row.claimed or row.sends:
+            why = "worker lost" if row.claimed else "no worker took it"
+            self._metrics.incr("task.redelivered", tags={"task": row.task_name})
+            log.warning(
+                "task sent again",
+                task=row.task_name,
+                outbox_id=row.id,
+                attempts=row.attempts,
+                reason=why,
+            )
+        row.not_before = now + resend_wait(self._dispatch_timeout, row.sends)
+        row.sends += 1
+        row.claimed = False
 
     def drain(self) -> int:
         """Send batches until none is due; returns the total sent."""

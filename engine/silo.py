@@ -48,3 +48,13 @@ def check_silo(task_name: str, allowed: frozenset[SiloMode] | None, current: Sil
         f"task {task_name!r} may run only in silo mode {names}; this process runs in "
         f"{current.value!r} (set by Settings.silo_mode / STATEWRIGHT_SILO_MODE)"
     )
+
+
+def silo_queue(default: str, modes: frozenset[SiloMode] | None) -> str:
+    """The queue of a task that names none: ``<default>.<mode>`` for a task limited to
+    one silo (control or region), so only that silo's workers consume it; ``default``
+    for a task that may run anywhere."""
+    if modes is None or len(modes) != 1:
+        return default
+    (mode,) = modes
+    return default if mode is SiloMode.MONOLITH else f"{default}.{mode.value}"

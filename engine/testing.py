@@ -15,14 +15,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from celery.exceptions import Retry
 from sqlalchemy import func, select
 
 from engine.api import Engine
 from engine.clock import VirtualClock
 from engine.context import Claim
-from engine.dispatch import ENQUEUED_AT_HEADER, TaskMessage
+from engine.dispatch import TaskMessage
 from engine.queries import RunInfo
 from engine.registry import StepOptions
 from models.engine import WorkflowRun
@@ -102,9 +102,11 @@ class WorkflowHarness:
         """Run one message through its Celery task, as a worker would."""
         self.deliveries.append(Delivery(message, self.clock.now()))
         task = self.engine.celery.tasks[message.task_name]
-        result = task.apply(args=message.args, kwargs=message.kwargs, headers=_headers())
-        if isinstance(result.result, BaseException):
-            raise result.result
+        result = task.apply(
+            args=message.args, kwargs=message.kwargs, headers=message.headers(time.time())
+        )
+        if isinstance(result.result, BaseException) and not isinstance(result.result, Retry):
+            raise result.result  # a retry is a durable timer in the outbox, like a worker's
 
     def step(self) -> TaskMessage | None:
         """Run the next message, moving time forward if nothing is due; ``None`` when idle."""
@@ -192,10 +194,6 @@ class ClaimedStep:
         """Run the handler and complete the step, as the worker would have."""
         self.engine.executor.execute(self.step, self.claim)
         return self.engine.get(self.claim.run_id)
-
-
-def _headers() -> Any:
-    return {ENQUEUED_AT_HEADER: time.time()}
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -106,7 +107,10 @@ class WorkflowTransition(Base):
 class OutboxMessage(Base):
     """A task message written in the transaction that emits it, sent after commit.
 
-    A row is deleted once the broker has it: the outbox is a queue, the history is the log.
+    A step's row (one with a ``token``) is deleted once the broker has it: its run's
+    lease covers the message from then on. A plain task's row (no ``token``) is its
+    lease: it stays until the task finishes or gives up, and is sent again when its
+    ``not_before`` passes (a dispatch timeout, a retry's time, or a worker's lease).
     """
 
     __tablename__ = "workflow_outbox"
@@ -121,6 +125,12 @@ class OutboxMessage(Base):
     token: Mapped[int | None] = mapped_column(Integer)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: A plain task's deliveries taken by a worker so far (its attempts).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Times the current attempt's message was published without a worker taking it.
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Whether a worker holds the current attempt (``not_before`` is then its lease).
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         # relay: rows whose time has come, oldest first

@@ -43,7 +43,8 @@ def test_rolled_back_savepoint_keeps_the_outer_messages(
         engine.dispatcher.enqueue(session, "plain.inner", kwargs={})
         nested.rollback()
     assert [m.task_name for m in harness.queue.published] == ["plain.outer"]
-    assert outbox(engine) == []
+    # a plain task's row stays as its lease, published once, until the task finishes
+    assert [(row.task_name, row.sends) for row in outbox(engine)] == [("plain.outer", 1)]
 
 
 class FailsAfter(LocalQueue):
@@ -62,14 +63,20 @@ class FailsAfter(LocalQueue):
 def test_partial_publish_keeps_only_the_unsent_rows(
     engine: Engine, metrics: InMemoryMetrics
 ) -> None:
-    """When the broker fails midway, sent rows are deleted and unsent ones stay for the relay."""
+    """When the broker fails midway, sent rows wait their dispatch timeout and unsent ones
+    are due for the relay at once."""
     broker = FailsAfter(2)
     engine.publisher = broker
     with engine.db.transaction() as session:
         for n in range(4):
             engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": n})
     assert [m.kwargs["n"] for m in broker.published] == [0, 1]
-    assert [row.kwargs["n"] for row in outbox(engine)] == [2, 3]
+    assert [(row.kwargs["n"], row.sends) for row in outbox(engine)] == [
+        (0, 1),
+        (1, 1),
+        (2, 0),
+        (3, 0),
+    ]
     assert metrics.total("outbox.publish_failed") == 2
     broker.limit = 10
     engine.clock.advance(1)  # type: ignore[attr-defined]
@@ -82,7 +89,7 @@ def test_outbox_ids_are_never_reused(engine: Engine, harness: WorkflowHarness) -
     seen = []
     for n in range(3):
         with engine.db.transaction() as session:
-            row = engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": n})
+            row = engine.dispatcher.enqueue(session, "plain.step", kwargs={"n": n}, token=1)
             session.flush()
             seen.append(row.id)
         assert outbox(engine) == []
@@ -143,12 +150,12 @@ def test_a_message_sent_again_waits_twice_as_long_each_time(
 def test_deferred_deletes_keep_rows_from_the_relay_until_swept(
     engine: Engine, harness: WorkflowHarness
 ) -> None:
-    """With a delete delay, published rows stay in the outbox, the relay skips them, and
-    the sweeper deletes them together."""
+    """With a delete delay, published step rows stay in the outbox, the relay skips them,
+    and the sweeper deletes them together."""
     engine.dispatcher.delete_delay = 60.0  # the sweeper sleeps: only flush_deletes clears
     with engine.db.sessions() as session, session.begin():
         for n in range(3):
-            engine.dispatcher.enqueue(session, "plain.task", kwargs={"n": n})
+            engine.dispatcher.enqueue(session, "plain.step", kwargs={"n": n}, token=1)
     assert len(harness.queue.published) == 3
     rows = outbox(engine)
     assert len(rows) == 3
@@ -165,7 +172,7 @@ def test_deferred_deletes_are_retried_when_the_database_refuses(
     """A failed batch delete keeps its ids for the next sweep instead of forgetting them."""
     engine.dispatcher.delete_delay = 60.0
     with engine.db.sessions() as session, session.begin():
-        engine.dispatcher.enqueue(session, "plain.task", kwargs={})
+        engine.dispatcher.enqueue(session, "plain.step", kwargs={}, token=1)
     original = engine.dispatcher._delete
 
     def refuse(ids: Sequence[int]) -> None:

@@ -24,6 +24,8 @@ class Cluster(ProcessGroup):
     """Workers and a relay sharing one database and broker with the test's engine."""
 
     engine: Engine = field(kw_only=True)
+    #: Other engines a test built against this cluster, closed with it.
+    owned: list[Engine] = field(default_factory=list, kw_only=True)
 
     def worker(self, concurrency: int = 2) -> Process:
         return self.celery_worker("engine.worker_app", ready="ready.", concurrency=concurrency)
@@ -108,6 +110,8 @@ def make_cluster(pg_url: str, tmp_path: Path) -> Iterator[ClusterFactory]:
     for cluster in clusters:
         cluster.stop()
         cluster.engine.close()
+        for engine in cluster.owned:
+            engine.close()
 
 
 # the relocation fixtures are shared with the real-worker relocation test

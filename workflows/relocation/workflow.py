@@ -229,6 +229,7 @@ class Relocation(Workflow):
                     finished_at=tc.now,
                 )
             )
+            tc.done(session)  # the result and the task's done mark commit together
         tc.log.info("sandbox validation finished", findings=len(findings))
 
     @task(autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
@@ -245,6 +246,7 @@ class Relocation(Workflow):
                     tc.now,
                     lock=lock,
                 ):
+                    tc.done(session)
                     return
 
     @task()
@@ -266,6 +268,7 @@ class Relocation(Workflow):
                 reason=run.failure_reason or "unknown",
             )
             tc.enqueue(session, "send_emails", relocation_id=relocation.id)
+            tc.done(session)  # the email, its sending task and the done mark commit together
 
     # -- reading the export --------------------------------------------------------
 

@@ -158,6 +158,7 @@ class WeeklyReports(TaskGroup):
                     organization_id=organization_id,
                     report_date=report_date,
                 )
+            tc.done(session)  # the deliveries, their sending task and the done mark at once
 
     @task(**RETRY)
     def deliver_reports(self, tc: TaskContext, organization_id: int, report_date: str) -> None:
@@ -174,6 +175,7 @@ class WeeklyReports(TaskGroup):
                     tc.now,
                     lock=tc.is_postgresql,
                 ):
+                    tc.done(session)
                     return
             tc.metrics.incr("reports.delivered", 1, {"task": "deliver_reports"})
 

@@ -1,6 +1,6 @@
 """claim marker: a worker recognises its own in-process claim of a run's next step
 
-Revision ID: h3_protocol_edges
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 02:00:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "h3_protocol_edges"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
