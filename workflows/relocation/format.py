@@ -30,6 +30,7 @@ from workflows.relocation.crypto import (
     encrypt_stream,
     is_encrypted,
 )
+from workflows.relocation.mail import address_problem
 from workflows.relocation.strings import StringTooLongError, refuse_long_strings
 
 FORMAT = "statewright.relocation"
@@ -88,10 +89,10 @@ def _slug(value: Any) -> str | None:
 
 
 def _email(value: Any) -> str | None:
-    local, at, domain = value.rpartition("@")
     # printable excludes every whitespace character but the ASCII space
-    plain = value.isprintable() and " " not in value
-    return None if at and local and domain and plain else "must be an email address"
+    if not value.isprintable() or " " in value:
+        return "must be an email address"
+    return address_problem(value)
 
 
 def _role(value: Any) -> str | None:
