@@ -19,8 +19,11 @@ from urllib.parse import urlsplit
 from engine.errors import ConfigurationError
 
 
-class UndeliverableError(Exception):
-    """A message that can never be delivered as it is; the message says why, for people."""
+class UndeliverableError(OSError):
+    """A message that can never be delivered as it is; the message says why, for people.
+
+    An ``OSError``, like the SMTP errors it stands for, so a sender that treats every
+    mail error alike still does."""
 
 
 def address_problem(value: str) -> str | None:
