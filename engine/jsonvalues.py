@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from engine.errors import InvalidParamsError
 
 MAX_BYTES = 64 * 1024
+#: How deep lists and objects may nest: deep enough for any real document, shallow
+#: enough that no reader (ours, the JSON encoder, a database's) runs out of stack.
+MAX_DEPTH = 64
+#: Integers must fit in 128 bits (a UUID as a number); larger ones cannot be printed cheaply.
+MAX_INT_BITS = 128
 
 
 def json_size(value: object) -> int:
@@ -23,7 +29,7 @@ def check_json_object(value: object, what: str, *, max_bytes: int = MAX_BYTES) -
         raise InvalidParamsError(
             f"{what} must be a JSON object (a dict); got {type(value).__name__}"
         )
-    _check(value, what)
+    _check(value, what, 0)
     size = json_size(value)
     if size > max_bytes:
         raise InvalidParamsError(
@@ -50,32 +56,72 @@ def is_run_id(value: object) -> bool:
     return isinstance(value, str) and len(value) == 32 and all(c in _HEX for c in value)
 
 
-def _check(value: object, path: str) -> None:
+def canonical(value: object) -> object:
+    """``value`` with every number as an exact decimal: equal JSON is equal whichever way a
+    database gave it back (PostgreSQL's JSONB returns ``1e23`` as the integer 10**23)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return Decimal(repr(value)).normalize()
+    if isinstance(value, list | tuple):
+        return [canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    return value
+
+
+def _check(value: object, path: str, depth: int) -> None:
     if isinstance(value, str):
-        if not is_unicode(value):
-            raise InvalidParamsError(
-                f"{path} holds text that is not valid Unicode (a lone surrogate)"
-            )
+        _check_text(value, path)
         return
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            raise InvalidParamsError(
+                f"{path} is an integer of {value.bit_length()} bits; integers must fit in "
+                f"{MAX_INT_BITS} bits (pass larger numbers as strings)"
+            )
         return
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise InvalidParamsError(f"{path} is {value!r}, which JSON cannot represent")
         return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidParamsError(
-                    f"{path} has key {key!r} of type {type(key).__name__}; JSON keys are strings"
-                )
-            _check(item, f"{path}[{key!r}]")
+    if isinstance(value, list | tuple | dict):
+        _check_container(value, path, depth + 1)
         return
     raise InvalidParamsError(
         f"{path} is a {type(value).__name__} ({value!r:.60}), which is not JSON; allowed: "
         "str, int, float, bool, None, list, dict"
     )
+
+
+def _check_container(
+    value: list[Any] | tuple[Any, ...] | dict[Any, Any], path: str, depth: int
+) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidParamsError(
+            f"{path[:120]} nests lists and objects more than {MAX_DEPTH} levels deep; "
+            f"the depth limit is {MAX_DEPTH}"
+        )
+    if not isinstance(value, dict):
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth)
+        return
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidParamsError(
+                f"{path} has key {key!r} of type {type(key).__name__}; JSON keys are strings"
+            )
+        _check_text(key, f"{path} key {key!r:.60}")
+        _check(item, f"{path}[{key!r}]", depth)
+
+
+def _check_text(text: str, path: str) -> None:
+    if not is_unicode(text):
+        raise InvalidParamsError(f"{path} holds text that is not valid Unicode (a lone surrogate)")
+    if "\x00" in text:
+        raise InvalidParamsError(
+            f"{path} contains a NUL character (\\u0000), which cannot be stored; "
+            "remove it or encode the value (e.g. base64)"
+        )

@@ -7,6 +7,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
 
 from engine.config import Settings
+from engine.redaction import redact_sentry_event
 
 
 def setup_sentry(settings: Settings) -> bool:
@@ -17,5 +18,6 @@ def setup_sentry(settings: Settings) -> bool:
         dsn=settings.sentry_dsn,
         integrations=[CeleryIntegration(), SqlalchemyIntegration()],
         traces_sample_rate=0.0,
+        before_send=redact_sentry_event,
     )
     return True

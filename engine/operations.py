@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine.clock import Clock
 from engine.definition import Definition
 from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
-from engine.jsonvalues import MAX_BYTES, check_json_object, is_unicode, json_size
+from engine.jsonvalues import MAX_BYTES, canonical, check_json_object, is_unicode, json_size
 from engine.persistence import Database, require_run
 from engine.queries import FINISHED, RunInfo
 from engine.recorder import RunRecorder
@@ -303,7 +303,7 @@ def _by_key(session: Session, workflow: str, key: str | None) -> WorkflowRun | N
 
 
 def _same_start(existing: WorkflowRun, params: dict[str, Any]) -> RunInfo:
-    if existing.params != params:
+    if canonical(existing.params) != canonical(params):
         raise IdempotencyConflictError(
             f"idempotency key {existing.idempotency_key!r} already started run {existing.id} "
             "with different params; use a new key for different params"

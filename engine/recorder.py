@@ -33,6 +33,7 @@ from engine.config import Settings
 from engine.context import Claim
 from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
+from engine.redaction import redact_text, redact_value
 from engine.registry import Registry, task_queue
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
@@ -93,7 +94,7 @@ class RunRecorder:
                 token=run.token,
                 at=now,
                 duration_ms=duration_ms,
-                detail=detail,
+                detail=redact_value("detail", detail) if detail else detail,
             )
         )
         return run.history_len
@@ -357,8 +358,8 @@ class RunRecorder:
             self._metrics.incr("run.paused", tags={"workflow": run.workflow})
             return
         run.pause_at = None
-        run.failure_reason = reason
-        run.failure_detail = detail
+        run.failure_reason = redact_text(reason) if reason else reason
+        run.failure_detail = redact_value("failure_detail", detail) if detail else detail
         run.finished_at = now
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
 

@@ -15,6 +15,7 @@ from typing import Any
 from engine.definition import Definition
 from engine.errors import InvalidParamsError, StatewrightError
 from engine.queries import RunInfo, TransitionInfo
+from engine.redaction import redact_value
 
 FORMAT = "statewright.history"
 VERSION = 1
@@ -81,7 +82,8 @@ class ReplayDivergenceError(StatewrightError):
 
 
 def export_history(run: RunInfo, history: Iterable[TransitionInfo]) -> dict[str, Any]:
-    """A run's history as a JSON document that ``load_history`` and replay read."""
+    """A run's history as a JSON document that ``load_history`` and replay read; each
+    row's detail (the error of a retry or failure, a signal's data) is redacted."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -97,6 +99,7 @@ def export_history(run: RunInfo, history: Iterable[TransitionInfo]) -> dict[str,
                 "to": h.to_state,
                 "attempt": h.attempt,
                 "at": h.at.isoformat(),
+                **({"detail": redact_value("detail", h.detail)} if h.detail else {}),
             }
             for h in history
         ],

@@ -86,7 +86,9 @@ class RelocationValidationAttempt(Base):
 class RelocationEmail(Base):
     """An email of a relocation: written once (the unique key), sent by a task after commit.
 
-    ``sent_at`` stays empty until the mail server has accepted it.
+    ``sent_at`` stays empty until the mail server has accepted it; an email the server
+    refuses for good (or that fails ``MAX_EMAIL_ATTEMPTS`` times) gets ``undeliverable_at``
+    and the server's reason instead, so it never holds up the others.
     """
 
     __tablename__ = "relocation_emails"
@@ -101,5 +103,8 @@ class RelocationEmail(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    undeliverable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    undeliverable_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("relocation_id", "kind", "recipient"),)

@@ -6,6 +6,7 @@ worker and nothing is imported.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -156,10 +157,16 @@ def tampered_ciphertexts(draw: st.DrawFn, keys: Keys) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data) - 1))])
 
 
-def read_all(data: bytes, keys: Keys) -> list[Any]:
+@functools.cache
+def private_key(path: Path) -> Any:
+    """Loaded once: checking an RSA key takes a noticeable fraction of a second."""
     from workflows.relocation.crypto import load_private_key
 
-    return list(read_records(data, load_private_key(keys.private.read_bytes()), LIMITS))
+    return load_private_key(path.read_bytes())
+
+
+def read_all(data: bytes, keys: Keys) -> list[Any]:
+    return list(read_records(data, private_key(keys.private), LIMITS))
 
 
 @settings(

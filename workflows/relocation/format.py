@@ -30,6 +30,8 @@ from workflows.relocation.crypto import (
     encrypt_stream,
     is_encrypted,
 )
+from workflows.relocation.mail import address_problem
+from workflows.relocation.strings import StringTooLongError, refuse_long_strings
 
 FORMAT = "statewright.relocation"
 VERSION = 1
@@ -53,6 +55,13 @@ class Limits:
     max_users: int = 50_000
     max_string: int = 1000
     max_source_bytes: int = 4096
+
+    @property
+    def max_string_bytes(self) -> int:
+        """The longest string the reader accepts, in raw bytes: room for the longest
+        allowed text written entirely as ``\\uXXXX`` escapes (12 bytes for a character
+        outside the BMP, 6 for one byte of UTF-8)."""
+        return max(12 * self.max_string, 6 * self.max_source_bytes)
 
     def for_checked_copy(self) -> Limits:
         """Limits for reading our own re-written copy of an export that passed these: the
@@ -80,10 +89,10 @@ def _slug(value: Any) -> str | None:
 
 
 def _email(value: Any) -> str | None:
-    local, at, domain = value.rpartition("@")
     # printable excludes every whitespace character but the ASCII space
-    plain = value.isprintable() and " " not in value
-    return None if at and local and domain and plain else "must be an email address"
+    if not value.isprintable() or " " in value:
+        return "must be an email address"
+    return address_problem(value)
 
 
 def _role(value: Any) -> str | None:
@@ -143,7 +152,19 @@ def plaintext(
         chunks: Iterable[bytes] = decrypt_chunks(data, private_key)
     else:
         chunks = [data]
-    return _bounded(_maybe_gunzip(iter(chunks)), limits.max_decompressed_bytes)
+    expanded = _bounded(_maybe_gunzip(iter(chunks)), limits.max_decompressed_bytes)
+    return _strings_within(expanded, limits)
+
+
+def _strings_within(chunks: Iterator[bytes], limits: Limits) -> Iterator[bytes]:
+    try:
+        yield from refuse_long_strings(chunks, limits.max_string_bytes)
+    except StringTooLongError as error:
+        raise ExportError(
+            f"The export has a string longer than {error.limit:,} bytes (near byte "
+            f"{error.offset:,} of the document); text fields may be at most "
+            f"{limits.max_string:,} characters"
+        ) from None
 
 
 def _maybe_gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -347,6 +368,12 @@ def _source(events: Iterator[tuple[str, Any]], limits: Limits) -> dict[str, str]
         event, value = next(events)
         if event != "string":
             raise ExportError(f"The export's source.{str(key)[:40]} must be a string")
+        for text in (key, value):
+            if not is_unicode(text) or _CONTROL.search(text):
+                raise ExportError(
+                    f"The export's source.{key[:40]!r} has control characters (such as NUL) "
+                    "or broken Unicode in its name or value"
+                )
         size += len(key.encode("utf-8", "replace")) + len(value.encode("utf-8", "replace"))
         if size > limits.max_source_bytes:
             raise ExportError(f"The export's 'source' is over {limits.max_source_bytes} bytes")

@@ -1,16 +1,50 @@
-"""Email backends: console (the default), a directory of .eml files, or SMTP."""
+"""Email backends: console (the default), a directory of .eml files, or SMTP.
+
+A backend raises ``UndeliverableError`` when a message can never be delivered as it is
+(the server refused it for good), and any other error when trying again may help.
+"""
 
 from __future__ import annotations
 
 import smtplib
 import sys
+from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.message import EmailMessage
+from email.policy import SMTPUTF8
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigurationError
+
+
+class UndeliverableError(OSError):
+    """A message that can never be delivered as it is; the message says why, for people.
+
+    An ``OSError``, like the SMTP errors it stands for, so a sender that treats every
+    mail error alike still does."""
+
+
+def address_problem(value: str) -> str | None:
+    """Why ``value`` is not exactly one email address, or ``None`` when it is one.
+
+    Non-ASCII is allowed where the email package allows it (a UTF-8 local part or
+    domain, sent with SMTPUTF8); lists, groups, display names and comments are not.
+    """
+    try:
+        header = SMTPUTF8.header_factory("To", value)
+    except (HeaderParseError, IndexError, ValueError):  # the parser raises on some input
+        return "must be an email address"
+    addresses = header.addresses
+    if len(addresses) > 1:
+        return f"must be exactly one email address, not a list of {len(addresses)}"
+    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    if len(addresses) != 1 or defects or "@" not in value:
+        return "must be an email address"
+    if addresses[0].addr_spec != value:
+        return "must be a bare email address (no name, comment or angle brackets)"
+    return None
 
 
 def compose(sender: str, recipient: str, subject: str, body: str, *, key: str) -> EmailMessage:
@@ -46,7 +80,7 @@ class FileBackend:
     def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["Message-ID"]).strip("<>").replace("@", "_").replace("/", "_")
-        (self.directory / f"{name}.eml").write_bytes(bytes(message))
+        (self.directory / f"{name}.eml").write_bytes(message.as_bytes(policy=SMTPUTF8))
 
 
 class SmtpBackend:
@@ -58,8 +92,27 @@ class SmtpBackend:
         self.timeout = timeout
 
     def send(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as client:
-            client.send_message(message)
+        """Send ``message``; SMTPUTF8 is used when an address needs it and the server offers
+        it, and a server that does not is a permanent refusal of that message alone."""
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as client:
+                client.send_message(message)
+        except smtplib.SMTPNotSupportedError as error:
+            raise UndeliverableError(f"the mail server refused it: {error}") from error
+        except smtplib.SMTPRecipientsRefused as error:
+            refusals = list(error.recipients.values())
+            if all(code >= 500 for code, _ in refusals):
+                raise UndeliverableError(_refused(*refusals[0])) from error
+            raise
+        except smtplib.SMTPResponseException as error:  # the sender or the data refused
+            if error.smtp_code >= 500:
+                raise UndeliverableError(_refused(error.smtp_code, error.smtp_error)) from error
+            raise
+
+
+def _refused(code: int, text: bytes | str) -> str:
+    reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return f"the mail server refused it: {code} {reply}"[:500]
 
 
 def backend_from_url(value: str) -> MailBackend:

@@ -1,14 +1,22 @@
-"""Relocation emails: written once in a step's transaction, sent by a task after commit."""
+"""Relocation emails: written once in a step's transaction, sent by a task after commit.
+
+Each email is delivered or recorded as undeliverable with the reason, independently of
+the others; the owner's "succeeded" email goes last and says how many claim emails could
+not be delivered, and to whom.
+"""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.relocation import Relocation, RelocationEmail
-from workflows.relocation.mail import MailBackend, compose
+from workflows.relocation.mail import MailBackend, UndeliverableError, address_problem, compose
 
 TEMPLATES = {
     "started": (
@@ -67,6 +75,34 @@ def queue_email(
     return True
 
 
+#: How often an email may fail in a way that might pass before it is given up on.
+MAX_EMAIL_ATTEMPTS = 5
+#: How many undeliverable addresses the owner's "succeeded" email lists by name.
+LISTED_UNDELIVERABLE = 20
+
+
+class EmailsPendingError(OSError):
+    """Some emails could not be sent yet (an error that may pass); the sending task is
+    retried for them."""
+
+
+class Delivery(enum.Enum):
+    SENT = "sent"
+    UNDELIVERABLE = "undeliverable"  # refused for good; recorded with its reason
+    LATER = "later"  # failed in a way that may pass, or waits for others; try again
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one email this time."""
+
+    email_id: int
+    recipient: str
+    outcome: Delivery
+    reason: str | None = None
+    error: OSError | None = None
+
+
 def send_pending(
     session: Session,
     relocation_id: int,
@@ -75,31 +111,111 @@ def send_pending(
     now: datetime,
     *,
     lock: bool,
-) -> bool:
-    """Send the next unsent email of a relocation and mark it sent; ``False`` when none is left.
+    skip: Collection[int] = (),
+) -> Attempt | None:
+    """Try the next unsent email of a relocation (not one in ``skip``); ``None`` when none
+    is left. Each email is sent, recorded undeliverable with its reason, or left for a
+    later try, on its own: one bad recipient never holds up the others.
 
     Marked sent in the same transaction that saw it unsent, so two senders never both
     send it; a crash between the server accepting it and the commit can send it twice.
     """
+    email = _next_email(session, relocation_id, lock=lock, skip=skip)
+    if email is None:
+        return None
+    body = email.body
+    if email.kind == "succeeded":
+        waiting = _claims(session, relocation_id, pending=True)
+        if waiting:  # the owner's summary counts the claims that could not be delivered
+            return Attempt(email.id, email.recipient, Delivery.LATER)
+        body += _undeliverable_summary(session, relocation_id)
+    try:
+        _deliver(email, body, relocation_id, mailer, sender)
+    except UndeliverableError as refusal:
+        return _undeliverable(email, str(refusal), now)
+    except OSError as error:
+        email.attempts += 1
+        if email.attempts >= MAX_EMAIL_ATTEMPTS:
+            return _undeliverable(email, f"gave up after {email.attempts} attempts: {error}", now)
+        return Attempt(email.id, email.recipient, Delivery.LATER, str(error), error)
+    email.attempts += 1
+    email.sent_at = now
+    email.body = body  # as it was sent
+    return Attempt(email.id, email.recipient, Delivery.SENT)
+
+
+def _next_email(
+    session: Session, relocation_id: int, *, lock: bool, skip: Collection[int]
+) -> RelocationEmail | None:
     statement = (
         select(RelocationEmail)
-        .where(RelocationEmail.relocation_id == relocation_id, RelocationEmail.sent_at.is_(None))
+        .where(
+            RelocationEmail.relocation_id == relocation_id,
+            RelocationEmail.sent_at.is_(None),
+            RelocationEmail.undeliverable_at.is_(None),
+            RelocationEmail.id.not_in(list(skip)),
+        )
         .order_by(RelocationEmail.id)
         .limit(1)
     )
     if lock:
         statement = statement.with_for_update(skip_locked=True)
-    email = session.execute(statement).scalar_one_or_none()
-    if email is None:
-        return False
-    message = compose(
-        sender,
-        email.recipient,
-        email.subject,
-        email.body,
-        key=f"relocation-{relocation_id}-{email.id}",
-    )
-    message["X-Statewright-Email"] = f"{relocation_id}:{email.kind}:{email.recipient}"
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _deliver(
+    email: RelocationEmail, body: str, relocation_id: int, mailer: MailBackend, sender: str
+) -> None:
+    """Raises ``UndeliverableError`` for a message that cannot be sent as it is."""
+    if problem := address_problem(email.recipient):
+        raise UndeliverableError(f"the address {email.recipient!r} {problem}")
+    try:
+        message = compose(
+            sender,
+            email.recipient,
+            email.subject,
+            body,
+            key=f"relocation-{relocation_id}-{email.id}",
+        )
+        message["X-Statewright-Email"] = f"{relocation_id}:{email.kind}:{email.recipient}"
+    except ValueError as error:  # a header the email package will not write
+        raise UndeliverableError(f"the message could not be written: {error}") from error
     mailer.send(message)
-    email.sent_at = now
-    return True
+
+
+def _undeliverable(email: RelocationEmail, reason: str, now: datetime) -> Attempt:
+    email.attempts += 1
+    email.undeliverable_at = now
+    email.undeliverable_reason = reason
+    return Attempt(email.id, email.recipient, Delivery.UNDELIVERABLE, reason)
+
+
+def _claims(session: Session, relocation_id: int, *, pending: bool) -> list[RelocationEmail]:
+    """The relocation's claim emails still to be tried (or, not ``pending``, given up on)."""
+    settled = RelocationEmail.undeliverable_at
+    return list(
+        session.execute(
+            select(RelocationEmail)
+            .where(
+                RelocationEmail.relocation_id == relocation_id,
+                RelocationEmail.kind == "claim",
+                RelocationEmail.sent_at.is_(None),
+                settled.is_(None) if pending else settled.is_not(None),
+            )
+            .order_by(RelocationEmail.id)
+        ).scalars()
+    )
+
+
+def _undeliverable_summary(session: Session, relocation_id: int) -> str:
+    """What the owner's "succeeded" email adds about claim emails that could not be sent."""
+    failed = _claims(session, relocation_id, pending=False)
+    if not failed:
+        return ""
+    lines = [f"- {e.recipient}: {e.undeliverable_reason}" for e in failed[:LISTED_UNDELIVERABLE]]
+    if len(failed) > LISTED_UNDELIVERABLE:
+        lines.append(f"- and {len(failed) - LISTED_UNDELIVERABLE} more")
+    return (
+        f"\n\n{len(failed)} claim email(s) could not be delivered; those users can still "
+        "claim their accounts by resetting their password:\n" + "\n".join(lines)
+    )

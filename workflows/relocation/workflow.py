@@ -41,7 +41,7 @@ from workflows.relocation.format import (
     write_document,
 )
 from workflows.relocation.importer import Importer, ImportProblemError
-from workflows.relocation.notify import queue_email, send_pending
+from workflows.relocation.notify import Delivery, EmailsPendingError, queue_email, send_pending
 from workflows.relocation.sandbox import validate_in_sandbox
 
 
@@ -234,20 +234,38 @@ class Relocation(Workflow):
 
     @task(autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
     def send_emails(self, tc: TaskContext, relocation_id: int) -> None:
-        """Send every unsent email of a relocation, one transaction each."""
+        """Send every unsent email of a relocation, one transaction each. An email refused
+        for good is recorded undeliverable and the rest still go out; if some could not be
+        sent yet, the task raises once all others were tried, and is retried."""
+        later: list[int] = []
+        error: OSError | None = None
         while True:
             with tc.transaction() as session:
-                lock = session.get_bind().dialect.name == "postgresql"
-                if not send_pending(
+                attempt = send_pending(
                     session,
                     relocation_id,
                     self.config.mailer,
                     self.config.email_from,
                     tc.now,
-                    lock=lock,
-                ):
-                    tc.done(session)
-                    return
+                    lock=session.get_bind().dialect.name == "postgresql",
+                    skip=later,
+                )
+                if attempt is None and not later:
+                    tc.done(session)  # nothing left to send: the done mark commits here
+            if attempt is None:
+                break
+            if attempt.outcome is Delivery.UNDELIVERABLE:
+                tc.log.warning(
+                    "email undeliverable", recipient=attempt.recipient, reason=attempt.reason
+                )
+            elif attempt.outcome is Delivery.LATER:
+                later.append(attempt.email_id)
+                error = attempt.error or error
+        if later:
+            raise EmailsPendingError(
+                f"{len(later)} email(s) of relocation {relocation_id} could not be sent yet"
+                + (f"; the last error: {error}" if error else "")
+            )
 
     @task()
     def notify_failed(self, tc: TaskContext, run_id: str) -> None:
