@@ -1,7 +1,7 @@
 """Relocation: move organizations, their members, teams and projects into this installation.
 
 uploading → preprocessing → validating → importing → postprocessing → notifying → completed.
-Every failure has its own reason; a failed run emails its owner once.
+Every failure has its own reason; a failed run emails its owner (and creator) once.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from workflows.relocation.format import (
     write_document,
 )
 from workflows.relocation.importer import Importer, ImportProblemError
-from workflows.relocation.notify import queue_email, send_pending
+from workflows.relocation.notify import queue_email, recipients, send_pending
 from workflows.relocation.sandbox import validate_in_sandbox
 
 
@@ -78,7 +78,8 @@ class Relocation(Workflow):
             )
         upload.sha256 = hashlib.sha256(upload.data).hexdigest()
         ctx.context["upload"] = {"bytes": upload.size, "sha256": upload.sha256}
-        queue_email(ctx.session, relocation, "started", relocation.owner_email, now=ctx.now)
+        for person in recipients(relocation):
+            queue_email(ctx.session, relocation, "started", person, now=ctx.now)
         ctx.enqueue("send_emails", relocation_id=relocation.id)
         return "uploaded"
 
@@ -90,6 +91,11 @@ class Relocation(Workflow):
         _check_collisions(ctx.session, selection.slugs)
         normalized = io.BytesIO()
         taken = self._normalize(upload.data, selection, normalized, ctx.session)
+        if not selection.kept_users:
+            raise PermanentError(
+                f"The export has no users to relocate in {', '.join(selection.slugs)}; "
+                "a relocation moves organizations with their members, and these have none"
+            )
         data = normalized.getvalue()
         ctx.session.add(
             RelocationFile(
@@ -194,7 +200,8 @@ class Relocation(Workflow):
             queue_email(
                 ctx.session, relocation, "claim", email, now=ctx.now, username=", ".join(usernames)
             )
-        queue_email(ctx.session, relocation, "succeeded", relocation.owner_email, now=ctx.now)
+        for person in recipients(relocation):
+            queue_email(ctx.session, relocation, "succeeded", person, now=ctx.now)
         ctx.enqueue("send_emails", relocation_id=relocation.id)
         return "notified"
 
@@ -257,14 +264,15 @@ class Relocation(Workflow):
             run = session.get(WorkflowRun, run_id)
             if relocation is None or run is None:
                 return
-            queue_email(
-                session,
-                relocation,
-                "failed",
-                relocation.owner_email,
-                now=tc.now,
-                reason=run.failure_reason or "unknown",
-            )
+            for person in recipients(relocation):
+                queue_email(
+                    session,
+                    relocation,
+                    "failed",
+                    person,
+                    now=tc.now,
+                    reason=run.failure_reason or "unknown",
+                )
             tc.enqueue(session, "send_emails", relocation_id=relocation.id)
 
     # -- reading the export --------------------------------------------------------
