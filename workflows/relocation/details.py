@@ -82,7 +82,8 @@ class RelocationInfo:
         data["run"] = self.run.to_json()
         for email, info in zip(data["emails"], self.emails, strict=True):
             email["sent"] = info.sent
-        return _jsonable(data)
+        jsonable: dict[str, Any] = _jsonable(data)
+        return jsonable
 
 
 def relocation_info(engine: Engine, run_id: str) -> RelocationInfo:
@@ -137,7 +138,9 @@ def _validations(
         .order_by(RelocationValidationAttempt.number)
     ).scalars()
     return validation.status, [
-        ValidationAttemptInfo(a.number, a.status, list(a.findings or []), a.started_at, a.finished_at)
+        ValidationAttemptInfo(
+            a.number, a.status, list(a.findings or []), a.started_at, a.finished_at
+        )
         for a in attempts
     ]
 

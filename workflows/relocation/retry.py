@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
@@ -41,8 +43,12 @@ def retry_relocation(
         record = _record(session, run_id)
         owner = record.owner_email
         creator = creator or record.creator_email or owner
-        params = {"owner": owner, "orgs": list(record.want_org_slugs), "retry_of": run_id}
-        params["bytes"] = _stored_upload(session, record)[0]
+        params: dict[str, Any] = {
+            "owner": owner,
+            "orgs": list(record.want_org_slugs),
+            "bytes": _stored_upload(session, record)[0],
+            "retry_of": run_id,
+        }
     if creator != owner:
         params["creator"] = creator
 

@@ -27,7 +27,9 @@ def print_relocation(console: Console, info: RelocationInfo) -> None:
         if value:
             summary.add_row(f"[bold]{label}[/bold]", value)
     console.print(summary)
-    files = Table("kind", "size", "stored", "sha256", "created", title="files", title_justify="left")
+    files = Table(
+        "kind", "size", "stored", "sha256", "created", title="files", title_justify="left"
+    )
     for f in info.files:
         files.add_row(f.kind, f"{f.size:,}", f"{f.stored:,}", f.sha256 or "", _when(f.created_at))
     console.print(files)
