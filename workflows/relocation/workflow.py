@@ -91,7 +91,7 @@ class Relocation(Workflow):
         _check_collisions(ctx.session, selection.slugs)
         normalized = io.BytesIO()
         taken = self._normalize(upload.data, selection, normalized, ctx.session)
-        if not selection.kept_users:
+        if not selection.kept_members:  # a member with a missing user: validation says so
             raise PermanentError(
                 f"The export has no users to relocate in {', '.join(selection.slugs)}; "
                 "a relocation moves organizations with their members, and these have none"
@@ -339,6 +339,7 @@ class Selection:
             "projects": set(),
         }
         self.kept_users: set[int] = set()
+        self.kept_members = 0
 
     def choose(self, orgs: dict[int, str], wanted: list[str]) -> None:
         if not orgs:
@@ -372,9 +373,11 @@ class Selection:
                 self.kept_users.add(record["id"])
             return kept
         if section == "members":
-            if not self._selected("organizations", record["organization_id"], self.org_ids):
-                return False
-            return self._selected("users", record["user_id"], self.kept_users)
+            kept = self._selected(
+                "organizations", record["organization_id"], self.org_ids
+            ) and self._selected("users", record["user_id"], self.kept_users)
+            self.kept_members += kept
+            return kept
         if section in ("teams", "projects"):
             kept = self._selected("organizations", record["organization_id"], self.org_ids)
             if kept:
