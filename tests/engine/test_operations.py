@@ -145,7 +145,7 @@ def test_pause_refusals(engine: Engine, harness: WorkflowHarness) -> None:
     ):
         engine.pause(run.id, at="fetching")
     with pytest.raises(
-        InvalidParamsError, match=r"cannot pause at 'dreaming': unknown state.*states ahead: storing"
+        InvalidParamsError, match=r"cannot pause at 'dreaming': unknown state.*ahead: storing"
     ):
         engine.pause(run.id, at="dreaming")
     harness.run(run.id)
