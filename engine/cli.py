@@ -589,6 +589,7 @@ def print_run(info: RunInfo, as_json: bool) -> None:
         ("failure", info.failure_reason or ""),
         ("error", _error(info.failure_detail)),
         ("pause at", info.pause_at or ""),
+        ("cancel at", info.cancel_at or ""),
     ]:
         if value:
             table.add_row(f"[bold]{label}[/bold]", value)

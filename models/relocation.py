@@ -27,7 +27,8 @@ class Relocation(Base):
     #: Who will own the imported organizations; one active relocation per owner.
     owner_email: Mapped[str] = mapped_column(String(254), index=True)
     #: Who started the relocation (an administrator on the owner's behalf, or the owner).
-    #: Empty only for rows the migration could not fill; always written since.
+    #: Nullable only so the column could be added to existing rows, which the migration
+    #: fills with their owner; every start writes it.
     creator_email: Mapped[str | None] = mapped_column(String(254))
     #: The failed run this relocation retries, reusing its stored export.
     retry_of: Mapped[str | None] = mapped_column(String(32))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from engine import Engine
 from engine.testing import WorkflowHarness
 from tests.engine.test_cli import cli
@@ -19,6 +21,7 @@ def test_cancel_at_and_clear_pause(
     assert ok("runs", "pause", run_id, "--at", "transforming", env=env)["pause_at"] == (
         "transforming"
     )
+    assert re.search(r"cancel at\s+storing", cli("runs", "show", run_id, env=env).stdout)
     cleared = ok("runs", "clear-pause", run_id, env=env)
     assert (cleared["pause_at"], cleared["pause_requested"]) == (None, False)
     refused("runs", "cancel", run_id, "--at", "done", env=env, says="done is a final state")
