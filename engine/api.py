@@ -197,12 +197,17 @@ class Engine:
         return self._operations.pause(run_id, at=at)
 
     def resume(self, run_id: str) -> RunInfo:
-        """Resume a paused run at the step where it stopped."""
+        """Resume a paused run at the step where it stopped, with a fresh attempt budget."""
         return self._operations.resume(run_id)
 
-    def cancel(self, run_id: str) -> RunInfo:
-        """Cancel at the next step boundary."""
-        return self._operations.cancel(run_id)
+    def cancel(self, run_id: str, *, at: str | None = None) -> RunInfo:
+        """Cancel at the next step boundary, or when the run reaches state ``at``; a
+        cancelled run stays as it is."""
+        return self._operations.cancel(run_id, at=at)
+
+    def clear_pause(self, run_id: str) -> RunInfo:
+        """Forget a pause scheduled (now or at a state ahead) but not yet applied."""
+        return self._operations.clear_pause(run_id)
 
     def abort(self, run_id: str, *, reason: str = "Aborted by an operator") -> RunInfo:
         """Fail the run now, fencing off the completion of a running step."""

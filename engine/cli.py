@@ -539,7 +539,7 @@ def _operation(name: str, call: Callable[[Engine, str], RunInfo], example: str) 
 
 
 _operation("resume", lambda e, r: e.resume(r), "statewright runs resume RUN_ID")
-_operation("cancel", lambda e, r: e.cancel(r), "statewright runs cancel RUN_ID")
+_operation("clear-pause", lambda e, r: e.clear_pause(r), "statewright runs clear-pause RUN_ID")
 _operation("abort", lambda e, r: e.abort(r), "statewright runs abort RUN_ID")
 _operation("redrive", lambda e, r: e.redrive(r), "statewright runs redrive RUN_ID")
 
@@ -556,6 +556,20 @@ def runs_pause(
     """
     with engine_from_env() as engine:
         print_run(engine.pause(run_id, at=at), as_json)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str,
+    at: Annotated[str | None, typer.Option(help="Cancel when this state is reached.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a run at the next step boundary, or when it reaches a state ahead.
+
+    Example: statewright runs cancel RUN_ID --at importing
+    """
+    with engine_from_env() as engine:
+        print_run(engine.cancel(run_id, at=at), as_json)
 
 
 @runs_app.command("signal")
@@ -616,6 +630,7 @@ def print_run(info: RunInfo, as_json: bool) -> None:
         ("failure", info.failure_reason or ""),
         ("error", _error(info.failure_detail)),
         ("pause at", info.pause_at or ""),
+        ("cancel at", info.cancel_at or ""),
     ]:
         if value:
             table.add_row(f"[bold]{label}[/bold]", value)

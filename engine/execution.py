@@ -218,7 +218,7 @@ class StepExecutor:
                 return None
             assert run is not None
             now = self._clock.now()
-            if run.cancel_requested:
+            if run.cancel_requested or run.cancel_at == run.state:  # a cancel beats a pause
                 self._recorder.halt(session, run, "cancelled", "cancel", now=now)
                 log.info("run cancelled at step boundary")
                 return None

@@ -1,4 +1,4 @@
-"""Operations on runs: start, pause, resume, cancel, abort, redrive, signal.
+"""Operations on runs: start, pause, clear a pause, resume, cancel, abort, redrive, signal.
 
 Each validates its input and the run's status first and says plainly why it
 refuses; each change and its history row and dispatch commit together.
@@ -60,7 +60,7 @@ class Operations:
         clean = check_json_object(params, "params")
         _check_key(idempotency_key)
         if pause_at is not None:
-            _check_pause_state(definition, pause_at, definition.initial, including_current=True)
+            _check_ahead(definition, "pause", pause_at, definition.initial, including_current=True)
         try:
             with self._db.transaction() as session:
                 existing = _by_key(session, workflow, idempotency_key)
@@ -91,7 +91,9 @@ class Operations:
                 return self._pause_at(run, at)
             _require_status(run, ("running",), "paused")
             if run.claimed:
+                self._require_state_after(run)
                 run.pause_requested = True  # applies when the running step's successor is claimed
+                run.updated_at = self._clock.now()
             else:
                 self._recorder.halt(session, run, "paused", "pause", now=self._clock.now())
             return RunInfo.of(run)
@@ -99,15 +101,38 @@ class Operations:
     def _pause_at(self, run: WorkflowRun, at: str) -> RunInfo:
         _require_status(run, ("running", "paused"), "paused at a later state")
         definition = self._registry.get(run.workflow)
-        _check_pause_state(
-            definition, at, run.state, including_current=not run.claimed, run_id=run.id
+        _check_ahead(
+            definition, "pause", at, run.state, including_current=not run.claimed, run_id=run.id
         )
         run.pause_at = at
         run.updated_at = self._clock.now()
         return RunInfo.of(run)
 
+    def _require_state_after(self, run: WorkflowRun) -> None:
+        """A pause asked for while a step runs applies at a later step: refused when the
+        running step is the last one, since the run would only finish past it."""
+        definition = self._registry.get(run.workflow)
+        if not _steps_ahead(definition, run.state):
+            raise IllegalOperationError(
+                f"run {run.id} is running its last step {run.state!r}; there is no state "
+                "left to pause at (it finishes when this step does; cancel or abort it instead)"
+            )
+
+    def clear_pause(self, run_id: str) -> RunInfo:
+        """Forget a pause asked for but not yet applied (now or at a state ahead); a paused
+        run stays paused. Nothing scheduled: nothing changes."""
+        with self._db.transaction() as session:
+            run = require_run(session, run_id)
+            _require_status(run, ("running", "paused"), "cleared of a scheduled pause")
+            if run.pause_requested or run.pause_at is not None:
+                run.pause_requested = False
+                run.pause_at = None
+                run.updated_at = self._clock.now()
+            return RunInfo.of(run)
+
     def resume(self, run_id: str) -> RunInfo:
-        """Resume a paused run at the exact step where it stopped."""
+        """Resume a paused run at the exact step where it stopped, with a fresh attempt
+        budget for that step (attempts spent before the pause no longer count)."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
             _require_status(run, ("paused",), "resumed")
@@ -115,13 +140,22 @@ class Operations:
             now = self._clock.now()
             run.status = "running"
             self._recorder.history(session, run, "resume", run.state, now=now)
+            run.attempt = 0
             self._recorder.dispatch(session, run, now=now)
             return RunInfo.of(run)
 
-    def cancel(self, run_id: str) -> RunInfo:
-        """Cancel in an orderly way: a running step finishes first; nothing after it starts."""
+    def cancel(self, run_id: str, *, at: str | None = None) -> RunInfo:
+        """Cancel in an orderly way: a running step finishes first; nothing after it starts.
+
+        With ``at``, cancel when the run reaches that state ahead instead. A run already
+        cancelled stays as it is.
+        """
         with self._db.transaction() as session:
             run = require_run(session, run_id)
+            if run.status == "cancelled":
+                return RunInfo.of(run)
+            if at is not None:
+                return self._cancel_at(run, at)
             _require_status(run, ("running", "paused"), "cancelled")
             if run.status == "running" and run.claimed:
                 run.cancel_requested = True
@@ -129,6 +163,16 @@ class Operations:
             else:
                 self._recorder.halt(session, run, "cancelled", "cancel", now=self._clock.now())
             return RunInfo.of(run)
+
+    def _cancel_at(self, run: WorkflowRun, at: str) -> RunInfo:
+        _require_status(run, ("running", "paused"), "cancelled at a later state")
+        definition = self._registry.get(run.workflow)
+        _check_ahead(
+            definition, "cancel", at, run.state, including_current=not run.claimed, run_id=run.id
+        )
+        run.cancel_at = at
+        run.updated_at = self._clock.now()
+        return RunInfo.of(run)
 
     def abort(self, run_id: str, *, reason: str = "Aborted by an operator") -> RunInfo:
         """Stop now: the run fails, and a running step's completion is fenced off."""
@@ -215,6 +259,7 @@ class Operations:
             pause_requested=False,
             pause_at=pause_at,
             cancel_requested=False,
+            cancel_at=None,
             idempotency_key=key,
             created_at=now,
             updated_at=now,
@@ -239,27 +284,39 @@ def _require_status(run: WorkflowRun, allowed: tuple[str, ...], verb: str) -> No
     )
 
 
-def _check_pause_state(
+def _check_ahead(
     definition: Definition,
+    verb: str,
     at: str,
     current: str,
     *,
     including_current: bool,
     run_id: str | None = None,
 ) -> None:
-    if at not in definition.steps:
+    """``at`` is a state with a step that the run (in ``current``) has yet to reach."""
+    ahead = _steps_ahead(definition, current) | ({current} if including_current else set())
+    listed = ", ".join(s for s in definition.states if s in ahead) or "(none)"
+    if at in definition.steps and at in ahead:
+        return
+    if at not in definition.states:
         raise InvalidParamsError(
-            f"cannot pause at {at!r}: workflow {definition.name!r} has no such state with a "
-            f"step; states: {', '.join(s for s in definition.states if s in definition.steps)}"
+            f"cannot {verb} at {at!r}: unknown state {at!r} in workflow {definition.name!r}; "
+            f"states ahead: {listed}"
         )
-    ahead = set(definition.ahead_of(current)) | ({current} if including_current else set())
-    if at not in ahead:
-        who = f"run {run_id} is in {current!r}" if run_id else f"runs start in {current!r}"
-        listed = ", ".join(s for s in definition.states if s in ahead and s in definition.steps)
-        raise IllegalOperationError(
-            f"cannot pause at {at!r}: {who}, and {at!r} is not ahead of it; "
-            f"states ahead: {listed or '(none)'}"
+    if definition.is_terminal(at):
+        raise InvalidParamsError(
+            f"cannot {verb} at {at!r}: {at} is a final state, where a run has already "
+            f"finished; states ahead: {listed}"
         )
+    who = f"run {run_id} is in {current!r}" if run_id else f"runs start in {current!r}"
+    raise IllegalOperationError(
+        f"cannot {verb} at {at!r}: {who}, and {at!r} is not ahead of it; states ahead: {listed}"
+    )
+
+
+def _steps_ahead(definition: Definition, state: str) -> set[str]:
+    """The states with a step reachable from ``state`` by one or more moves."""
+    return {s for s in definition.ahead_of(state) if s in definition.steps}
 
 
 def _context_with(run: WorkflowRun, data: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class RunInfo:
     pause_at: str | None
     pause_requested: bool
     cancel_requested: bool
+    cancel_at: str | None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -63,6 +64,7 @@ class RunInfo:
             pause_at=run.pause_at,
             pause_requested=run.pause_requested,
             cancel_requested=run.cancel_requested,
+            cancel_at=run.cancel_at,
             created_at=run.created_at,
             updated_at=run.updated_at,
             finished_at=run.finished_at,

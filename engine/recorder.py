@@ -346,7 +346,8 @@ class RunRecorder:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Set a non-running status; the token bump fences off any step still in flight,
-        and the run's waiting timers are dropped (they belong to the old token)."""
+        and the run's waiting timers are dropped (they belong to the old token). A paused
+        run keeps the pause and cancel it has scheduled for states ahead."""
         self._dispatcher.discard_for_run(session, run.id)
         run.status = status
         run.token += 1
@@ -358,6 +359,7 @@ class RunRecorder:
             self._metrics.incr("run.paused", tags={"workflow": run.workflow})
             return
         run.pause_at = None
+        run.cancel_at = None
         run.failure_reason = redact_text(reason) if reason else reason
         run.failure_detail = redact_value("failure_detail", detail) if detail else detail
         run.finished_at = now
@@ -388,6 +390,7 @@ def nothing_asked_at(state: Any) -> ColumnElement[bool]:
         run.cancel_requested.is_(False),
         run.pause_requested.is_(False),
         or_(run.pause_at.is_(None), run.pause_at != state),
+        or_(run.cancel_at.is_(None), run.cancel_at != state),
     )
 
 
@@ -439,6 +442,7 @@ def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[An
             pause_requested=False,
             cancel_requested=False,
             pause_at=None,
+            cancel_at=None,
             finished_at=moment,
         )
     else:

@@ -56,6 +56,8 @@ class WorkflowRun(Base):
     pause_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     pause_at: Mapped[str | None] = mapped_column(String(100))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A state ahead at which the run is cancelled when its step would be claimed.
+    cancel_at: Mapped[str | None] = mapped_column(String(100))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

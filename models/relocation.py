@@ -24,7 +24,14 @@ class Relocation(Base):
     run_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("workflow_runs.id", ondelete="CASCADE"), unique=True
     )
-    owner_email: Mapped[str] = mapped_column(String(254))
+    #: Who will own the imported organizations; one active relocation per owner.
+    owner_email: Mapped[str] = mapped_column(String(254), index=True)
+    #: Who started the relocation (an administrator on the owner's behalf, or the owner).
+    #: Nullable only so the column could be added to existing rows, which the migration
+    #: fills with their owner; every start writes it.
+    creator_email: Mapped[str | None] = mapped_column(String(254))
+    #: The failed run this relocation retries, reusing its stored export.
+    retry_of: Mapped[str | None] = mapped_column(String(32))
     want_org_slugs: Mapped[list[str]] = mapped_column(JSONType)
     want_usernames: Mapped[list[str] | None] = mapped_column(JSONType)
     latest_notified: Mapped[str | None] = mapped_column(String(40))

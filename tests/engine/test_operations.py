@@ -144,7 +144,9 @@ def test_pause_refusals(engine: Engine, harness: WorkflowHarness) -> None:
         ),
     ):
         engine.pause(run.id, at="fetching")
-    with pytest.raises(InvalidParamsError, match=r"cannot pause at 'dreaming'.*states: fetching"):
+    with pytest.raises(
+        InvalidParamsError, match=r"cannot pause at 'dreaming': unknown state.*ahead: storing"
+    ):
         engine.pause(run.id, at="dreaming")
     harness.run(run.id)
     with pytest.raises(
@@ -171,14 +173,6 @@ def test_cancel_waiting_run_at_once(engine: Engine, harness: WorkflowHarness) ->
     harness.run_all()  # whatever was queued for the run is dropped
     assert engine.get(run.id).status == "cancelled"
     assert triggers(engine, run.id)[-1] == "cancel"
-    with pytest.raises(
-        IllegalOperationError,
-        match=(
-            r"is cancelled \(it has finished\); "
-            r"only a run that is running or paused can be cancelled"
-        ),
-    ):
-        engine.cancel(run.id)
 
 
 def test_cancel_during_a_step_is_orderly(engine: Engine, harness: WorkflowHarness) -> None:

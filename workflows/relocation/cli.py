@@ -68,6 +68,9 @@ def relocation_export(
 def relocation_start(
     file: Path,
     owner: Annotated[str, typer.Option(help="Email of the user who will own the orgs.")],
+    creator: Annotated[
+        str | None, typer.Option(help="Email of the user starting it (default: the owner).")
+    ] = None,
     org: Annotated[list[str] | None, typer.Option("--org", help="Only this slug.")] = None,
     pause_at: Annotated[str | None, typer.Option(help="Pause when this state is reached.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the run, state by state.")] = False,
@@ -83,8 +86,55 @@ def relocation_start(
     if not file.is_file():
         raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
     with engine_from_env() as engine:
-        info = start_relocation(engine, file, owner=owner, orgs=org, pause_at=pause_at)
+        info = start_relocation(
+            engine, file, owner=owner, creator=creator, orgs=org, pause_at=pause_at
+        )
         if wait:
             info = wait_with_progress(engine, info)
         print_run(info, as_json)
         raise typer.Exit(waited_exit_code(info))
+
+
+@relocation_app.command("retry")
+def relocation_retry(
+    run_id: str,
+    creator: Annotated[
+        str | None, typer.Option(help="Email of the user retrying it (default: as before).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the new run, state by state.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Retry a failed relocation as a new run, from the export it stored.
+
+    Example: statewright relocation retry 3f2a... --wait
+    """
+    from engine.cli import engine_from_env, print_run, wait_with_progress, waited_exit_code
+    from workflows.relocation.retry import retry_relocation
+
+    with engine_from_env() as engine:
+        info = retry_relocation(engine, run_id, creator=creator)
+        if wait:
+            info = wait_with_progress(engine, info)
+        print_run(info, as_json)
+        raise typer.Exit(waited_exit_code(info))
+
+
+@relocation_app.command("show")
+def relocation_show(
+    run_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a relocation: its run, files, validation attempts and emails.
+
+    Example: statewright relocation show 3f2a... --json
+    """
+    from engine.cli import engine_from_env
+    from workflows.relocation.details import relocation_info
+    from workflows.relocation.show import print_relocation
+
+    with engine_from_env() as engine:
+        info = relocation_info(engine, run_id)
+    if as_json:
+        out.print_json(data=info.to_json())
+        return
+    print_relocation(out, info)

@@ -35,6 +35,14 @@ TEMPLATES = {
 }
 
 
+def recipients(relocation: Relocation) -> list[str]:
+    """Who hears how a relocation goes: its owner and, if someone else, its creator."""
+    people = [relocation.owner_email]
+    if relocation.creator_email and relocation.creator_email != relocation.owner_email:
+        people.append(relocation.creator_email)
+    return people
+
+
 def queue_email(
     session: Session,
     relocation: Relocation,

@@ -1,4 +1,9 @@
-"""Starting a relocation: the run, its owning record and the uploaded file, in one transaction."""
+"""Starting a relocation: the run, its owning record and the uploaded file, in one transaction.
+
+One owner has at most one active (running or paused) relocation: the start locks the
+owner's account rows before looking, so two concurrent starts for one owner are decided
+one after the other and the second sees the first.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.api import Engine
-from engine.errors import InvalidParamsError
+from engine.errors import IllegalOperationError, InvalidParamsError
 from engine.queries import RunInfo
 from models.domain import User
+from models.engine import WorkflowRun
 from models.relocation import Relocation as RelocationRecord
 from models.relocation import RelocationFile
 from workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+ACTIVE = ("running", "paused")
 
 
 def start_relocation(
@@ -24,6 +31,7 @@ def start_relocation(
     export: bytes | Path,
     *,
     owner: str,
+    creator: str | None = None,
     orgs: list[str] | None = None,
     usernames: list[str] | None = None,
     pause_at: str | None = None,
@@ -32,8 +40,11 @@ def start_relocation(
     """Start relocating ``export`` (bytes or a file) into this installation.
 
     ``owner`` is the email of an existing user who will own the imported
-    organizations; ``orgs`` limits the relocation to those slugs (default: all).
-    Only up to the size limit is stored; a larger file fails the run in uploading.
+    organizations; ``creator`` (default: the owner) is the email of the user starting
+    it on the owner's behalf. Both get the started, failed and succeeded emails.
+    ``orgs`` limits the relocation to those slugs (default: all). Only up to the size
+    limit is stored; a larger file fails the run in uploading. Refused while the owner
+    has another relocation running or paused.
     """
     definition = engine.registry.get("relocation")
     workflow = definition.instance
@@ -46,13 +57,15 @@ def start_relocation(
             raise InvalidParamsError(
                 f"organization slug {slug!r} is not valid; use lowercase letters, digits, - and _"
             )
-    with engine.db.sessions() as session:
-        _require_owner(session, owner)
+    creator = creator or owner
 
     def setup(session: Session, run_id: str) -> None:
+        claim_owner(session, owner, run_id)
+        require_user(session, creator, "creator")
         record = RelocationRecord(
             run_id=run_id,
             owner_email=owner,
+            creator_email=creator,
             want_org_slugs=wanted,
             want_usernames=usernames,
             created_at=engine.clock.now(),
@@ -70,9 +83,49 @@ def start_relocation(
         )
 
     params = {"owner": owner, "orgs": wanted, "bytes": size}
+    if creator != owner:
+        params["creator"] = creator
     return engine.start(
         "relocation", params, idempotency_key=idempotency_key, pause_at=pause_at, setup=setup
     )
+
+
+def claim_owner(session: Session, owner: str, run_id: str) -> None:
+    """Lock the owner's account and make sure no other relocation of theirs is active.
+
+    The lock is held until the starting transaction ends, so a concurrent start for the
+    same owner waits here and then finds this run.
+    """
+    require_user(session, owner, "owner", lock=True)
+    active = session.execute(
+        select(WorkflowRun.id, WorkflowRun.status, WorkflowRun.state)
+        .join(RelocationRecord, RelocationRecord.run_id == WorkflowRun.id)
+        .where(
+            RelocationRecord.owner_email == owner,
+            WorkflowRun.status.in_(ACTIVE),
+            WorkflowRun.id != run_id,
+        )
+        .order_by(WorkflowRun.created_at)
+        .limit(1)
+    ).first()
+    if active is not None:
+        raise IllegalOperationError(
+            f"{owner} already has an active relocation: run {active.id} is {active.status} in "
+            f"{active.state!r}; one relocation per owner at a time, so let it finish or "
+            "cancel it first"
+        )
+
+
+def require_user(session: Session, email: str, role: str, *, lock: bool = False) -> None:
+    """A user with this email exists here (its rows locked with ``lock``)."""
+    statement = select(User.id).where(User.email == email).order_by(User.id)
+    if lock:
+        statement = statement.with_for_update()
+    if not session.execute(statement).all():
+        raise InvalidParamsError(
+            f"no user with email {email!r} exists in this installation; the {role} of a "
+            "relocation must have an account here"
+        )
 
 
 def _read(export: bytes | Path, limit: int) -> tuple[bytes, int]:
@@ -86,11 +139,3 @@ def _read(export: bytes | Path, limit: int) -> tuple[bytes, int]:
         raise InvalidParamsError(
             f"cannot read export file {str(export)!r}: {error.strerror}"
         ) from None
-
-
-def _require_owner(session: Session, email: str) -> None:
-    if session.execute(select(User.id).where(User.email == email)).first() is None:
-        raise InvalidParamsError(
-            f"no user with email {email!r} exists in this installation; the owner of a "
-            "relocation must have an account here"
-        )

@@ -1,7 +1,7 @@
 """Relocation: move organizations, their members, teams and projects into this installation.
 
 uploading → preprocessing → validating → importing → postprocessing → notifying → completed.
-Every failure has its own reason; a failed run emails its owner once.
+Every failure has its own reason; a failed run emails its owner (and creator) once.
 """
 
 from __future__ import annotations
@@ -41,7 +41,13 @@ from workflows.relocation.format import (
     write_document,
 )
 from workflows.relocation.importer import Importer, ImportProblemError
-from workflows.relocation.notify import Delivery, EmailsPendingError, queue_email, send_pending
+from workflows.relocation.notify import (
+    Delivery,
+    EmailsPendingError,
+    queue_email,
+    recipients,
+    send_pending,
+)
 from workflows.relocation.sandbox import validate_in_sandbox
 
 
@@ -78,7 +84,8 @@ class Relocation(Workflow):
             )
         upload.sha256 = hashlib.sha256(upload.data).hexdigest()
         ctx.context["upload"] = {"bytes": upload.size, "sha256": upload.sha256}
-        queue_email(ctx.session, relocation, "started", relocation.owner_email, now=ctx.now)
+        for person in recipients(relocation):
+            queue_email(ctx.session, relocation, "started", person, now=ctx.now)
         ctx.enqueue("send_emails", relocation_id=relocation.id)
         return "uploaded"
 
@@ -90,6 +97,11 @@ class Relocation(Workflow):
         _check_collisions(ctx.session, selection.slugs)
         normalized = io.BytesIO()
         taken = self._normalize(upload.data, selection, normalized, ctx.session)
+        if not selection.kept_members:  # a member with a missing user: validation says so
+            raise PermanentError(
+                f"The export has no users to relocate in {', '.join(selection.slugs)}; "
+                "a relocation moves organizations with their members, and these have none"
+            )
         data = normalized.getvalue()
         ctx.session.add(
             RelocationFile(
@@ -194,7 +206,8 @@ class Relocation(Workflow):
             queue_email(
                 ctx.session, relocation, "claim", email, now=ctx.now, username=", ".join(usernames)
             )
-        queue_email(ctx.session, relocation, "succeeded", relocation.owner_email, now=ctx.now)
+        for person in recipients(relocation):
+            queue_email(ctx.session, relocation, "succeeded", person, now=ctx.now)
         ctx.enqueue("send_emails", relocation_id=relocation.id)
         return "notified"
 
@@ -277,14 +290,15 @@ class Relocation(Workflow):
             run = session.get(WorkflowRun, run_id)
             if relocation is None or run is None:
                 return
-            queue_email(
-                session,
-                relocation,
-                "failed",
-                relocation.owner_email,
-                now=tc.now,
-                reason=run.failure_reason or "unknown",
-            )
+            for person in recipients(relocation):
+                queue_email(
+                    session,
+                    relocation,
+                    "failed",
+                    person,
+                    now=tc.now,
+                    reason=run.failure_reason or "unknown",
+                )
             tc.enqueue(session, "send_emails", relocation_id=relocation.id)
             tc.done(session)  # the email, its sending task and the done mark commit together
 
@@ -352,6 +366,7 @@ class Selection:
             "projects": set(),
         }
         self.kept_users: set[int] = set()
+        self.kept_members = 0
 
     def choose(self, orgs: dict[int, str], wanted: list[str]) -> None:
         if not orgs:
@@ -385,9 +400,11 @@ class Selection:
                 self.kept_users.add(record["id"])
             return kept
         if section == "members":
-            if not self._selected("organizations", record["organization_id"], self.org_ids):
-                return False
-            return self._selected("users", record["user_id"], self.kept_users)
+            kept = self._selected(
+                "organizations", record["organization_id"], self.org_ids
+            ) and self._selected("users", record["user_id"], self.kept_users)
+            self.kept_members += kept
+            return kept
         if section in ("teams", "projects"):
             kept = self._selected("organizations", record["organization_id"], self.org_ids)
             if kept:
