@@ -585,11 +585,14 @@ def _print_history(history: list[TransitionInfo]) -> None:
     table = Table("#", "at", "from", "trigger", "to", "attempt", "ms", "detail")
     for h in history:
         detail = json.dumps(h.detail)[:80] if h.detail else ""
+        at = h.at.strftime("%H:%M:%S.%f")[:-3]
+        if h.polls > 1:  # folded polls: first and last time
+            at = f"{h.first_at.strftime('%H:%M:%S.%f')[:-3]}-{at}"
         table.add_row(
             str(h.seq),
-            h.at.strftime("%H:%M:%S.%f")[:-3],
+            at,
             h.from_state or "",
-            h.trigger,
+            f"poll x{h.polls}" if h.polls > 1 else h.trigger,
             h.to_state,
             str(h.attempt),
             f"{h.duration_ms:.1f}" if h.duration_ms is not None else "",

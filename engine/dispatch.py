@@ -134,9 +134,14 @@ class Dispatcher:
         message = TaskMessage(outbox_id, task_name, (), kwargs, queue, self._clock.now())
         session.info.setdefault(_COMMITTED, []).append(message)
 
-    def discard_for_run(self, session: Session, run_id: str) -> None:
-        """Delete a run's waiting messages (timers of a token the run no longer has)."""
-        session.execute(delete(OutboxMessage).where(OutboxMessage.run_id == run_id))
+    def discard_for_run(self, session: Session, run_id: str, *, steps_only: bool = False) -> None:
+        """Delete a run's waiting messages (timers of a token the run no longer has);
+        with ``steps_only``, its step and timeout messages but not its deadline timer
+        (the one row of the run that carries no token)."""
+        statement = delete(OutboxMessage).where(OutboxMessage.run_id == run_id)
+        if steps_only:
+            statement = statement.where(OutboxMessage.token.is_not(None))
+        session.execute(statement)
 
     def in_flight(self) -> frozenset[int]:
         """Outbox ids this process is publishing, or has published and not yet deleted

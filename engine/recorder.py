@@ -123,9 +123,15 @@ class RunRecorder:
         it may wait ``backoff`` dispatch timeouts for a worker.
 
         If both copies arrive, the second finds the step claimed and is dropped.
+        A waiting state's message is its timeout timer, due when the timeout passes.
         """
         step = self._registry.step(run.workflow, run.state)
         at = not_before or now
+        if step.wait is not None:
+            if step.wait.timeout is None:
+                run.lease_expires_at = None  # nothing to send: only a signal moves it
+                return
+            at = max(now, run.state_entered_at + step.wait.timeout)
         wait = self._settings.dispatch_timeout * backoff
         run.lease_expires_at = at + timedelta(seconds=wait)
         self._dispatcher.enqueue(
@@ -149,7 +155,14 @@ class RunRecorder:
         duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Take a declared transition: enter ``dest``, then dispatch it or finish the run."""
+        """Take a declared transition: enter ``dest``, then dispatch it or finish the run.
+
+        Leaving a waiting state drops its timeout timer; entering one with a pause or
+        cancel asked for applies it there, since no step will be claimed to apply it.
+        """
+        definition = self._registry.get(run.workflow)
+        if definition.wait(run.state) is not None:
+            self._dispatcher.discard_for_run(session, run.id, steps_only=True)
         seq = self.history(
             session, run, trigger, dest, now=now, duration_ms=duration_ms, detail=detail
         )
@@ -158,10 +171,22 @@ class RunRecorder:
         run.polls = 0
         run.state_entered_at = now
         run.entry_seq = seq
-        if self._registry.get(run.workflow).is_terminal(dest):
+        if definition.is_terminal(dest):
             self.finish(session, run, "succeeded", now=now)
-        else:
+        elif definition.wait(dest) is None or not self._held_on_entry(session, run, now):
             self.dispatch(session, run, now=now)
+
+    def _held_on_entry(self, session: Session, run: WorkflowRun, now: datetime) -> bool:
+        """Apply a cancel or pause asked for on entering a waiting state; whether one was."""
+        if run.cancel_requested:
+            self.halt(session, run, "cancelled", "cancel", now=now)
+        elif run.pause_requested or run.pause_at == run.state:
+            if run.pause_at == run.state:
+                run.pause_at = None
+            self.halt(session, run, "paused", "pause", now=now)
+        else:
+            return False
+        return True
 
     def advance_claimed(
         self,
@@ -264,11 +289,47 @@ class RunRecorder:
         duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Stay in the state and run its step again at ``not_before`` (a retry or a poll)."""
-        self.history(
-            session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
-        )
+        """Stay in the state and run its step again at ``not_before`` (a retry or a poll).
+
+        Polls in a row fold into one history row: its ``detail`` counts them (``polls``)
+        and keeps the first one's time (``first_at``); its ``at`` is the latest one's.
+        """
+        if trigger != "poll" or not self._fold_poll(session, run, now, duration_ms, detail):
+            if trigger == "poll":
+                detail = {**(detail or {}), "polls": 1, "first_at": now.isoformat()}
+            self.history(
+                session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
+            )
         self.dispatch(session, run, now=now, not_before=not_before)
+
+    def _fold_poll(
+        self,
+        session: Session,
+        run: WorkflowRun,
+        now: datetime,
+        duration_ms: float | None,
+        detail: dict[str, Any] | None,
+    ) -> bool:
+        """Count a poll into the run's last history row if that is a poll of this state."""
+        last = session.execute(
+            select(WorkflowTransition).where(
+                WorkflowTransition.run_id == run.id, WorkflowTransition.seq == run.history_len
+            )
+        ).scalar_one_or_none()
+        if last is None or last.trigger != "poll" or last.to_state != run.state:
+            return False
+        before = last.detail or {}
+        last.detail = {
+            **(detail or {}),
+            "polls": int(before.get("polls", 1)) + 1,
+            "first_at": before.get("first_at", last.at.isoformat()),
+        }
+        last.at = now
+        last.attempt = run.attempt
+        last.token = run.token
+        last.duration_ms = (last.duration_ms or 0.0) + (duration_ms or 0.0)
+        run.updated_at = now
+        return True
 
     def fail(
         self,
@@ -322,8 +383,9 @@ class RunRecorder:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Set a non-running status; the token bump fences off any step still in flight,
-        and the run's waiting timers are dropped (they belong to the old token)."""
-        self._dispatcher.discard_for_run(session, run.id)
+        and the run's waiting timers are dropped (they belong to the old token). A paused
+        run keeps its deadline timer; a finished one drops it and any kept signals."""
+        self._dispatcher.discard_for_run(session, run.id, steps_only=status == "paused")
         run.status = status
         run.token += 1
         run.claimed = False
@@ -334,6 +396,7 @@ class RunRecorder:
             self._metrics.incr("run.paused", tags={"workflow": run.workflow})
             return
         run.pause_at = None
+        run.kept_signals = None
         run.failure_reason = reason
         run.failure_detail = detail
         run.finished_at = now
