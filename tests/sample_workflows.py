@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
 from engine.context import TaskContext
 from engine.definition import TaskGroup, task
+from engine.timers import SignalContext
+from engine.waits import Wait, on_signal
 
 test_metadata = MetaData()
 effects = Table(
@@ -134,7 +136,53 @@ class Approval(Workflow):
         return "applied"
 
 
-WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval]
+class Review(Workflow):
+    """Asks for a submission, waits up to a week for it (or a withdrawal), then checks it.
+
+    A deadline (given at start) takes ``timed_out`` while waiting or checking, and fails
+    the run anywhere else.
+    """
+
+    name = "review"
+    transitions = [
+        ("asked", "asking", "awaiting"),
+        ("submitted", "awaiting", "checking"),
+        ("withdrawn", "awaiting", "withdrawn"),
+        ("expired", "awaiting", "expired"),
+        ("checked", "checking", "done"),
+        ("timed_out", "awaiting", "timed_out"),
+        ("timed_out", "checking", "timed_out"),
+    ]
+    terminal = ["done", "withdrawn", "expired", "timed_out"]
+    retry = FAST_RETRY
+    waits = {
+        "awaiting": Wait(
+            signals=("submitted", "withdrawn"), timeout=timedelta(days=7), on_timeout="expired"
+        )
+    }
+    on_deadline = "timed_out"
+    deadline_reason = "The review took too long"
+
+    @step(initial=True)
+    def asking(self, ctx: StepContext) -> Literal["asked"]:
+        _misbehave(ctx)
+        return "asked"
+
+    @on_signal("awaiting")
+    def received(self, ctx: SignalContext) -> None:
+        if ctx.data.get("refuse"):
+            raise PermanentError(f"submission refused: {ctx.data['refuse']}")
+        record_effect(ctx.session, ctx.run_id, f"signal:{ctx.trigger}")
+        ctx.context["submission"] = ctx.data.get("files")
+
+    @step()
+    def checking(self, ctx: StepContext) -> Literal["checked"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "checked"
+
+
+WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval, Review]
 
 
 class Brief(Workflow):
