@@ -163,7 +163,7 @@ def test_a_finished_run_drops_its_deadline_timer(engine: Engine, harness: Workfl
 def test_a_bad_start_deadline_is_refused(engine: Engine, deadline: Any) -> None:
     """A deadline that is not a positive span or a future aware moment is refused, and
     nothing is started."""
-    with pytest.raises(InvalidParamsError, match="deadline .* is not allowed; give a positive"):
+    with pytest.raises(InvalidParamsError, match=r"deadline .* is not allowed; give a positive"):
         engine.start("review", {}, deadline=deadline)
     assert runs_in_db(engine) == 0
 

@@ -182,7 +182,7 @@ def test_a_signal_after_the_timeout_is_too_late(
     """A signal that arrives after the timeout won is refused as too late and counted."""
     run_id = waiting_run(engine, harness)
     harness.run(run_id)
-    with pytest.raises(SignalTooLateError, match="stopped waiting in 'awaiting' .* 'expired'"):
+    with pytest.raises(SignalTooLateError, match=r"stopped waiting in 'awaiting' .* 'expired'"):
         engine.signal(run_id, "submitted", {"files": []})
     assert metrics.total("wait.lost", by="signal") == 1
     assert effects(engine, run_id) == {}
