@@ -575,6 +575,8 @@ def print_run(info: RunInfo, as_json: bool) -> None:
         ("failure", info.failure_reason or ""),
         ("error", _error(info.failure_detail)),
         ("pause at", info.pause_at or ""),
+        ("deadline", info.deadline_at.isoformat() if info.deadline_at else ""),
+        ("kept signals", ", ".join(str(s["trigger"]) for s in info.kept_signals)),
     ]:
         if value:
             table.add_row(f"[bold]{label}[/bold]", value)

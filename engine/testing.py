@@ -132,9 +132,10 @@ class WorkflowHarness:
                 raise AssertionError("no step message is waiting to be claimed")
             message = self.queue.messages.popleft()
             workflow, _, state = message.task_name.partition(".")
-            if self.engine.registry.has_step(workflow, state):
+            registry = self.engine.registry
+            if registry.has_step(workflow, state) and registry.step(workflow, state).wait is None:
                 break
-            self.deliver(message)  # a workflow task, not a step: run it as a worker would
+            self.deliver(message)  # a task or a timer, not a step: run it as a worker would
         step = self.engine.registry.step(workflow, state)
         claim = self.engine.executor.claim_step(
             step, message.kwargs["run_id"], message.kwargs["token"]

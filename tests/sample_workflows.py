@@ -170,9 +170,9 @@ class Review(Workflow):
 
     @on_signal("awaiting")
     def received(self, ctx: SignalContext) -> None:
-        if ctx.data.get("refuse"):
-            raise PermanentError(f"submission refused: {ctx.data['refuse']}")
         record_effect(ctx.session, ctx.run_id, f"signal:{ctx.trigger}")
+        if ctx.data.get("refuse"):  # after a write, which must not land
+            raise PermanentError(f"submission refused: {ctx.data['refuse']}")
         ctx.context["submission"] = ctx.data.get("files")
 
     @step()

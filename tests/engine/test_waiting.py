@@ -315,3 +315,20 @@ def test_signal_and_timeout_race_exactly_one_wins(
             {"signal:submitted": 1} if exits[0].trigger == "submitted" else {}
         )
     assert metrics.total("wait.lost") == len(runs)
+
+
+def test_a_kept_signal_its_handler_refuses_is_dropped_on_resume(
+    engine: Engine, harness: WorkflowHarness, metrics: InMemoryMetrics
+) -> None:
+    """On resume, a kept signal whose handler raises is dropped (its writes rolled back to
+    a savepoint) and the run waits again, its timer armed."""
+    run_id = waiting_run(engine, harness)
+    engine.pause(run_id)
+    engine.signal(run_id, "submitted", {"refuse": "unsigned"})
+    resumed = engine.resume(run_id)
+    assert (resumed.status, resumed.state, resumed.kept_signals) == ("running", "awaiting", ())
+    assert metrics.total("signal.dropped", trigger="submitted") == 1
+    assert [m.task_name for m in outbox(engine, run_id)] == ["review.awaiting"]
+    assert lines(engine, run_id)[-1] == "awaiting --resume--> awaiting"
+    engine.signal(run_id, "submitted", {"files": ["b.pdf"]})
+    assert effects(engine, run_id) == {"signal:submitted": 1}
