@@ -2,10 +2,11 @@
 
 Everything comes from the frozen definition: terminal states are drawn apart,
 states that may poll get a ``poll`` loop, and each state is labelled with its retry
-policy. A waiting state is labelled with what it waits for; its signal edges are marked
-``(signal)``, its timeout edge ``(after <timeout>)``, and edges a run takes when its
-deadline passes ``(deadline)``; the title carries the workflow's deadline. With a run, its current state is highlighted, the path it took is marked,
-and a failed state carries the run's reason.
+policy. A waiting state is labelled with what it waits for; its signal edges are
+marked ``(signal)``, its timeout edge ``(after <timeout>)``, and edges a run takes
+when its deadline passes ``(deadline)``; the title carries the workflow's deadline.
+With a run, its current state is highlighted, the path it took is marked, and a
+failed state carries the run's reason.
 """
 
 from __future__ import annotations

@@ -182,7 +182,35 @@ class Review(Workflow):
         return "checked"
 
 
-WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval, Review]
+class Callback(Workflow):
+    """Calls, then waits two seconds for an answer: a wait short enough for real workers."""
+
+    name = "callback"
+    transitions = [
+        ("called", "calling", "listening"),
+        ("answered", "listening", "noting"),
+        ("unanswered", "listening", "gave_up"),
+        ("noted", "noting", "done"),
+    ]
+    terminal = ["done", "gave_up"]
+    retry = FAST_RETRY
+    time_limit = 20.0
+    waits = {"listening": Wait(signals=("answered",), timeout=2.0, on_timeout="unanswered")}
+    deadline_reason = "The call ran out of time"
+
+    @step(initial=True)
+    def calling(self, ctx: StepContext) -> Literal["called"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "called"
+
+    @step()
+    def noting(self, ctx: StepContext) -> Literal["noted"]:
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "noted"
+
+
+WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval, Review, Callback]
 
 
 class Brief(Workflow):
