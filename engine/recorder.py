@@ -32,6 +32,7 @@ from engine.config import Settings
 from engine.context import Claim
 from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
+from engine.polls import fold_poll
 from engine.registry import Registry
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
@@ -294,42 +295,13 @@ class RunRecorder:
         Polls in a row fold into one history row: its ``detail`` counts them (``polls``)
         and keeps the first one's time (``first_at``); its ``at`` is the latest one's.
         """
-        if trigger != "poll" or not self._fold_poll(session, run, now, duration_ms, detail):
+        if trigger != "poll" or not fold_poll(session, run, now, duration_ms, detail):
             if trigger == "poll":
                 detail = {**(detail or {}), "polls": 1, "first_at": now.isoformat()}
             self.history(
                 session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
             )
         self.dispatch(session, run, now=now, not_before=not_before)
-
-    def _fold_poll(
-        self,
-        session: Session,
-        run: WorkflowRun,
-        now: datetime,
-        duration_ms: float | None,
-        detail: dict[str, Any] | None,
-    ) -> bool:
-        """Count a poll into the run's last history row if that is a poll of this state."""
-        last = session.execute(
-            select(WorkflowTransition).where(
-                WorkflowTransition.run_id == run.id, WorkflowTransition.seq == run.history_len
-            )
-        ).scalar_one_or_none()
-        if last is None or last.trigger != "poll" or last.to_state != run.state:
-            return False
-        before = last.detail or {}
-        last.detail = {
-            **(detail or {}),
-            "polls": int(before.get("polls", 1)) + 1,
-            "first_at": before.get("first_at", last.at.isoformat()),
-        }
-        last.at = now
-        last.attempt = run.attempt
-        last.token = run.token
-        last.duration_ms = (last.duration_ms or 0.0) + (duration_ms or 0.0)
-        run.updated_at = now
-        return True
 
     def fail(
         self,

@@ -56,6 +56,29 @@ class SignalContext:
     now: datetime
     log: Any = field(default=None)
 
+    @classmethod
+    def for_run(
+        cls,
+        run: WorkflowRun,
+        trigger: str,
+        data: Mapping[str, Any],
+        session: Session,
+        now: datetime,
+    ) -> SignalContext:
+        """The context of a signal to the locked ``run``, in ``session``'s transaction."""
+        return cls(
+            run_id=run.id,
+            workflow=run.workflow,
+            state=run.state,
+            trigger=trigger,
+            data=data,
+            params=dict(run.params),
+            context=dict(run.context),
+            session=session,
+            now=now,
+            log=structlog.get_logger("statewright.signal"),
+        )
+
 
 class Timers:
     """Fires timeouts and deadlines, and delivers signals, each on a locked run."""
@@ -121,10 +144,7 @@ class Timers:
         step = self._registry.step(run.workflow, run.state)
         now = self._clock.now()
         if step.on_signal is not None:
-            context = SignalContext(
-                run.id, run.workflow, run.state, trigger, data, dict(run.params),
-                dict(run.context), session, now, structlog.get_logger("statewright.signal"),
-            )  # fmt: skip
+            context = SignalContext.for_run(run, trigger, data, session, now)
             step.on_signal(context)
             run.context = check_json_object(context.context, "the run context")
         elif data:
