@@ -114,10 +114,14 @@ class Timers:
             if run is None or (run.status, run.state, run.token) != ("running", step.state, token):
                 self._lost("timeout", step.workflow, step.state)
                 return
+            now = self._clock.now()
+            if wait.timeout is not None and now < run.state_entered_at + wait.timeout:
+                self._recorder.redeliver(session, run, now=now)  # early: armed again for then
+                log.info("wait timer early; armed again", run=run_id, state=step.state)
+                return
             dest = self._registry.get(step.workflow).destination(step.state, wait.on_timeout)
             assert dest is not None  # checked when the workflow was declared
             detail = {"timeout": wait.timeout.total_seconds() if wait.timeout else None}
-            now = self._clock.now()
             self._recorder.move(session, run, wait.on_timeout, dest, now=now, detail=detail)
         self._metrics.incr("wait.timed_out", tags={"workflow": step.workflow, "state": step.state})
         log.info("wait timed out", run=run_id, state=step.state, trigger=wait.on_timeout)

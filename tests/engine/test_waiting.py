@@ -332,3 +332,16 @@ def test_a_kept_signal_its_handler_refuses_is_dropped_on_resume(
     assert lines(engine, run_id)[-1] == "awaiting --resume--> awaiting"
     engine.signal(run_id, "submitted", {"files": ["b.pdf"]})
     assert effects(engine, run_id) == {"signal:submitted": 1}
+
+
+def test_a_timer_delivered_early_is_armed_again(engine: Engine, harness: WorkflowHarness) -> None:
+    """A timer that arrives before its time (a relay whose clock runs ahead) does not end
+    the wait; it is armed again for the wait's end."""
+    run_id = waiting_run(engine, harness)
+    entered = engine.history(run_id)[-1].at
+    token = engine.get(run_id).token
+    engine.timers.fire_timeout(engine.registry.step("review", "awaiting"), run_id, token)
+    assert engine.get(run_id).state == "awaiting"
+    assert [m.not_before for m in outbox(engine, run_id)] == [entered + WEEK, entered + WEEK]
+    assert harness.run(run_id).state == "expired"
+    assert lines(engine, run_id)[-1] == "awaiting --expired--> expired"
