@@ -15,6 +15,7 @@ from engine.errors import (
     InvalidParamsError,
     PermanentError,
     RunNotFoundError,
+    SignalTooLateError,
     SiloLimitError,
     StatewrightError,
     UnknownWorkflowError,
@@ -26,6 +27,8 @@ from engine.outcomes import Poll
 from engine.queries import RunInfo, TransitionInfo
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode
+from engine.timers import SignalContext
+from engine.waits import Wait, on_signal
 
 __all__ = [
     "Clock",
@@ -49,6 +52,8 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "Settings",
+    "SignalContext",
+    "SignalTooLateError",
     "SiloLimitError",
     "SiloMode",
     "StatewrightError",
@@ -58,10 +63,12 @@ __all__ = [
     "TransitionInfo",
     "UnknownWorkflowError",
     "VirtualClock",
+    "Wait",
     "Workflow",
     "bind_step",
     "instrumented_task",
     "metrics_from_settings",
     "migrate",
+    "on_signal",
     "step",
 ]

@@ -25,7 +25,7 @@ from engine.config import Settings
 from engine.context import TaskContext
 from engine.definition import TaskSpec
 from engine.deliveries import PendingTask, TaskDeliveries, current_delivery
-from engine.dispatch import Dispatcher, Publisher
+from engine.dispatch import DEADLINE_TASK, Dispatcher, Publisher
 from engine.errors import StatewrightError, UnknownStateError, UnknownTaskError
 from engine.execution import StepExecutor
 from engine.instrumentation import InstrumentedTask, bind_step
@@ -36,13 +36,14 @@ from engine.metrics import (
     PrometheusMetrics,
     StatsdMetrics,
 )
-from engine.operations import Operations, Setup
+from engine.operations import Deadline, Operations, Setup
 from engine.persistence import Database
 from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
 from engine.reaper import Reaper
 from engine.recorder import RunRecorder
 from engine.registry import (
     Registry,
+    StepOptions,
     TaskOwner,
     WorkflowItem,
     as_definitions,
@@ -50,6 +51,7 @@ from engine.registry import (
 )
 from engine.relay import OutboxRelay
 from engine.replay import ReplayedState, export_history, load_history, replay
+from engine.timers import Timers
 
 #: Seconds a published outbox row waits to be deleted together with others (well under
 #: the relay's grace of two seconds, after which it would be sent again).
@@ -129,10 +131,19 @@ class Engine:
             self.metrics,
             rng or random.Random(),
         )
+        self.timers = Timers(
+            self.db,
+            self.registry,
+            self.recorder,
+            self.dispatcher,
+            self.settings,
+            self.clock,
+            self.metrics,
+        )
         register_steps(
             self.celery,
             self.registry,
-            self.executor.run_step,
+            self._run_step,
             self._run_task,
             continue_for=self.settings.continue_for,
         )
@@ -147,8 +158,33 @@ class Engine:
             dispatch_timeout=self.settings.dispatch_timeout,
         )
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
-        self._operations = Operations(self.db, self.registry, self.recorder, self.clock)
+        self._operations = Operations(
+            self.db, self.registry, self.recorder, self.clock, self.timers
+        )
         self._register_relay_task()
+        self._register_deadline_task()
+
+    def _run_step(self, step: StepOptions, run_id: str, token: int) -> None:
+        """A step's message runs its step; a waiting state's is its timeout timer."""
+        if step.wait is not None:
+            self.timers.fire_timeout(step, run_id, token)
+        else:
+            self.executor.run_step(step, run_id, token)
+
+    def _register_deadline_task(self) -> None:
+        """``statewright.deadline``: a run's deadline timer, sent by the relay when due."""
+
+        def run_deadline(run_id: str) -> None:
+            bind_step(run=run_id)
+            self.timers.fire_deadline(run_id)
+
+        options: dict[str, Any] = {
+            "name": DEADLINE_TASK,
+            "base": InstrumentedTask,
+            "shared": False,
+            "task_queue": self.settings.default_queue,
+        }
+        self.celery.task(**options)(run_deadline)
 
     def _register_relay_task(self) -> None:
         """``statewright.relay``: one relay and reaper round, for running them under beat."""
@@ -183,13 +219,21 @@ class Engine:
         idempotency_key: str | None = None,
         pause_at: str | None = None,
         setup: Setup | None = None,
+        deadline: Deadline | None = None,
     ) -> RunInfo:
         """Start a run of ``workflow``; the same ``idempotency_key`` returns the same run.
 
         ``setup(session, run_id)`` writes owning records in the run's own transaction.
+        ``deadline`` (seconds or a timedelta from now, or an aware datetime) bounds the
+        whole run, if earlier than the workflow's own deadline.
         """
         return self._operations.start(
-            workflow, params, idempotency_key=idempotency_key, pause_at=pause_at, setup=setup
+            workflow,
+            params,
+            idempotency_key=idempotency_key,
+            pause_at=pause_at,
+            setup=setup,
+            deadline=deadline,
         )
 
     def pause(self, run_id: str, *, at: str | None = None) -> RunInfo:
@@ -218,7 +262,12 @@ class Engine:
         return self._operations.redrive(run_id)
 
     def signal(self, run_id: str, trigger: str, data: dict[str, Any] | None = None) -> RunInfo:
-        """Fire ``trigger`` (declared from the run's state) from outside the workflow."""
+        """Fire ``trigger`` (declared from the run's state) from outside the workflow.
+
+        A waiting state's signal handler receives ``data``; a paused run keeps the
+        signal until it resumes; a signal that lost the race to a timeout raises
+        ``SignalTooLateError``.
+        """
         return self._operations.signal(run_id, trigger, data)
 
     # -- reads -------------------------------------------------------------------

@@ -631,6 +631,8 @@ def print_run(info: RunInfo, as_json: bool) -> None:
         ("error", _error(info.failure_detail)),
         ("pause at", info.pause_at or ""),
         ("cancel at", info.cancel_at or ""),
+        ("deadline", info.deadline_at.isoformat() if info.deadline_at else ""),
+        ("kept signals", ", ".join(str(s["trigger"]) for s in info.kept_signals)),
     ]:
         if value:
             table.add_row(f"[bold]{label}[/bold]", value)
@@ -641,11 +643,14 @@ def _print_history(history: list[TransitionInfo]) -> None:
     table = Table("#", "at", "from", "trigger", "to", "attempt", "ms", "detail")
     for h in history:
         detail = json.dumps(h.detail)[:80] if h.detail else ""
+        at = h.at.strftime("%H:%M:%S.%f")[:-3]
+        if h.polls > 1:  # folded polls: first and last time
+            at = f"{h.first_at.strftime('%H:%M:%S.%f')[:-3]}-{at}"
         table.add_row(
             str(h.seq),
-            h.at.strftime("%H:%M:%S.%f")[:-3],
+            at,
             h.from_state or "",
-            h.trigger,
+            f"poll x{h.polls}" if h.polls > 1 else h.trigger,
             h.to_state,
             str(h.attempt),
             f"{h.duration_ms:.1f}" if h.duration_ms is not None else "",

@@ -27,6 +27,7 @@ from engine.errors import DefinitionError
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode, normalize_modes
+from engine.waits import RunDeadline, Wait, collect_waits, run_deadline
 
 if TYPE_CHECKING:
     from engine.context import StepContext
@@ -47,6 +48,7 @@ ENGINE_EVENTS = frozenset(
         "fail",
         "redrive",
         "redispatch",
+        "deadline",
     }
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -67,6 +69,10 @@ class StepSpec:
     reason: str | None = None
     poll_limit: int | None = None
     poll_deadline: timedelta | None = None
+    #: Set for a waiting state: the signals that leave it and its timeout.
+    wait: Wait | None = None
+    #: A waiting state's signal handler (bound like ``handler``), if it has one.
+    on_signal: Callable[..., None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +204,8 @@ class Definition:
     tasks: Mapping[str, TaskSpec] = field(compare=False, repr=False)
     #: A task enqueued (with ``run_id``) in the transaction that fails a run.
     failure_task: str | None = field(compare=False, repr=False)
+    #: How long a run may take in all, and what happens when that passes.
+    deadline: RunDeadline | None = field(compare=False, repr=False)
     instance: Workflow = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
 
@@ -222,6 +230,11 @@ class Definition:
 
     def is_terminal(self, state: str) -> bool:
         return state in self.terminal
+
+    def wait(self, state: str) -> Wait | None:
+        """The wait declared for ``state``, if it is a waiting state."""
+        spec = self.steps.get(state)
+        return spec.wait if spec is not None else None
 
     def triggers_from(self, state: str) -> tuple[str, ...]:
         """The triggers declared from ``state``, sorted."""
@@ -256,6 +269,14 @@ class Workflow:
     silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
     #: Name of one of the workflow's ``@task`` methods to run when a run fails.
     failure_task: ClassVar[str | None] = None
+    #: Waiting states by name: each is left by a signal or its timeout, and runs no step.
+    waits: ClassVar[Mapping[str, Wait]] = {}
+    #: How long a whole run may take (``start(..., deadline=...)`` may shorten it).
+    deadline: ClassVar[timedelta | float | None] = None
+    #: The trigger a run takes when its deadline passes, where declared from its state;
+    #: elsewhere (or if unset) the run fails with ``deadline_reason``.
+    on_deadline: ClassVar[str | None] = None
+    deadline_reason: ClassVar[str | None] = None
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -318,9 +339,14 @@ def build_definition(cls: type[Workflow]) -> Definition:
     check_options(f"workflow {name!r}", retry=cls.retry, time_limit=cls.time_limit, queue=cls.queue)
     tasks = _collect_tasks(cls, name)
     instance = _instantiate(cls)
-    steps, tasks = _bind(instance, _collect_steps(cls, name), tasks)
     terminal = frozenset(_declared(cls, "terminal"))
     edges = _edges(name, _declared(cls, "transitions"))
+    declared = _collect_steps(cls, name)
+    for state, (wait, on_signal) in collect_waits(
+        name, cls.waits, _members(cls), declared, edges
+    ).items():
+        declared[state] = StepSpec(state, _no_handler, wait=wait, on_signal=on_signal)
+    steps, tasks = _bind(instance, declared, tasks)
     initial = _initial(name, steps)
     _check_states(name, steps, terminal, edges)
     _check_reachable(name, initial, steps, terminal, edges)
@@ -355,6 +381,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         version=_version(name, initial, states, terminal, edges),
         tasks=MappingProxyType(tasks),
         failure_task=cls.failure_task,
+        deadline=run_deadline(name, cls.deadline, cls.on_deadline, cls.deadline_reason, edges),
         instance=instance,
         machine=machine,
     )
@@ -409,11 +436,14 @@ def _bind(
     def unbound(handler: Callable[..., Any]) -> Callable[..., Any]:
         return getattr(handler, "__func__", handler)
 
+    def bound(spec: StepSpec) -> StepSpec:
+        on_signal = spec.on_signal and unbound(spec.on_signal).__get__(instance, cls)
+        return replace(
+            spec, handler=unbound(spec.handler).__get__(instance, cls), on_signal=on_signal
+        )
+
     return (
-        {
-            s: replace(spec, handler=unbound(spec.handler).__get__(instance, cls))
-            for s, spec in steps.items()
-        },
+        {s: bound(spec) for s, spec in steps.items()},
         {
             t: replace(spec, handler=unbound(spec.handler).__get__(instance, cls))
             for t, spec in tasks.items()
@@ -450,7 +480,7 @@ def _check_tasks(
 
 
 def _no_handler(ctx: StepContext) -> Outcome:  # pragma: no cover - never called
-    raise AssertionError("workflow defaults have no handler")
+    raise AssertionError("workflow defaults and waiting states have no step handler")
 
 
 def _declared(cls: type[Workflow], attribute: str) -> Any:

@@ -2,8 +2,11 @@
 
 Everything comes from the frozen definition: terminal states are drawn apart,
 states that may poll get a ``poll`` loop, and each state is labelled with its retry
-policy. With a run, its current state is highlighted, the path it took is marked,
-and a failed state carries the run's reason.
+policy. A waiting state is labelled with what it waits for; its signal edges are
+marked ``(signal)``, its timeout edge ``(after <timeout>)``, and edges a run takes
+when its deadline passes ``(deadline)``; the title carries the workflow's deadline.
+With a run, its current state is highlighted, the path it took is marked, and a
+failed state carries the run's reason.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import graphviz
 from transitions.extensions import GraphMachine
 from transitions.extensions.states import Tags, add_state_features
 
-from engine.definition import Definition
+from engine.definition import Definition, Edge
 from engine.errors import StatewrightError
 from engine.outcomes import Poll
 from engine.queries import RunInfo, TransitionInfo
@@ -64,6 +67,8 @@ def render(
     engine: Literal["mermaid", "graphviz"] = "mermaid" if fmt == "mermaid" else "graphviz"
     builder = _builder(definition, engine, run, history)
     title = definition.name if run is None else f"{definition.name} run {run.id}"
+    if definition.deadline is not None and definition.deadline.after is not None:
+        title += f" (deadline {_span(definition.deadline.after)})"
     graph = builder.get_graph(title=title)
     if fmt == "mermaid":
         return str(graph.draw(None)).encode() + b"\n"
@@ -106,7 +111,7 @@ def _builder(
     history: list[TransitionInfo] | None,
 ) -> Any:
     model = _Model()
-    transitions = [[e.trigger, e.source, e.dest] for e in definition.edges]
+    transitions = [[_label(definition, e), e.source, e.dest] for e in definition.edges]
     transitions += [["poll", s, s] for s in definition.steps if _polls(definition, s)]
     machine = _DiagramMachine(
         model=model,
@@ -132,6 +137,19 @@ def _builder(
     return builder
 
 
+def _label(definition: Definition, edge: Edge) -> str:
+    """An edge's trigger, marked as a wait's signal or timeout, or a deadline's move."""
+    wait = definition.wait(edge.source)
+    marks = []
+    if wait is not None and edge.trigger in wait.signals:
+        marks.append("signal")
+    if wait is not None and wait.timeout is not None and edge.trigger == wait.on_timeout:
+        marks.append(f"after {_span(wait.timeout)}")
+    if definition.deadline is not None and edge.trigger == definition.deadline.trigger:
+        marks.append("deadline")
+    return f"{edge.trigger} ({', '.join(marks)})" if marks else edge.trigger
+
+
 def _run_style(run: RunInfo) -> str:
     if run.status == "failed":
         return "failed"
@@ -145,6 +163,11 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
     if state in definition.terminal:
         tags.append("terminal")
     spec = definition.steps.get(state)
+    if spec is not None and spec.wait is not None:
+        tags.append(f"waits for {', '.join(spec.wait.signals)}")
+        if spec.wait.timeout is not None:
+            tags.append(f"timeout {_span(spec.wait.timeout)} -> {spec.wait.on_timeout}")
+        spec = None  # a waiting state runs no step: no retry policy to show
     retry = (spec.retry if spec else None) or definition.defaults.retry
     if spec is not None and retry is not None:
         tags.append(f"retry x{retry.max_attempts}, backoff {retry.backoff:g}s")
@@ -163,6 +186,8 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
 def _polls(definition: Definition, state: str) -> bool:
     """Whether the state may poll: its handler says it returns ``Poll``, or it sets poll limits."""
     spec = definition.steps[state]
+    if spec.wait is not None:
+        return False
     if spec.poll_deadline is not None or spec.poll_limit is not None:
         return True
     try:

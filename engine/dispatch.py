@@ -26,8 +26,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import delete, event, inspect, update
+from sqlalchemy import delete, event, inspect, or_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.clock import Clock
 from engine.metrics import Metrics
@@ -46,6 +47,9 @@ ENQUEUED_AT_HEADER = "statewright_enqueued_at"
 DELIVERY_HEADER = "statewright_delivery"
 #: A message sent again for the sixth time and later waits 64 dispatch timeouts.
 MAX_DOUBLINGS = 6
+#: The task of a run's deadline timer: the one row of a run that carries no token and
+#: is not a plain task it started.
+DEADLINE_TASK = "statewright.deadline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,14 +175,14 @@ class Dispatcher:
         message = TaskMessage(outbox_id, task_name, (), kwargs, queue, self._clock.now())
         session.info.setdefault(_COMMITTED, []).append(message)
 
-    def discard_for_run(self, session: Session, run_id: str) -> None:
-        """Delete a run's waiting step messages (timers of a token the run no longer has);
-        the plain tasks its steps started are still owed their execution."""
-        session.execute(
-            delete(OutboxMessage).where(
-                OutboxMessage.run_id == run_id, OutboxMessage.token.is_not(None)
-            )
-        )
+    def discard_for_run(self, session: Session, run_id: str, *, steps_only: bool = False) -> None:
+        """Delete a run's waiting step and timeout messages (timers of a token the run no
+        longer has) and, unless ``steps_only``, its deadline timer. The plain tasks its
+        steps started are kept: they are still owed their execution."""
+        owned: ColumnElement[bool] = OutboxMessage.token.is_not(None)
+        if not steps_only:
+            owned = or_(owned, OutboxMessage.task_name == DEADLINE_TASK)
+        session.execute(delete(OutboxMessage).where(OutboxMessage.run_id == run_id, owned))
 
     def in_flight(self) -> frozenset[int]:
         """Outbox ids this process is publishing, or has published and not yet deleted

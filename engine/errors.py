@@ -92,3 +92,8 @@ __all__ = [
     "UnknownTaskError",
     "UnknownWorkflowError",
 ]
+
+
+class SignalTooLateError(IllegalOperationError):
+    """A signal for a waiting state that the run already left (its timeout, or another
+    signal, won the race); the signal is dropped and counted, and nothing is written."""

@@ -295,7 +295,8 @@ class StepExecutor:
         now = self._clock.now()
         definition = self._registry.get(step.workflow)
         decision = decide_outcome(definition, step, _claim_view(claim), outcome, now)
-        if isinstance(decision, Advance):
+        # entering a waiting state arms its timer (or applies a pause) on the locked run
+        if isinstance(decision, Advance) and definition.wait(decision.dest) is None:
             try:
                 saved = check_json_object(context, "the run context")
             except InvalidParamsError:

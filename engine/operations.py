@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,14 +19,18 @@ from sqlalchemy.orm import Session
 from engine.clock import Clock
 from engine.definition import Definition
 from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
-from engine.jsonvalues import MAX_BYTES, canonical, check_json_object, is_unicode, json_size
+from engine.jsonvalues import canonical, check_json_object, is_unicode
 from engine.persistence import Database, require_run
 from engine.queries import FINISHED, RunInfo
 from engine.recorder import RunRecorder
 from engine.registry import Registry
+from engine.timers import Timers, merged_context
 from models.engine import WorkflowRun
 
 MAX_KEY = 200
+
+#: A run's deadline as given to ``start``: seconds or a span from now, or a moment.
+Deadline = timedelta | float | datetime
 
 #: Writes a run's owning records: ``setup(session, run_id)``.
 Setup = Callable[[Session, str], None]
@@ -35,12 +40,13 @@ class Operations:
     """The write side of the engine API."""
 
     def __init__(
-        self, db: Database, registry: Registry, recorder: RunRecorder, clock: Clock
+        self, db: Database, registry: Registry, recorder: RunRecorder, clock: Clock, timers: Timers
     ) -> None:
         self._db = db
         self._registry = registry
         self._recorder = recorder
         self._clock = clock
+        self._timers = timers
 
     def start(
         self,
@@ -50,15 +56,18 @@ class Operations:
         idempotency_key: str | None = None,
         pause_at: str | None = None,
         setup: Setup | None = None,
+        deadline: Deadline | None = None,
     ) -> RunInfo:
         """Start a run; with an idempotency key, the same key returns the same run.
 
         ``setup(session, run_id)`` writes the run's owning records in the same
-        transaction: if it raises, nothing of the run is written.
+        transaction: if it raises, nothing of the run is written. ``deadline`` (a span
+        from now, or a moment) bounds the whole run, if earlier than the workflow's own.
         """
         definition = self._registry.get(workflow)
         clean = check_json_object(params, "params")
         _check_key(idempotency_key)
+        deadline_at = _deadline_at(definition, deadline, self._clock.now())
         if pause_at is not None:
             _check_ahead(definition, "pause", pause_at, definition.initial, including_current=True)
         try:
@@ -67,6 +76,7 @@ class Operations:
                 if existing is not None:
                     return _same_start(existing, clean)
                 run = self._new_run(definition, clean, idempotency_key, pause_at)
+                run.deadline_at = deadline_at
                 session.add(run)
                 if setup is not None:
                     session.flush()
@@ -74,6 +84,7 @@ class Operations:
                 self._recorder.move(
                     session, run, "start", definition.initial, now=self._clock.now()
                 )
+                self._timers.arm_deadline(session, run)
                 return RunInfo.of(run)
         except IntegrityError:
             if idempotency_key is None:
@@ -141,7 +152,8 @@ class Operations:
             run.status = "running"
             self._recorder.history(session, run, "resume", run.state, now=now)
             run.attempt = 0
-            self._recorder.dispatch(session, run, now=now)
+            if not self._timers.deliver_kept(session, run):
+                self._recorder.dispatch(session, run, now=now)
             return RunInfo.of(run)
 
     def cancel(self, run_id: str, *, at: str | None = None) -> RunInfo:
@@ -203,34 +215,29 @@ class Operations:
             run.attempt = 0
             run.polls = 0
             run.state_entered_at = now
+            if run.deadline_at is not None and run.deadline_at <= now:
+                run.deadline_at = None  # a deadline already passed no longer applies
             self._recorder.history(session, run, "redrive", run.state, now=now)
             self._recorder.dispatch(session, run, now=now)
+            self._timers.arm_deadline(session, run)
             return RunInfo.of(run)
 
     def signal(self, run_id: str, trigger: str, data: dict[str, Any] | None = None) -> RunInfo:
-        """Fire a declared trigger from outside; ``data`` is merged into the run context."""
+        """Fire a declared trigger from outside. In a waiting state, its signal handler
+        gets ``data``; elsewhere (or without one) ``data`` is merged into the run context.
+        A paused run keeps the signal and receives it when it resumes."""
         clean = check_json_object(data, "signal data")
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            _require_status(run, ("running",), "signalled")
-            definition = self._registry.get(run.workflow)
-            dest = definition.destination(run.state, trigger)
-            if dest is None:
-                allowed = ", ".join(map(repr, definition.triggers_from(run.state))) or "(none)"
-                raise IllegalOperationError(
-                    f"run {run.id} is in state {run.state!r}, where signal {trigger!r} is not "
-                    f"declared; allowed: {allowed}"
-                )
             if clean:
-                run.context = _context_with(run, clean)
-            self._recorder.move(
-                session,
-                run,
-                trigger,
-                dest,
-                now=self._clock.now(),
-                detail={"signal": True, "data": clean or None},
-            )
+                merged_context(run, clean)  # refused now, not at the next step
+            if run.status == "paused":
+                self._timers.keep(session, run, trigger, clean)
+                return RunInfo.of(run)
+            if run.status != "running":
+                self._timers.refuse_late(session, run, trigger)
+            _require_status(run, ("running", "paused"), "signalled")
+            self._timers.signal(session, run, trigger, clean)
             return RunInfo.of(run)
 
     def _new_run(
@@ -319,18 +326,35 @@ def _steps_ahead(definition: Definition, state: str) -> set[str]:
     return {s for s in definition.ahead_of(state) if s in definition.steps}
 
 
-def _context_with(run: WorkflowRun, data: dict[str, Any]) -> dict[str, Any]:
-    """The run's context with signal ``data`` merged in, refused if it would outgrow the
-    limit every step's context is held to (else the next step, not the signal, fails)."""
-    merged = {**run.context, **data}
-    size = json_size(merged)
-    if size > MAX_BYTES:
+def _deadline_at(definition: Definition, asked: Deadline | None, now: datetime) -> datetime | None:
+    """When a run started now must finish: the earlier of the workflow's deadline and
+    ``asked``; ``None`` if neither sets one."""
+    moments: list[datetime] = []
+    rule = definition.deadline
+    if rule is not None and rule.after is not None:
+        moments.append(now + rule.after)
+    if asked is not None:
+        moments.append(_asked_moment(asked, now))
+    return min(moments) if moments else None
+
+
+def _asked_moment(asked: object, now: datetime) -> datetime:
+    moment: datetime | None = None
+    try:
+        if isinstance(asked, datetime):
+            moment = asked if asked.tzinfo is not None else None
+        elif isinstance(asked, timedelta):
+            moment = now + asked
+        elif isinstance(asked, int | float) and not isinstance(asked, bool):
+            moment = now + timedelta(seconds=asked)
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or moment <= now:
         raise InvalidParamsError(
-            f"signal data would make the context of run {run.id} {size} bytes as JSON; "
-            f"at most {MAX_BYTES} bytes are allowed (it holds {json_size(run.context)} "
-            "bytes already; store large data in your own tables and pass its id)"
+            f"deadline {asked!r} is not allowed; give a positive number of seconds, a "
+            "positive timedelta, or a timezone-aware datetime in the future"
         )
-    return merged
+    return moment
 
 
 def _check_key(key: str | None) -> None:

@@ -40,6 +40,10 @@ class RunInfo:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    #: When the whole run must be done by, if it has a deadline.
+    deadline_at: datetime | None = None
+    #: Signals sent while it was paused, delivered when it resumes.
+    kept_signals: tuple[dict[str, Any], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -68,10 +72,14 @@ class RunInfo:
             created_at=run.created_at,
             updated_at=run.updated_at,
             finished_at=run.finished_at,
+            deadline_at=run.deadline_at,
+            kept_signals=tuple(run.kept_signals or ()),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        values = _jsonable(asdict(self))
+        values["kept_signals"] = list(self.kept_signals)
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,19 @@ class TransitionInfo:
             row.duration_ms,
             dict(row.detail) if row.detail else None,
         )
+
+    @property
+    def polls(self) -> int:
+        """How many polls this row stands for (polls in a row fold into one row)."""
+        if self.trigger != "poll":
+            return 0
+        return int((self.detail or {}).get("polls", 1))
+
+    @property
+    def first_at(self) -> datetime:
+        """When the first of the row's folded polls happened (``at`` is the last's)."""
+        first = (self.detail or {}).get("first_at") if self.trigger == "poll" else None
+        return datetime.fromisoformat(first) if isinstance(first, str) else self.at
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -10,6 +10,7 @@ already counted when it was claimed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -79,10 +80,13 @@ class Reaper:
     def _redispatch_all(self, session: Session, statement: Select[WorkflowRun], why: str) -> int:
         runs = session.execute(statement).scalars().all()
         pending = _with_pending_messages(session, runs)
+        now = self._clock.now()
         count = 0
         for run in runs:
             if run.id in pending:
                 continue  # its message is still in the outbox; the relay will send it
+            if _waiting_in_time(self._registry, run, now):
+                continue  # a waiting run owes nothing until its timeout is overdue
             if not self._registry.has_step(run.workflow, run.state):
                 self._metrics.incr("reaper.unknown_state", tags={"workflow": run.workflow})
                 log.warning(
@@ -117,6 +121,15 @@ class Reaper:
             self._recorder.redeliver(session, run, now=now, backoff=backoff)
         self._metrics.incr("reaper.redispatched", tags={"workflow": run.workflow})
         log.warning("step dispatched again", run=run.id, state=run.state, **detail)
+
+
+def _waiting_in_time(registry: Registry, run: WorkflowRun, now: datetime) -> bool:
+    """Whether ``run`` waits for a signal with no timeout timer overdue (a lost timer's
+    lease has expired: it is sent again, like a lost step message)."""
+    if not registry.has_step(run.workflow, run.state):
+        return False
+    wait = registry.step(run.workflow, run.state).wait
+    return wait is not None and (run.lease_expires_at is None or run.lease_expires_at >= now)
 
 
 def _copies_sent(session: Session, run: WorkflowRun) -> int:

@@ -33,6 +33,7 @@ from engine.config import Settings
 from engine.context import Claim
 from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
+from engine.polls import fold_poll
 from engine.redaction import redact_text, redact_value
 from engine.registry import Registry, task_queue
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
@@ -144,9 +145,15 @@ class RunRecorder:
         it may wait ``backoff`` dispatch timeouts for a worker.
 
         If both copies arrive, the second finds the step claimed and is dropped.
+        A waiting state's message is its timeout timer, due when the timeout passes.
         """
         step = self._registry.step(run.workflow, run.state)
         at = not_before or now
+        if step.wait is not None:
+            if step.wait.timeout is None:
+                run.lease_expires_at = None  # nothing to send: only a signal moves it
+                return
+            at = max(now, run.state_entered_at + step.wait.timeout)
         wait = self._settings.dispatch_timeout * backoff
         run.lease_expires_at = at + timedelta(seconds=wait)
         self._dispatcher.enqueue(
@@ -170,7 +177,14 @@ class RunRecorder:
         duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Take a declared transition: enter ``dest``, then dispatch it or finish the run."""
+        """Take a declared transition: enter ``dest``, then dispatch it or finish the run.
+
+        Leaving a waiting state drops its timeout timer; entering one with a pause or
+        cancel asked for applies it there, since no step will be claimed to apply it.
+        """
+        definition = self._registry.get(run.workflow)
+        if definition.wait(run.state) is not None:
+            self._dispatcher.discard_for_run(session, run.id, steps_only=True)
         seq = self.history(
             session, run, trigger, dest, now=now, duration_ms=duration_ms, detail=detail
         )
@@ -179,10 +193,22 @@ class RunRecorder:
         run.polls = 0
         run.state_entered_at = now
         run.entry_seq = seq
-        if self._registry.get(run.workflow).is_terminal(dest):
+        if definition.is_terminal(dest):
             self.finish(session, run, "succeeded", now=now)
-        else:
+        elif definition.wait(dest) is None or not self._held_on_entry(session, run, now):
             self.dispatch(session, run, now=now)
+
+    def _held_on_entry(self, session: Session, run: WorkflowRun, now: datetime) -> bool:
+        """Apply a cancel or pause asked for on entering a waiting state; whether one was."""
+        if run.cancel_requested:
+            self.halt(session, run, "cancelled", "cancel", now=now)
+        elif run.pause_requested or run.pause_at == run.state:
+            if run.pause_at == run.state:
+                run.pause_at = None
+            self.halt(session, run, "paused", "pause", now=now)
+        else:
+            return False
+        return True
 
     def advance_claimed(
         self,
@@ -286,10 +312,17 @@ class RunRecorder:
         duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Stay in the state and run its step again at ``not_before`` (a retry or a poll)."""
-        self.history(
-            session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
-        )
+        """Stay in the state and run its step again at ``not_before`` (a retry or a poll).
+
+        Polls in a row fold into one history row: its ``detail`` counts them (``polls``)
+        and keeps the first one's time (``first_at``); its ``at`` is the latest one's.
+        """
+        if trigger != "poll" or not fold_poll(session, run, now, duration_ms, detail):
+            if trigger == "poll":
+                detail = {**(detail or {}), "polls": 1, "first_at": now.isoformat()}
+            self.history(
+                session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
+            )
         self.dispatch(session, run, now=now, not_before=not_before)
 
     def fail(
@@ -347,8 +380,9 @@ class RunRecorder:
     ) -> None:
         """Set a non-running status; the token bump fences off any step still in flight,
         and the run's waiting timers are dropped (they belong to the old token). A paused
-        run keeps the pause and cancel it has scheduled for states ahead."""
-        self._dispatcher.discard_for_run(session, run.id)
+        run keeps the pause and cancel it has scheduled for states ahead, and its deadline
+        timer; a finished one drops it and any kept signals."""
+        self._dispatcher.discard_for_run(session, run.id, steps_only=status == "paused")
         run.status = status
         run.token += 1
         run.claimed = False
@@ -360,6 +394,7 @@ class RunRecorder:
             return
         run.pause_at = None
         run.cancel_at = None
+        run.kept_signals = None
         run.failure_reason = redact_text(reason) if reason else reason
         run.failure_detail = redact_value("failure_detail", detail) if detail else detail
         run.finished_at = now

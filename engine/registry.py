@@ -30,6 +30,7 @@ from engine.errors import (
 )
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode, silo_queue
+from engine.waits import SignalHandler, Wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,9 @@ class StepOptions:
     reason: str
     poll_limit: int | None
     poll_deadline: timedelta | None
+    #: Set for a waiting state, whose task fires its timeout instead of running a step.
+    wait: Wait | None = None
+    on_signal: SignalHandler | None = None
 
 
 def resolve_step(definition: Definition, state: str, settings: Settings) -> StepOptions:
@@ -66,6 +70,8 @@ def resolve_step(definition: Definition, state: str, settings: Settings) -> Step
         reason=spec.reason or f"The {definition.name} run failed while {state.replace('_', ' ')}",
         poll_limit=spec.poll_limit,
         poll_deadline=spec.poll_deadline,
+        wait=spec.wait,
+        on_signal=spec.on_signal,
     )
 
 

@@ -31,6 +31,7 @@ STAYS = {
     "abort": "failed",
     "fail": "failed",
     "redrive": "running",
+    "deadline": "failed",
 }
 
 
@@ -43,6 +44,8 @@ class Recorded:
     trigger: str
     to_state: str
     attempt: int
+    #: How many polls a ``poll`` row stands for (polls in a row fold into one row).
+    polls: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def export_history(run: RunInfo, history: Iterable[TransitionInfo]) -> dict[str,
                 "attempt": h.attempt,
                 "at": h.at.isoformat(),
                 **({"detail": redact_value("detail", h.detail)} if h.detail else {}),
+                **({"polls": h.polls, "first_at": h.first_at.isoformat()} if h.polls > 1 else {}),
             }
             for h in history
         ],
@@ -121,9 +125,13 @@ def load_history(document: object, where: str = "history") -> RecordedRun:
         if not _row_ok(row):
             raise InvalidParamsError(
                 f"{where}: transitions[{index}] is {str(row)[:80]}; each needs seq (a whole "
-                "number), from (a state or null), trigger and to (states) and attempt"
+                "number), from (a state or null), trigger and to (states), attempt, and "
+                "optionally polls (a whole number of at least 1)"
             )
-        rows.append(Recorded(row["seq"], row["from"], row["trigger"], row["to"], row["attempt"]))
+        polls = row.get("polls", 1)
+        rows.append(
+            Recorded(row["seq"], row["from"], row["trigger"], row["to"], row["attempt"], polls)
+        )
     if not rows:
         raise InvalidParamsError(f"{where} has no transitions")
     return RecordedRun(
@@ -141,7 +149,14 @@ def _row_ok(row: object) -> bool:
         isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in ("seq", "attempt")
     )
     named = all(isinstance(row.get(k), str) and row.get(k) for k in ("trigger", "to"))
-    return whole and named and (row.get("from") is None or isinstance(row.get("from"), str))
+    polls = row.get("polls", 1)
+    counted = isinstance(polls, int) and not isinstance(polls, bool) and polls >= 1
+    return (
+        whole
+        and named
+        and counted
+        and (row.get("from") is None or isinstance(row.get("from"), str))
+    )
 
 
 def replay(definition: Definition, run: RecordedRun, *, until: int | None = None) -> ReplayedState:
@@ -195,7 +210,13 @@ def replay(definition: Definition, run: RecordedRun, *, until: int | None = None
                     definition.triggers_from(state),
                 )
             status = STAYS[row.trigger] or status
-            polls = polls + 1 if row.trigger == "poll" else 0 if row.trigger == "redrive" else polls
+            polls = (
+                polls + row.polls
+                if row.trigger == "poll"
+                else 0
+                if row.trigger == "redrive"
+                else polls
+            )
         elif definition.destination(state, row.trigger) != dest:
             raise ReplayDivergenceError(
                 run, row, "is no longer allowed", definition.triggers_from(state)
@@ -221,6 +242,7 @@ NEEDS = {
     "retry": ("running",),
     "poll": ("running",),
     "redispatch": ("running",),
+    "deadline": ("running", "paused"),
 }
 
 

@@ -3,8 +3,8 @@
 ``WorkflowHarness`` takes the engine's published messages into a local queue and
 runs each through the real Celery task (``task.apply``: the same instrumented code a
 worker runs, minus the broker). When nothing is queued it moves the virtual clock
-to the next due timer or expired lease, so backoff, polls and deadlines are
-honoured without sleeping.
+to the next due timer or expired lease, so backoff, polls, waits' timeouts and run
+deadlines are honoured without sleeping.
 """
 
 from __future__ import annotations
@@ -134,9 +134,10 @@ class WorkflowHarness:
                 raise AssertionError("no step message is waiting to be claimed")
             message = self.queue.messages.popleft()
             workflow, _, state = message.task_name.partition(".")
-            if self.engine.registry.has_step(workflow, state):
+            registry = self.engine.registry
+            if registry.has_step(workflow, state) and registry.step(workflow, state).wait is None:
                 break
-            self.deliver(message)  # a workflow task, not a step: run it as a worker would
+            self.deliver(message)  # a task or a timer, not a step: run it as a worker would
         step = self.engine.registry.step(workflow, state)
         claim = self.engine.executor.claim_step(
             step, message.kwargs["run_id"], message.kwargs["token"]
@@ -145,11 +146,18 @@ class WorkflowHarness:
             raise AssertionError(f"{message.task_name} for {message.kwargs} was not claimable")
         return ClaimedStep(self.engine, step, claim, message)
 
-    def run(self, run_id: str, *, max_steps: int = 10_000) -> RunInfo:
-        """Step until ``run_id`` finishes or pauses (or nothing is left to do)."""
+    def run(self, run_id: str, *, until_waiting: bool = False, max_steps: int = 10_000) -> RunInfo:
+        """Step until ``run_id`` finishes or pauses (or nothing is left to do).
+
+        The clock moves on to due timers, so a waiting run runs into its timeout unless
+        ``until_waiting`` stops it as soon as it waits in a waiting state (for a signal).
+        """
+        definition = self.engine.registry.get(self.engine.get(run_id).workflow)
         for _ in range(max_steps):
             info = self.engine.get(run_id)
             if info.finished or info.status == "paused":
+                return info
+            if until_waiting and definition.wait(info.state) is not None:
                 return info
             if self.step() is None:
                 return self.engine.get(run_id)

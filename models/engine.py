@@ -61,6 +61,10 @@ class WorkflowRun(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    #: When the whole run must be done by (its deadline timer fires then), if ever.
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Signals sent while the run was paused, in order, delivered when it resumes.
+    kept_signals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
 from engine.context import TaskContext
 from engine.definition import TaskGroup, task
+from engine.timers import SignalContext
+from engine.waits import Wait, on_signal
 
 test_metadata = MetaData()
 effects = Table(
@@ -134,7 +136,81 @@ class Approval(Workflow):
         return "applied"
 
 
-WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval]
+class Review(Workflow):
+    """Asks for a submission, waits up to a week for it (or a withdrawal), then checks it.
+
+    A deadline (given at start) takes ``timed_out`` while waiting or checking, and fails
+    the run anywhere else.
+    """
+
+    name = "review"
+    transitions = [
+        ("asked", "asking", "awaiting"),
+        ("submitted", "awaiting", "checking"),
+        ("withdrawn", "awaiting", "withdrawn"),
+        ("expired", "awaiting", "expired"),
+        ("checked", "checking", "done"),
+        ("timed_out", "awaiting", "timed_out"),
+        ("timed_out", "checking", "timed_out"),
+    ]
+    terminal = ["done", "withdrawn", "expired", "timed_out"]
+    retry = FAST_RETRY
+    waits = {
+        "awaiting": Wait(
+            signals=("submitted", "withdrawn"), timeout=timedelta(days=7), on_timeout="expired"
+        )
+    }
+    on_deadline = "timed_out"
+    deadline_reason = "The review took too long"
+
+    @step(initial=True)
+    def asking(self, ctx: StepContext) -> Literal["asked"]:
+        _misbehave(ctx)
+        return "asked"
+
+    @on_signal("awaiting")
+    def received(self, ctx: SignalContext) -> None:
+        record_effect(ctx.session, ctx.run_id, f"signal:{ctx.trigger}")
+        if ctx.data.get("refuse"):  # after a write, which must not land
+            raise PermanentError(f"submission refused: {ctx.data['refuse']}")
+        ctx.context["submission"] = ctx.data.get("files")
+
+    @step()
+    def checking(self, ctx: StepContext) -> Literal["checked"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "checked"
+
+
+class Callback(Workflow):
+    """Calls, then waits two seconds for an answer: a wait short enough for real workers."""
+
+    name = "callback"
+    transitions = [
+        ("called", "calling", "listening"),
+        ("answered", "listening", "noting"),
+        ("unanswered", "listening", "gave_up"),
+        ("noted", "noting", "done"),
+    ]
+    terminal = ["done", "gave_up"]
+    retry = FAST_RETRY
+    time_limit = 20.0
+    waits = {"listening": Wait(signals=("answered",), timeout=2.0, on_timeout="unanswered")}
+    deadline_reason = "The call ran out of time"
+
+    @step(initial=True)
+    def calling(self, ctx: StepContext) -> Literal["called"]:
+        _misbehave(ctx)
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "called"
+
+    @step()
+    def noting(self, ctx: StepContext) -> Literal["noted"]:
+        record_effect(ctx.session, ctx.run_id, ctx.state)
+        return "noted"
+
+
+WORKFLOWS: list[Any] = [Pipeline, Waiter, Approval, Review, Callback]
 
 
 class Brief(Workflow):

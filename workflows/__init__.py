@@ -1,9 +1,10 @@
 """Workflows and task groups shipped with statewright."""
 
+from workflows.document_review import DocumentReview
 from workflows.onboarding import Onboarding
 from workflows.relocation import Relocation
 from workflows.weekly_reports import WeeklyReports
 
-WORKFLOWS = [Onboarding, Relocation, WeeklyReports]
+WORKFLOWS = [Onboarding, DocumentReview, Relocation, WeeklyReports]
 
-__all__ = ["WORKFLOWS", "Onboarding", "Relocation", "WeeklyReports"]
+__all__ = ["WORKFLOWS", "DocumentReview", "Onboarding", "Relocation", "WeeklyReports"]

@@ -38,17 +38,13 @@ def refused(*args: str, env: dict[str, str], says: str) -> None:
 
 
 def test_operate_a_waiting_run(env: dict[str, str]) -> None:
-    """pause, resume, signal, cancel and abort a run, with each refusal on the way."""
+    """pause, resume, signal, cancel and abort a run, with each refusal on the way; a
+    signal to the paused run is kept and delivered when it resumes."""
     assert cli("migrate", env=env).returncode == 0
     run = ok("runs", "start", "approval", "--key", "change-7", env=env)
     again = ok("runs", "start", "approval", "--key", "change-7", env=env)
     assert again["id"] == run["id"]
     run_id = str(run["id"])
-    assert ok("runs", "pause", run_id, env=env)["status"] == "paused"
-    refused("runs", "pause", run_id, env=env, says="is paused; only a run that is running")
-    refused("runs", "signal", run_id, "approved", env=env, says="only a run that is running")
-    assert ok("runs", "resume", run_id, env=env)["status"] == "running"
-    refused("runs", "resume", run_id, env=env, says="is running; only a run that is paused")
     refused(
         "runs",
         "signal",
@@ -57,6 +53,20 @@ def test_operate_a_waiting_run(env: dict[str, str]) -> None:
         env=env,
         says="where signal 'applied' is not declared; allowed: 'approved', 'rejected'",
     )
+    assert ok("runs", "pause", run_id, env=env)["status"] == "paused"
+    refused("runs", "pause", run_id, env=env, says="is paused; only a run that is running")
+    kept = ok("runs", "signal", run_id, "approved", "--data", '{"by": "kim"}', env=env)
+    assert (kept["status"], [s["trigger"] for s in kept["kept_signals"]]) == (  # type: ignore[attr-defined]
+        "paused",
+        ["approved"],
+    )
+    moved = ok("runs", "resume", run_id, env=env)
+    assert (moved["status"], moved["state"], moved["context"]) == (
+        "running",
+        "applying",
+        {"by": "kim"},
+    )
+    refused("runs", "resume", run_id, env=env, says="is running; only a run that is paused")
     refused(
         "runs",
         "pause",
@@ -66,8 +76,6 @@ def test_operate_a_waiting_run(env: dict[str, str]) -> None:
         env=env,
         says="cannot pause at 'applied': applied is a final state",
     )
-    moved = ok("runs", "signal", run_id, "approved", "--data", '{"by": "kim"}', env=env)
-    assert (moved["state"], moved["context"]) == ("applying", {"by": "kim"})
     assert ok("runs", "cancel", run_id, env=env)["status"] == "cancelled"
     assert ok("runs", "cancel", run_id, env=env)["status"] == "cancelled"  # already: no change
     refused("runs", "abort", run_id, env=env, says="is cancelled (it has finished)")

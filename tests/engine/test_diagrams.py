@@ -85,3 +85,22 @@ def test_checked_in_diagrams_are_current(tmp_path: Path) -> None:
         assert _comparable(checked_in) == _comparable(path), (
             f"{checked_in} is stale; run `make diagrams`"
         )
+
+
+def test_waits_signals_timeouts_and_deadlines_are_drawn() -> None:
+    """A waiting state shows what it waits for; its signal and timeout edges are marked,
+    as are deadline edges, and the title carries the workflow's deadline."""
+    from workflows import DocumentReview
+
+    text = render(DocumentReview.definition, "mermaid").decode()
+    assert "document_review (deadline 30d)" in text
+    assert (
+        'state "awaiting_documents [waits for documents_received, withdrawn, '
+        'timeout 7d -> expired]" as awaiting_documents'
+    ) in text
+    assert "awaiting_documents --> reviewing: documents_received (signal)" in text
+    assert "awaiting_documents --> withdrawn: withdrawn (signal)" in text
+    assert "awaiting_documents --> expired: expired (after 7d)" in text
+    assert "reviewing --> timed_out: timed_out (deadline)" in text
+    assert "awaiting_documents --> awaiting_documents" not in text  # a wait does not poll
+    assert "reviewing --> reviewing: poll" in text

@@ -109,20 +109,20 @@ def test_undeclared_trigger_fails_naming_allowed_ones(
 
 
 def test_polls_do_not_touch_attempts(engine: Engine, harness: WorkflowHarness) -> None:
-    """Polling re-enters the state with the same attempt; a retry before still counts once."""
+    """Polling re-enters the state with the same attempt; a retry before still counts once;
+    the polls in a row fold into one history row with their count, first and last time."""
     run = engine.start("waiter", {"ready_after": 3, "every": 10, "fail": {"waiting": 1}})
     done = harness.run(run.id)
     assert done.status == "succeeded"
-    assert moves(engine, run.id)[:6] == [
+    assert moves(engine, run.id)[:4] == [
         (None, "start", "waiting", 0),
         ("waiting", "retry", "waiting", 1),
         ("waiting", "poll", "waiting", 2),
-        ("waiting", "poll", "waiting", 2),
-        ("waiting", "poll", "waiting", 2),
         ("waiting", "ready", "finishing", 2),
     ]
-    polls = [h.at for h in engine.history(run.id) if h.trigger == "poll"]
-    assert polls[1] - polls[0] == timedelta(seconds=10)
+    [polls] = [h for h in engine.history(run.id) if h.trigger == "poll"]
+    assert polls.polls == 3
+    assert polls.at - polls.first_at == timedelta(seconds=20)
 
 
 def test_poll_deadline_fails_the_run(engine: Engine, harness: WorkflowHarness) -> None:
@@ -136,7 +136,8 @@ def test_poll_deadline_fails_the_run(engine: Engine, harness: WorkflowHarness) -
     assert failed.attempt == 1
     history = engine.history(run.id)
     assert history[-1].at - history[0].at == timedelta(seconds=30)
-    assert sum(1 for h in history if h.trigger == "poll") == 5
+    assert sum(h.polls for h in history) == 5
+    assert [h.trigger for h in history] == ["start", "poll", "fail"]
 
 
 def test_duplicate_delivery_is_dropped_and_counted(

@@ -24,6 +24,8 @@ PUBLIC = {
     "RunInfo",
     "RunNotFoundError",
     "Settings",
+    "SignalContext",
+    "SignalTooLateError",
     "SiloLimitError",
     "SiloMode",
     "StatewrightError",
@@ -33,11 +35,13 @@ PUBLIC = {
     "TransitionInfo",
     "UnknownWorkflowError",
     "VirtualClock",
+    "Wait",
     "Workflow",
     "bind_step",
     "instrumented_task",
     "metrics_from_settings",
     "migrate",
+    "on_signal",
     "step",
 }
 

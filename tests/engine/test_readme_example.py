@@ -28,7 +28,6 @@ def test_provisioning_is_retried(
             "provisioning --retry--> provisioning",
             "provisioning --provisioned--> verifying",
             "verifying --poll--> verifying",
-            "verifying --poll--> verifying",
             "verifying --verified--> welcoming",
             "welcoming --welcomed--> active",
         ],

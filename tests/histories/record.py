@@ -1,9 +1,10 @@
-"""Record relocation histories by really running the workflow on a virtual clock.
+"""Record histories by really running the workflows on a virtual clock.
 
     python -m tests.histories.record
 
-writes ``tests/histories/relocation-*.json``; the replay tests walk each of them
-through the current definition, so a change that would strand runs like these fails.
+writes ``tests/histories/relocation-*.json`` and ``document-review-*.json``; the replay
+tests walk each of them through the current definition, so a change that would strand
+runs like these fails.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
 from engine.testing import WorkflowHarness
 from models import User
+from workflows.document_review import DocumentReview
 from workflows.relocation import Relocation, RelocationConfig, start_relocation
 
 HERE = Path(__file__).resolve().parent
@@ -96,6 +98,61 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def documents_received(engine: Engine, harness: WorkflowHarness) -> str:
+    """A waiting state left by a signal whose handler keeps the files; the review polls
+    three hours (one folded row) and approves."""
+    run = engine.start("document_review", {"applicant": "ann"})
+    harness.run(run.id, until_waiting=True)
+    harness.clock.advance(timedelta(days=2))
+    engine.signal(run.id, "documents_received", {"files": ["passport.pdf", "lease.pdf"]})
+    harness.run(run.id)
+    return run.id
+
+
+def documents_expired(engine: Engine, harness: WorkflowHarness) -> str:
+    """Nobody answers: the wait's timeout takes 'expired' after a week."""
+    run = engine.start("document_review", {"applicant": "bob"})
+    harness.run(run.id)
+    return run.id
+
+
+def review_past_deadline(engine: Engine, harness: WorkflowHarness) -> str:
+    """The review desk never answers: the run's deadline (a day, given at start) passes
+    while it polls, and takes 'timed_out'."""
+    run = engine.start(
+        "document_review", {"applicant": "cy", "review_hours": 1000}, deadline=timedelta(days=1)
+    )
+    harness.run(run.id, until_waiting=True)
+    engine.signal(run.id, "documents_received", {"files": ["passport.pdf"]})
+    harness.run(run.id)
+    return run.id
+
+
+REVIEW_SCENARIOS: dict[str, Scenario] = {
+    "documents-received": documents_received,
+    "documents-expired": documents_expired,
+    "review-past-deadline": review_past_deadline,
+}
+
+
+def record_review(name: str, scenario: Scenario, directory: Path) -> Path:
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'target.db'}"
+        migrate(url)
+        engine = Engine(
+            Settings(database_url=url),
+            [DocumentReview],
+            clock=VirtualClock(),
+            metrics=InMemoryMetrics(),
+            rng=random.Random(5),
+        )
+        run_id = scenario(engine, WorkflowHarness(engine))
+        path = directory / f"document-review-{name}.json"
+        path.write_text(json.dumps(engine.export_history(run_id), indent=1) + "\n")
+        engine.close()
+    return path
+
+
 def record(name: str, scenario: Scenario, directory: Path) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{Path(scratch) / 'target.db'}"
@@ -119,10 +176,17 @@ def record(name: str, scenario: Scenario, directory: Path) -> Path:
     return path
 
 
-def main() -> None:
+def main(only: str = "") -> None:
+    """Record every scenario (or those whose file name contains ``only``)."""
     for name, scenario in SCENARIOS.items():
-        print(f"recorded {record(name, scenario, HERE)}")
+        if only in f"relocation-{name}":
+            print(f"recorded {record(name, scenario, HERE)}")
+    for name, scenario in REVIEW_SCENARIOS.items():
+        if only in f"document-review-{name}":
+            print(f"recorded {record_review(name, scenario, HERE)}")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1] if len(sys.argv) > 1 else "")

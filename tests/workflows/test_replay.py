@@ -236,3 +236,48 @@ def test_replay_until_zero_and_malformed_rows() -> None:
     bad["transitions"][0]["to"] = None  # type: ignore[index]
     with pytest.raises(InvalidParamsError, match=r"transitions\[0\] is"):
         load_history(bad)
+
+
+REVIEWS = sorted(HISTORIES.glob("document-review-*.json"))
+
+
+def test_waits_timeouts_and_deadlines_are_recorded() -> None:
+    """Recorded histories cover a wait left by a signal, by its timeout, and a deadline."""
+    names = {p.stem.removeprefix("document-review-") for p in REVIEWS}
+    assert names == {"documents-received", "documents-expired", "review-past-deadline"}
+
+
+@pytest.mark.parametrize("path", REVIEWS, ids=lambda p: p.stem)
+def test_recorded_review_histories_replay(path: Path) -> None:
+    """Each recorded document review walks through the current definition to its end."""
+    from workflows.document_review import DocumentReview
+
+    document = json.loads(path.read_text())
+    final = replay(DocumentReview.definition, load_history(document, path.name))
+    assert final.status == document["status"]
+    assert final.position == len(document["transitions"])
+
+
+def test_folded_polls_count_in_replay() -> None:
+    """A folded poll row counts every poll it stands for; a bad count is refused."""
+    from workflows.document_review import DocumentReview
+
+    path = HISTORIES / "document-review-review-past-deadline.json"
+    document = json.loads(path.read_text())
+    polled = replay(DocumentReview.definition, load_history(document), until=4)
+    assert (polled.state, polled.polls) == ("reviewing", 24)
+    assert replay(DocumentReview.definition, load_history(document)).state == "timed_out"
+    document["transitions"][3]["polls"] = 0
+    with pytest.raises(InvalidParamsError, match=r"transitions\[3\] .* optionally polls"):
+        load_history(document)
+
+
+def test_a_deadline_row_fails_the_replayed_run() -> None:
+    """The engine's 'deadline' event leaves the run failed in its state, paused or not."""
+    history = _history(
+        (None, "start", "uploading"),
+        ("uploading", "pause", "uploading"),
+        ("uploading", "deadline", "uploading"),
+    )
+    final = replay(Relocation.definition, load_history(history))
+    assert (final.state, final.status) == ("uploading", "failed")
