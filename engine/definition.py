@@ -26,6 +26,7 @@ from transitions import Machine
 from engine.errors import DefinitionError
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
+from engine.schedule import Schedule, declared_schedules
 from engine.silo import SiloMode, normalize_modes
 
 if TYPE_CHECKING:
@@ -200,6 +201,8 @@ class Definition:
     failure_task: str | None = field(compare=False, repr=False)
     instance: Workflow = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
+    #: Cron schedules that start runs of this workflow (see ``engine.scheduler``).
+    schedules: tuple[Schedule, ...] = field(default=(), compare=False, repr=False)
 
     def task_name(self, state: str) -> str:
         """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
@@ -256,6 +259,8 @@ class Workflow:
     silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
     #: Name of one of the workflow's ``@task`` methods to run when a run fails.
     failure_task: ClassVar[str | None] = None
+    #: ``Schedule(...)``s that start runs of this workflow.
+    schedules: ClassVar[Sequence[Schedule]] = ()
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -357,6 +362,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         failure_task=cls.failure_task,
         instance=instance,
         machine=machine,
+        schedules=declared_schedules(name, cls.schedules),
     )
 
 
