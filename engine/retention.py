@@ -116,7 +116,9 @@ class Retention:
             history = _deleted(
                 session, delete(WorkflowTransition).where(WorkflowTransition.run_id.in_(ids))
             )
-            runs = _deleted(session, delete(WorkflowRun).where(WorkflowRun.id.in_(ids), _finished()))
+            runs = _deleted(
+                session, delete(WorkflowRun).where(WorkflowRun.id.in_(ids), _finished())
+            )
         self._metrics.incr("retention.purged_runs", runs)
         self._metrics.incr("retention.purged_history", history)
         return runs, history

@@ -160,10 +160,9 @@ class Scheduler:
         """Start the fire times the policy keeps and move the row on; a schedule that
         cannot start its run keeps its fire time and is tried again next round."""
         assert row.next_fire_at is not None
-        plan = plan_fires(
-            row.cron, row.timezone, row.next_fire_at, now, row.missed, row.catch_up_limit
-        )
+        due_at = row.next_fire_at
         try:
+            plan = plan_fires(row.cron, row.timezone, due_at, now, row.missed, row.catch_up_limit)
             with session.begin_nested():
                 started = [self._start(session, row, moment) for moment in plan.fire]
         except Exception as error:  # one broken schedule must not hold the others back
@@ -177,7 +176,7 @@ class Scheduler:
                 schedule=row.name,
                 policy=row.missed,
                 skipped=plan.skipped,
-                missed_since=row.next_fire_at.isoformat(),
+                missed_since=due_at.isoformat(),
             )
         row.next_fire_at = plan.next_fire_at
         if plan.fire:
