@@ -4,6 +4,7 @@ fire times under each policy, pause/resume/trigger, refusals, and relays racing.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from engine import (
+    EmbeddedWorker,
     Engine,
     IllegalOperationError,
     InMemoryMetrics,
@@ -29,6 +31,7 @@ from engine.testing import WorkflowHarness
 from models.schedules import WorkflowSchedule
 from tests.conftest import EngineFactory
 from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
+from tests.scheduled_workflows import Tick
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -268,4 +271,24 @@ def test_without_a_clock_the_database_judges_what_is_due(database_url: str) -> N
     info = engine.schedules.get("soon")
     assert info.next_fire_at is not None
     assert now < info.next_fire_at <= now + timedelta(hours=1)
+    engine.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_embedded_worker_fires_declared_schedules(database_url: str) -> None:
+    """The embedded worker syncs a declared schedule and its relay loop starts a run each
+    second, which its worker runs to the end, in real time."""
+    engine = Engine(Settings(database_url=database_url), [*WORKFLOWS, Tick])
+    with EmbeddedWorker(engine):
+        deadline = time.monotonic() + 60
+        while len(engine.list(workflow="tick", status="succeeded")) < 3:
+            assert time.monotonic() < deadline, "three scheduled runs did not finish in 60s"
+            time.sleep(0.2)
+    runs = engine.list(workflow="tick")
+    keys = [r.idempotency_key or "" for r in runs]
+    assert all(key.startswith("schedule:tick.every-second:") for key in keys)
+    assert len(set(keys)) == len(keys)
+    with engine.db.reads() as session:
+        assert all(effect_counts(session, r.id) == {"ticking": 1} for r in runs if r.finished)
+    assert {s.name for s in engine.schedules.list()} == {"tick.every-second", "tick.nightly"}
     engine.close()
