@@ -108,3 +108,13 @@ def test_workflow_schedules_are_checked_when_declared() -> None:
         declare([Schedule("nightly", "0 2 * * *"), Schedule("nightly", "0 3 * * *")])
     with pytest.raises(DefinitionError, match=r"schedule name 'Night\.ly' is not allowed"):
         declare([Schedule("Night.ly", "0 2 * * *")])
+
+
+def test_daylight_saving_nights_fire_once() -> None:
+    """02:30 in Berlin fires at 03:00 when clocks go forward, and once when they go back."""
+    spring = next_fire("30 2 * * *", "Europe/Berlin", datetime(2030, 3, 30, 12, tzinfo=UTC))
+    assert spring == datetime(2030, 3, 31, 1, tzinfo=UTC)  # 03:00 CEST, just after the gap
+    autumn = next_fire("30 2 * * *", "Europe/Berlin", datetime(2030, 10, 26, 12, tzinfo=UTC))
+    assert autumn == datetime(2030, 10, 27, 0, 30, tzinfo=UTC)  # the first 02:30
+    after = next_fire("30 2 * * *", "Europe/Berlin", autumn)
+    assert after == datetime(2030, 10, 28, 1, 30, tzinfo=UTC)
