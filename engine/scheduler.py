@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -125,8 +125,14 @@ class Scheduler:
     # -- firing ------------------------------------------------------------------
 
     def fire_due(self) -> int:
-        """Start the runs of every due schedule this process knows; returns how many."""
+        """Start the runs of every due schedule this process knows; returns how many.
+
+        A read looks first, so a round with nothing due takes no lock (on SQLite, the
+        write lock every step also needs).
+        """
         started = 0
+        if not self._anything_due():
+            return 0
         for _ in range(MAX_BATCHES):
             claimed, fired = self._fire_batch()
             started += fired
@@ -141,7 +147,12 @@ class Scheduler:
             fired = sum(self._fire(session, row, now) for row in rows)
         return len(rows), fired
 
-    def _due(self, now: datetime) -> Select[WorkflowSchedule]:
+    def _anything_due(self) -> bool:
+        with self._db.reads() as session:
+            now = self.now(session)
+            return session.execute(self._due(now, lock=False)).first() is not None
+
+    def _due(self, now: datetime, *, lock: bool = True) -> Select[WorkflowSchedule]:
         statement = (
             select(WorkflowSchedule)
             .where(
@@ -152,7 +163,7 @@ class Scheduler:
             .order_by(WorkflowSchedule.next_fire_at, WorkflowSchedule.name)
             .limit(BATCH)
         )
-        if not self._db.is_sqlite:
+        if lock and not self._db.is_sqlite:
             statement = statement.with_for_update(skip_locked=True)
         return statement
 
@@ -196,18 +207,17 @@ class Scheduler:
             log.warning("fire time already started", schedule=row.name, key=key, run=run.id)
         return run.id
 
-    def next_due(self) -> datetime | None:
-        """The earliest fire time of a schedule that is not paused, or ``None``."""
+    def next_due(self, *, after: datetime | None = None) -> datetime | None:
+        """The earliest fire time (past ``after``, if given) of a schedule that is not
+        paused, or ``None``."""
+        statement = select(func.min(WorkflowSchedule.next_fire_at)).where(
+            WorkflowSchedule.paused.is_(False),
+            WorkflowSchedule.workflow.in_(list(self._registry.definitions)),
+        )
+        if after is not None:
+            statement = statement.where(WorkflowSchedule.next_fire_at > after)
         with self._db.reads() as session:
-            due: datetime | None = session.execute(
-                select(WorkflowSchedule.next_fire_at)
-                .where(
-                    WorkflowSchedule.paused.is_(False),
-                    WorkflowSchedule.workflow.in_(list(self._registry.definitions)),
-                )
-                .order_by(WorkflowSchedule.next_fire_at)
-                .limit(1)
-            ).scalar()
+            due: datetime | None = session.execute(statement).scalar()
             return due
 
     # -- declared schedules --------------------------------------------------------

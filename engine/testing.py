@@ -182,7 +182,8 @@ class WorkflowHarness:
         """
         target = self.clock.now() + (by if isinstance(by, timedelta) else timedelta(seconds=by))
         started = self.fire_schedules()
-        while (due := self.engine.schedules.scheduler.next_due()) is not None and due <= target:
+        scheduler = self.engine.schedules.scheduler
+        while (due := scheduler.next_due(after=self.clock.now())) and due <= target:
             self.clock.advance_to(due)
             started += self.fire_schedules()
         self.clock.advance_to(target)
