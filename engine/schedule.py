@@ -77,6 +77,10 @@ class Schedule:
 
 def declared_schedules(workflow: str, declared: Iterable[object]) -> tuple[Schedule, ...]:
     """A workflow's ``schedules``, checked: ``Schedule`` objects with distinct names."""
+    if not isinstance(declared, list | tuple):
+        raise DefinitionError(
+            f"workflow {workflow!r}: schedules must be a list of Schedule(...); got {declared!r}"
+        )
     found: dict[str, Schedule] = {}
     for item in declared:
         if not isinstance(item, Schedule):

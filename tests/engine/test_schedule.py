@@ -91,7 +91,7 @@ def test_a_long_outage_counts_skipped_times_without_walking_them_all() -> None:
 def test_workflow_schedules_are_checked_when_declared() -> None:
     """Schedules must be Schedule objects with distinct, well-formed names."""
 
-    def declare(given: list[object]) -> None:
+    def declare(given: object) -> None:
         class Cleanup(Workflow):
             name = "cleanup"
             transitions = [("cleaned", "cleaning", "done")]
@@ -104,6 +104,8 @@ def test_workflow_schedules_are_checked_when_declared() -> None:
 
     with pytest.raises(DefinitionError, match="schedules must hold Schedule"):
         declare(["0 2 * * *"])
+    with pytest.raises(DefinitionError, match="schedules must be a list of Schedule"):
+        declare(Schedule("nightly", "0 2 * * *"))  # type: ignore[arg-type]
     with pytest.raises(DefinitionError, match="schedule 'nightly' declared twice"):
         declare([Schedule("nightly", "0 2 * * *"), Schedule("nightly", "0 3 * * *")])
     with pytest.raises(DefinitionError, match=r"schedule name 'Night\.ly' is not allowed"):
