@@ -278,8 +278,10 @@ def new_row(
 
 
 def _declared_rows(session: Session, workflow: str, *, lock: bool) -> dict[str, WorkflowSchedule]:
-    statement = select(WorkflowSchedule).where(
-        WorkflowSchedule.workflow == workflow, WorkflowSchedule.declared.is_(True)
+    statement = (
+        select(WorkflowSchedule)
+        .where(WorkflowSchedule.workflow == workflow, WorkflowSchedule.declared.is_(True))
+        .order_by(WorkflowSchedule.name)  # relays starting together lock in one order
     )
     if lock:
         statement = statement.with_for_update()
