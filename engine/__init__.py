@@ -15,6 +15,7 @@ from engine.errors import (
     InvalidParamsError,
     PermanentError,
     RunNotFoundError,
+    ScheduleError,
     SignalTooLateError,
     SiloLimitError,
     StatewrightError,
@@ -25,7 +26,10 @@ from engine.metrics import InMemoryMetrics, Metrics, NullMetrics, PrometheusMetr
 from engine.migrate import upgrade as migrate
 from engine.outcomes import Poll
 from engine.queries import RunInfo, TransitionInfo
+from engine.retention import PurgeResult
 from engine.retry import RetryPolicy
+from engine.schedule import Schedule
+from engine.scheduler import ScheduleInfo
 from engine.silo import SiloMode
 from engine.timers import SignalContext
 from engine.waits import Wait, on_signal
@@ -48,9 +52,13 @@ __all__ = [
     "PermanentError",
     "Poll",
     "PrometheusMetrics",
+    "PurgeResult",
     "RetryPolicy",
     "RunInfo",
     "RunNotFoundError",
+    "Schedule",
+    "ScheduleError",
+    "ScheduleInfo",
     "Settings",
     "SignalContext",
     "SignalTooLateError",

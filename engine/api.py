@@ -51,6 +51,9 @@ from engine.registry import (
 )
 from engine.relay import OutboxRelay
 from engine.replay import ReplayedState, export_history, load_history, replay
+from engine.retention import DEFAULT_BATCH, PurgeResult, Retention
+from engine.schedule_operations import ScheduleOperations
+from engine.scheduler import Scheduler
 from engine.timers import Timers
 
 #: Seconds a published outbox row waits to be deleted together with others (well under
@@ -66,6 +69,8 @@ class Engine:
     ``VirtualClock`` is used as it is (it stands for the database's clock too); any
     other clock is read through ``DatabaseClock``, so leases and timers follow the
     database's time whatever this machine's clock says.
+    Fire times and retention cutoffs are judged by the database's clock too, unless a
+    ``clock`` is given.
     """
 
     def __init__(
@@ -161,6 +166,15 @@ class Engine:
         self._operations = Operations(
             self.db, self.registry, self.recorder, self.clock, self.timers
         )
+        #: Cron schedules that start runs: ``engine.schedules.add(...)``, ``.pause(name)``…
+        self.schedules = ScheduleOperations(
+            self.db,
+            self.registry,
+            self._operations,
+            Scheduler(self.db, self.registry, self._operations, self.metrics, clock),
+        )
+        self.retention = Retention(self.db, self.metrics, clock, keep=self.settings.retention)
+        self._schedules_synced = False
         self._register_relay_task()
         self._register_deadline_task()
 
@@ -206,8 +220,15 @@ class Engine:
             }
 
     def relay_round(self) -> tuple[int, int]:
-        """Send due outbox messages and re-dispatch expired leases; returns both counts."""
-        return self.relay.drain(), self.reaper.run_once()
+        """Send due outbox messages and re-dispatch expired leases (returns both counts),
+        start the runs of due schedules, and apply the retention setting."""
+        sent, redispatched = self.relay.drain(), self.reaper.run_once()
+        if not self._schedules_synced:
+            self.schedules.sync()
+            self._schedules_synced = True
+        self.schedules.fire_due()
+        self.retention.run_if_due()
+        return sent, redispatched
 
     # -- writes ------------------------------------------------------------------
 
@@ -269,6 +290,21 @@ class Engine:
         ``SignalTooLateError``.
         """
         return self._operations.signal(run_id, trigger, data)
+
+    def purge(
+        self,
+        older_than: timedelta,
+        *,
+        batch: int = DEFAULT_BATCH,
+        workflow: str | None = None,
+        dry_run: bool = False,
+    ) -> PurgeResult:
+        """Delete runs that finished more than ``older_than`` ago, and their history, in
+        batches of ``batch`` runs (each its own transaction); running and paused runs
+        are never touched. ``dry_run`` only counts."""
+        if workflow is not None:
+            self.registry.get(workflow)
+        return self.retention.purge(older_than, batch=batch, workflow=workflow, dry_run=dry_run)
 
     # -- reads -------------------------------------------------------------------
 

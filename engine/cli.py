@@ -28,6 +28,7 @@ from engine.maintenance import MaintenanceLoop
 from engine.observability import setup_sentry
 from engine.progress import follow, follow_tasks
 from engine.queries import RunInfo, TransitionInfo
+from engine.schedule_cli import runs_purge, schedules_app
 from engine.stats import prepare_multiprocess_metrics, serve_metrics
 from workflows.relocation.cli import keys_app, relocation_app
 from workflows.weekly_reports.cli import reports_app
@@ -42,6 +43,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(relocation_app, name="relocation")
 app.add_typer(reports_app, name="reports")
+app.add_typer(schedules_app, name="schedules")
+runs_app.command("purge")(runs_purge)
 
 out = Console()
 err = Console(stderr=True)
@@ -111,6 +114,13 @@ def migrate() -> None:
     settings = Settings.from_env()
     upgrade(settings.database_url)
     out.print(f"database {redact_url(settings.database_url)} is up to date")
+    engine = Engine(settings)
+    try:
+        changed = engine.schedules.sync()
+    finally:
+        engine.close()
+    if changed:
+        out.print(f"{changed} declared schedule(s) added, changed or removed")
 
 
 @app.command()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -48,11 +50,20 @@ class Settings:
     #: a broker round trip (0: every step is its own message). Each step's time limit is
     #: then enforced up to this much late; see README, "Continuing in process".
     continue_for: float = 1.0
+    #: Finished runs older than this are deleted with their history by the relay (in
+    #: batches, see ``engine.retention``); ``None`` keeps them for ever.
+    retention: timedelta | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
             raise ConfigurationError(
                 f"continue_for {self.continue_for!r} is not zero or a positive number of seconds"
+            )
+        if self.retention is not None and not (
+            isinstance(self.retention, timedelta) and self.retention > timedelta(0)
+        ):
+            raise ConfigurationError(
+                f"retention {self.retention!r} is not a positive timedelta (or None: keep all)"
             )
         object.__setattr__(self, "database_url", parse_database_url(self.database_url))
         object.__setattr__(self, "broker_url", parse_broker_url(self.broker_url))
@@ -82,6 +93,7 @@ class Settings:
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
             continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
+            retention=_age(env, "STATEWRIGHT_RETENTION"),
         )
 
 
@@ -127,6 +139,26 @@ def parse_statsd_addr(value: str | None) -> tuple[str, int] | None:
             f"STATEWRIGHT_STATSD_ADDR {value!r} is not host:port (e.g. 127.0.0.1:8125)"
         )
     return host, int(port)
+
+
+_AGE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(value: str, what: str = "age") -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s`` or ``2w`` as a positive ``timedelta``."""
+    match = _AGE.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0:
+        raise ConfigurationError(
+            f"{what} {value!r} is not an age; use a positive whole number and a unit: "
+            "30d (days), 12h (hours), 90m (minutes), 45s (seconds) or 2w (weeks)"
+        )
+    return timedelta(**{_AGE_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _age(env: Mapping[str, str], key: str) -> timedelta | None:
+    raw = env.get(key)
+    return parse_age(raw, key) if raw else None
 
 
 def redact_url(value: str) -> str:

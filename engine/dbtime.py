@@ -60,3 +60,9 @@ def read_database_now(connection: Any) -> datetime:
     """The database's current time, read on ``connection`` (for ``DatabaseClock``)."""
     moment: datetime = connection.execute(_DatabaseNow(0).select()).scalar_one()
     return moment
+
+
+def now_in(session: Any, clock: Clock | None) -> datetime:
+    """``clock``'s time if the engine was given one, else the database's, read in
+    ``session`` (what fire times and retention cutoffs are judged by)."""
+    return clock.now() if clock is not None else read_database_now(session)

@@ -26,6 +26,7 @@ from transitions import Machine
 from engine.errors import DefinitionError
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
+from engine.schedule import Schedule, declared_schedules
 from engine.silo import SiloMode, normalize_modes
 from engine.waits import RunDeadline, Wait, collect_waits, run_deadline
 
@@ -208,6 +209,8 @@ class Definition:
     deadline: RunDeadline | None = field(compare=False, repr=False)
     instance: Workflow = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
+    #: Cron schedules that start runs of this workflow (see ``engine.scheduler``).
+    schedules: tuple[Schedule, ...] = field(default=(), compare=False, repr=False)
 
     def task_name(self, state: str) -> str:
         """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
@@ -277,6 +280,8 @@ class Workflow:
     #: elsewhere (or if unset) the run fails with ``deadline_reason``.
     on_deadline: ClassVar[str | None] = None
     deadline_reason: ClassVar[str | None] = None
+    #: ``Schedule(...)``s that start runs of this workflow.
+    schedules: ClassVar[Sequence[Schedule]] = ()
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -384,6 +389,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         deadline=run_deadline(name, cls.deadline, cls.on_deadline, cls.deadline_reason, edges),
         instance=instance,
         machine=machine,
+        schedules=declared_schedules(name, cls.schedules),
     )
 
 

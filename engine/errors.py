@@ -63,6 +63,10 @@ class IdempotencyConflictError(IllegalOperationError):
     """An idempotency key reused with different parameters."""
 
 
+class ScheduleError(StatewrightError):
+    """A schedule that cannot work (its cron, timezone or policy), or no schedule by that name."""
+
+
 class SiloLimitError(StatewrightError):
     """A task called or run in a silo mode it does not allow."""
 
@@ -86,6 +90,7 @@ __all__ = [
     "InvalidParamsError",
     "PermanentError",
     "RunNotFoundError",
+    "ScheduleError",
     "SiloLimitError",
     "StatewrightError",
     "UnknownStateError",

@@ -94,6 +94,21 @@ class Operations:
                 assert existing is not None
                 return _same_start(existing, clean)
 
+    def start_in(
+        self, session: Session, workflow: str, params: dict[str, Any], key: str
+    ) -> tuple[RunInfo, bool]:
+        """Start a run inside the caller's transaction (a schedule's firing), keyed by
+        ``key``; returns the run and whether this call started it (``False``: a run
+        with that key already existed and is returned as it stands)."""
+        definition = self._registry.get(workflow)
+        existing = _by_key(session, workflow, key)
+        if existing is not None:
+            return RunInfo.of(existing), False
+        run = self._new_run(definition, check_json_object(params, "params"), key, None)
+        session.add(run)
+        self._recorder.move(session, run, "start", definition.initial, now=self._clock.now())
+        return RunInfo.of(run), True
+
     def pause(self, run_id: str, *, at: str | None = None) -> RunInfo:
         """Pause now (at the next step boundary if a step is running) or at a state ahead."""
         with self._db.transaction() as session:

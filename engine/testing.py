@@ -4,7 +4,8 @@
 runs each through the real Celery task (``task.apply``: the same instrumented code a
 worker runs, minus the broker). When nothing is queued it moves the virtual clock
 to the next due timer or expired lease, so backoff, polls, waits' timeouts and run
-deadlines are honoured without sleeping.
+deadlines are honoured without sleeping. Schedules fire when a test moves time on
+purpose (``advance``), or looks at them after an outage (``fire_schedules``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class WorkflowHarness:
         self._failures: dict[tuple[str, int], BaseException] = {}
         engine.publisher = self.queue
         engine.executor.before_handler = self._inject
+        self._schedules_synced = False
 
     def fail_at(self, state: str, attempt: int, error: BaseException | None = None) -> None:
         """Make ``state``'s handler raise ``error`` on ``attempt`` (1-based), before it runs."""
@@ -169,6 +171,39 @@ class WorkflowHarness:
             if self.step() is None:
                 return count
         raise AssertionError(f"still busy after {max_steps} steps")
+
+    def fire_schedules(self) -> list[str]:
+        """One relay's look at the schedules at the current virtual time, as a relay
+        coming back after an outage would: starts what is due (by each schedule's
+        missed-fire policy); returns the ids of the runs started, by schedule and fire time."""
+        if not self._schedules_synced:
+            self.engine.schedules.sync()
+            self._schedules_synced = True
+        before = self._run_keys()
+        self.engine.schedules.fire_due()
+        started = self._run_keys().items() - before.items()
+        return [run_id for run_id, _ in sorted(started, key=lambda item: item[1])]
+
+    def advance(self, by: timedelta | float) -> list[str]:
+        """Move the virtual clock forward by ``by``, stopping at every fire time on the
+        way to fire it, as a relay that never stopped would; returns the runs started.
+
+        Steps are not run: ``run_all`` runs them (and the runs' own timers).
+        """
+        target = self.clock.now() + (by if isinstance(by, timedelta) else timedelta(seconds=by))
+        started = self.fire_schedules()
+        scheduler = self.engine.schedules.scheduler
+        while (due := scheduler.next_due(after=self.clock.now())) and due <= target:
+            self.clock.advance_to(due)
+            started += self.fire_schedules()
+        self.clock.advance_to(target)
+        return started
+
+    def _run_keys(self) -> dict[str, str]:
+        """Every run's id and idempotency key (a scheduled run's key ends with its fire time)."""
+        with self.engine.db.reads() as session:
+            rows = session.execute(select(WorkflowRun.id, WorkflowRun.idempotency_key))
+            return {run_id: key or "" for run_id, key in rows}
 
     def _advance(self) -> bool:
         """Move the clock to the next timer or lease expiry; ``False`` if there is none."""

@@ -11,6 +11,7 @@ from models.relocation import (
     RelocationValidationAttempt,
 )
 from models.reports import ReportDelivery, ReportSchedule
+from models.schedules import WorkflowSchedule
 
 __all__ = [
     "Base",
@@ -29,6 +30,7 @@ __all__ = [
     "Team",
     "User",
     "WorkflowRun",
+    "WorkflowSchedule",
     "WorkflowTransition",
     "metadata",
 ]

@@ -85,6 +85,13 @@ class WorkflowRun(Base):
         # list: newest first, by workflow and status
         Index("ix_workflow_runs_workflow_status_created", "workflow", "status", "created_at"),
         Index("ix_workflow_runs_status_created", "status", "created_at"),
+        # retention: finished runs by age
+        Index(
+            "ix_workflow_runs_finished",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
     )
 
 
