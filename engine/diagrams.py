@@ -2,8 +2,11 @@
 
 Everything comes from the frozen definition: terminal states are drawn apart,
 states that may poll get a ``poll`` loop, and each state is labelled with its retry
-policy. With a run, its current state is highlighted, the path it took is marked,
-and a failed state carries the run's reason.
+policy. The outcomes that are statuses rather than states (a run fails, is
+cancelled or is paused in any state with a step) are drawn as their own nodes with
+dashed edges, so every way a run can end is on the page. With a run, its current
+state is highlighted, the path it took is marked, and a failed state carries the
+run's reason.
 """
 
 from __future__ import annotations
@@ -36,6 +39,22 @@ STYLES: dict[str, Any] = copy.deepcopy(GraphMachine.style_attributes)
 STYLES["node"]["terminal"] = {"color": "black", "fillcolor": "lightgrey", "peripheries": "2"}
 STYLES["node"]["failed"] = {"color": "red", "fillcolor": "mistyrose", "peripheries": "2"}
 STYLES["node"]["paused"] = {"color": "orange", "fillcolor": "lightyellow", "peripheries": "2"}
+STYLES["node"]["cancelled"] = {"color": "dimgrey", "fillcolor": "gainsboro", "peripheries": "2"}
+STYLES["node"]["outcome"] = {"color": "grey40", "fillcolor": "white", "style": "dashed,filled"}
+STYLES["edge"]["outcome"] = {"color": "grey60", "style": "dashed", "fontcolor": "grey40"}
+
+#: Statuses a run reaches from any state with a step, and the triggers that lead there.
+OUTCOMES: dict[str, tuple[str, ...]] = {
+    "failed": ("fail", "abort"),
+    "cancelled": ("cancel",),
+    "paused": ("pause",),
+}
+#: What each outcome node says about leaving it again.
+OUTCOME_NOTES = {
+    "failed": "run status, redrive continues the failed step",
+    "cancelled": "run status",
+    "paused": "run status, resume continues the paused step",
+}
 
 
 @add_state_features(Tags)
@@ -106,11 +125,15 @@ def _builder(
     history: list[TransitionInfo] | None,
 ) -> Any:
     model = _Model()
+    outcomes = outcome_nodes(definition)
     transitions = [[e.trigger, e.source, e.dest] for e in definition.edges]
     transitions += [["poll", s, s] for s in definition.steps if _polls(definition, s)]
+    transitions += _outcome_transitions(definition, outcomes)
+    states = [{"name": s, "tags": _tags(definition, s, run)} for s in definition.states]
+    states += [{"name": node, "tags": [OUTCOME_NOTES[status]]} for status, node in outcomes.items()]
     machine = _DiagramMachine(
         model=model,
-        states=[{"name": s, "tags": _tags(definition, s, run)} for s in definition.states],
+        states=states,
         transitions=transitions,
         initial=definition.initial,
         auto_transitions=False,
@@ -121,22 +144,61 @@ def _builder(
     builder = machine.model_graphs[id(model)]
     for state in definition.terminal:
         builder.set_node_style(state, "terminal")
+    for transition in _outcome_transitions(definition, outcomes):
+        builder.custom_styles["edge"][transition[1]][transition[2]] = "outcome"
+    for node in outcomes.values():
+        builder.set_node_style(node, "outcome")
     if run is None:
         builder.set_node_style(definition.initial, "default")
     else:
-        machine.set_state(run.state, model)
-        for row in history or []:
-            if row.from_state and row.from_state != row.to_state:
-                builder.set_previous_transition(row.from_state, row.to_state)
-        builder.set_node_style(run.state, _run_style(run))
+        _mark_run(machine, builder, model, run, history or [], outcomes)
     return builder
+
+
+def outcome_nodes(definition: Definition) -> dict[str, str]:
+    """The node name of each outcome status: the status itself, unless a state has that name."""
+    return {
+        status: status if status not in definition.states else f"run_{status}"
+        for status in OUTCOMES
+    }
+
+
+def _outcome_transitions(definition: Definition, outcomes: dict[str, str]) -> list[list[str]]:
+    moves = [
+        [trigger, state, outcomes[status]]
+        for state in definition.steps
+        for status, triggers in OUTCOMES.items()
+        for trigger in triggers
+    ]
+    paused = outcomes["paused"]
+    moves += [["cancel", paused, outcomes["cancelled"]], ["abort", paused, outcomes["failed"]]]
+    return moves
+
+
+def _mark_run(
+    machine: Any,
+    builder: Any,
+    model: _Model,
+    run: RunInfo,
+    history: list[TransitionInfo],
+    outcomes: dict[str, str],
+) -> None:
+    machine.set_state(run.state, model)
+    for row in history:
+        if row.from_state and row.from_state != row.to_state:
+            builder.set_previous_transition(row.from_state, row.to_state)
+    builder.set_node_style(run.state, _run_style(run))
+    node = outcomes.get(run.status)
+    if node is not None:
+        builder.custom_styles["edge"][run.state][node] = "previous"
+        builder.set_node_style(node, _run_style(run))
 
 
 def _run_style(run: RunInfo) -> str:
     if run.status == "failed":
         return "failed"
-    if run.status == "paused":
-        return "paused"
+    if run.status in ("paused", "cancelled"):
+        return run.status
     return "terminal" if run.status == "succeeded" else "active"
 
 

@@ -74,6 +74,8 @@ class WorkflowRun(Base):
         # list: newest first, by workflow and status
         Index("ix_workflow_runs_workflow_status_created", "workflow", "status", "created_at"),
         Index("ix_workflow_runs_status_created", "status", "created_at"),
+        # console: every run, newest first, in keyset pages
+        Index("ix_workflow_runs_created_at_id", "created_at", "id"),
     )
 
 
