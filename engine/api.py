@@ -34,11 +34,13 @@ from engine.queries import (
     RunFilter,
     RunInfo,
     RunPage,
+    RunWait,
     TransitionInfo,
     count_by_status,
     get_run,
     list_runs,
     run_history,
+    run_wait,
     search_runs,
 )
 from engine.reaper import Reaper
@@ -224,6 +226,11 @@ class Engine:
         """How many runs match ``filters``, by status (the filter's own status ignored)."""
         with self.db.reads() as session:
             return count_by_status(session, filters or RunFilter())
+
+    def waiting(self, run_id: str) -> RunWait:
+        """Whether the run's next step is claimed, or when its message is due."""
+        with self.db.reads() as session:
+            return run_wait(session, run_id)
 
     def history(self, run_id: str) -> builtins.list[TransitionInfo]:
         """The run's history rows in order."""

@@ -309,6 +309,25 @@ def diagram(
     out.print(f"wrote {output}")
 
 
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the operator console in a browser: runs, timelines, diagrams, operations.
+
+    Reading needs no login on loopback; operating needs STATEWRIGHT_CONSOLE_TOKEN or
+    STATEWRIGHT_CONSOLE_USER=name:password.
+    Example: STATEWRIGHT_CONSOLE_TOKEN=s3cret statewright web --port 8080
+    """
+    from engine.console import ConsoleServer
+
+    with engine_from_env() as engine:
+        server = ConsoleServer(engine, host=host, port=port)
+        out.print(f"console on {server.url} (Ctrl-C stops it)")
+        server.run()
+
+
 @app.command("replay")
 def replay_command(
     run_id: Annotated[str | None, typer.Argument(help="Replay this run.")] = None,

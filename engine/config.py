@@ -48,6 +48,10 @@ class Settings:
     #: a broker round trip (0: every step is its own message). Each step's time limit is
     #: then enforced up to this much late; see README, "Continuing in process".
     continue_for: float = 1.0
+    #: Bearer token (or basic-auth password) that lets the web console operate runs.
+    console_token: str | None = field(default=None, repr=False)
+    #: ``name:password`` of the web console's user for HTTP basic auth.
+    console_user: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
@@ -82,6 +86,8 @@ class Settings:
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
             continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
+            console_token=env.get("STATEWRIGHT_CONSOLE_TOKEN") or None,
+            console_user=parse_console_user(env.get("STATEWRIGHT_CONSOLE_USER")),
         )
 
 
@@ -127,6 +133,18 @@ def parse_statsd_addr(value: str | None) -> tuple[str, int] | None:
             f"STATEWRIGHT_STATSD_ADDR {value!r} is not host:port (e.g. 127.0.0.1:8125)"
         )
     return host, int(port)
+
+
+def parse_console_user(value: str | None) -> str | None:
+    """``name:password`` for the console's basic auth, or ``None``."""
+    if not value:
+        return None
+    name, _, password = value.partition(":")
+    if not name or not password:
+        raise ConfigurationError(
+            "STATEWRIGHT_CONSOLE_USER must be name:password with both parts non-empty"
+        )
+    return value
 
 
 def redact_url(value: str) -> str:

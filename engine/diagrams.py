@@ -141,7 +141,7 @@ def _builder(
         show_state_attributes=True,
         title=definition.name,
     )
-    builder = machine.model_graphs[id(model)]
+    builder: Any = machine.model_graphs[id(model)]
     for state in definition.terminal:
         builder.set_node_style(state, "terminal")
     for transition in _outcome_transitions(definition, outcomes):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import InvalidParamsError, RunNotFoundError
 from engine.jsonvalues import is_run_id
-from models.engine import RUN_STATUSES, WorkflowRun, WorkflowTransition
+from models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -260,6 +260,30 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             f"cursor {cursor[:80]!r} is not one this console made; start from the first page"
         )
     return moment, run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunWait:
+    """Where a run's next step stands: claimed by a worker, or owed a message and when."""
+
+    claimed: bool
+    lease_expires_at: datetime | None
+    state_entered_at: datetime
+    #: When the pending message of the run's current token is due (None: none is pending).
+    due_at: datetime | None
+
+
+def run_wait(session: Session, run_id: str) -> RunWait:
+    """What the run's next step waits for (see ``RunWait``)."""
+    run = session.get(WorkflowRun, run_id) if is_run_id(run_id) else None
+    if run is None:
+        raise RunNotFoundError(run_id)
+    due = session.execute(
+        select(func.min(OutboxMessage.not_before)).where(
+            OutboxMessage.run_id == run_id, OutboxMessage.token == run.token
+        )
+    ).scalar_one_or_none()
+    return RunWait(run.claimed, run.lease_expires_at, run.state_entered_at, due)
 
 
 def run_history(session: Session, run_id: str) -> list[TransitionInfo]:
