@@ -9,7 +9,7 @@ from typing import Any
 from engine.api import Engine
 from engine.errors import InvalidParamsError
 from engine.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo, has_business_key
-from engine.redaction import redact_value
+from engine.redaction import redact_text, redact_value
 from engine.registry import StepOptions
 
 FILTER_FIELDS = ("workflow", "status", "state", "started_from", "started_to", "text", "key")
@@ -29,6 +29,8 @@ class RunsView:
 @dataclass(frozen=True, slots=True)
 class TimelineRow:
     row: TransitionInfo
+    #: The row's detail with secrets replaced.
+    detail: dict[str, Any] | None
     #: Time from this row to the next one (or to now, for the last row of a live run).
     spent: timedelta | None
 
@@ -36,6 +38,8 @@ class TimelineRow:
 @dataclass(frozen=True, slots=True)
 class RunView:
     run: RunInfo
+    #: The failure reason for people, with any secret in it replaced.
+    reason: str | None
     waiting: str
     timeline: list[TimelineRow]
     error: dict[str, Any] | None
@@ -107,6 +111,7 @@ def run_view(engine: Engine, run_id: str) -> RunView:
         ahead = [run.state, *ahead]
     return RunView(
         run=run,
+        reason=redact_text(run.failure_reason) if run.failure_reason else None,
         waiting=describe_wait(run, engine.waiting(run_id), history, now),
         timeline=timeline(history, run, now),
         error=_error(run.failure_detail),
@@ -135,7 +140,8 @@ def timeline(history: list[TransitionInfo], run: RunInfo, now: datetime) -> list
             spent: timedelta | None = history[index + 1].at - row.at
         else:
             spent = None if run.finished else now - row.at
-        rows.append(TimelineRow(row, spent))
+        detail = redact_value("", row.detail) if row.detail else None
+        rows.append(TimelineRow(row, detail, spent))
     return rows
 
 

@@ -89,6 +89,7 @@ def console_process(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, Process]
         "STATEWRIGHT_WORKFLOWS": "workflows,tests.sample_workflows",
         "STATEWRIGHT_CONSOLE_TOKEN": TOKEN,
         "STATEWRIGHT_LOG_FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
     }
     env.pop("STATEWRIGHT_BROKER_URL", None)
     argv = [str(BIN / "statewright"), "web", "--port", str(port)]
