@@ -217,9 +217,14 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
     if spec is not None and spec.poll_limit is not None:
         tags.append(f"at most {spec.poll_limit} polls")
     if run is not None and run.state == state and run.status != "running":
-        reason = f": {run.failure_reason}" if run.failure_reason else ""
+        reason = f": {_one_line(run.failure_reason)}" if run.failure_reason else ""
         tags.append(f"{run.status}{reason}"[:90])
     return tags
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line without double quotes, which end a Mermaid state's label."""
+    return " ".join(text.replace('"', "'").split())
 
 
 def _polls(definition: Definition, state: str) -> bool:

@@ -94,7 +94,9 @@ def create_app(engine: Engine, access: Access, *, interval: float = 1.0) -> Star
         return endpoint
 
     def refused(denied: AccessDeniedError) -> Response:
-        html = templates.get_template("denied.html").render(message=str(denied))
+        html = templates.get_template("denied.html").render(
+            message=str(denied), sign_in=denied.sign_in
+        )
         headers = {"WWW-Authenticate": REALM} if denied.challenge else {}
         return HTMLResponse(html, status_code=denied.status, headers=headers)
 

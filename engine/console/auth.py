@@ -28,10 +28,15 @@ REALM = 'Basic realm="statewright console", charset="UTF-8"'
 class AccessDeniedError(Exception):
     """A request without the credentials or the form token it needs."""
 
-    def __init__(self, status: int, message: str, *, challenge: bool = False) -> None:
+    def __init__(
+        self, status: int, message: str, *, challenge: bool = False, sign_in: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
+        #: Whether the response asks the browser for basic-auth credentials.
         self.challenge = challenge
+        #: Whether the page offers a link that signs in.
+        self.sign_in = sign_in
 
 
 def is_loopback(host: str) -> bool:
@@ -92,11 +97,13 @@ class Access:
             )
         who = self.who(request)
         if who is None:
+            # no challenge here: a browser would hold the form while it asks; the page
+            # links to /login, which asks, and the browser then sends them with every form
             raise AccessDeniedError(
-                401,
+                403,
                 "Operations need credentials: sign in with the console's user, or any "
-                "name and the console token as password.",
-                challenge=True,
+                "name and the console token as password, then send the form again.",
+                sign_in=True,
             )
         check_csrf(request, form_token)
         return who

@@ -81,6 +81,8 @@ def new_page(browser: Any, url: str, *, operator: bool) -> Any:
     page = context.new_page()
     page.set_default_timeout(LIVE)
     page.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message}"))
+    if operator:
+        page.goto("/login")  # asks for basic auth; the browser then sends it with every form
     return page
 
 

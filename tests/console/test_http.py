@@ -49,12 +49,14 @@ def test_operations_need_credentials_and_the_form_token(engine: Engine, client: 
     run = engine.start("waiter", {})
     token = csrf(client, run.id)
     anonymous = client.post(f"/runs/{run.id}/pause", data={"csrf": token})
-    assert anonymous.status_code == 401
-    assert anonymous.headers["www-authenticate"].startswith("Basic")
+    assert anonymous.status_code == 403
+    assert "Operations need credentials" in anonymous.text
+    assert 'href="/login"' in anonymous.text
+    assert client.get("/login").headers["www-authenticate"].startswith("Basic")
     wrong = client.post(
         f"/runs/{run.id}/pause", data={"csrf": token}, headers={"Authorization": "Bearer nope"}
     )
-    assert wrong.status_code == 401
+    assert wrong.status_code == 403
     forged = client.post(f"/runs/{run.id}/pause", data={"csrf": "x" * 43}, headers=BEARER)
     assert forged.status_code == 403
     assert "security token is missing or stale" in forged.text
