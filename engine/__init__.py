@@ -23,7 +23,7 @@ from engine.instrumentation import InstrumentedTask, bind_step, instrumented_tas
 from engine.metrics import InMemoryMetrics, Metrics, NullMetrics, PrometheusMetrics, StatsdMetrics
 from engine.migrate import upgrade as migrate
 from engine.outcomes import Poll
-from engine.queries import RunInfo, TransitionInfo
+from engine.queries import RunFilter, RunInfo, RunPage, TransitionInfo
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode
 
@@ -46,8 +46,10 @@ __all__ = [
     "Poll",
     "PrometheusMetrics",
     "RetryPolicy",
+    "RunFilter",
     "RunInfo",
     "RunNotFoundError",
+    "RunPage",
     "Settings",
     "SiloLimitError",
     "SiloMode",

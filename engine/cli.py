@@ -253,6 +253,10 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
         ".statewright/demo"
     ),
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the console while it runs, until Ctrl-C.")
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port.")] = 8080,
 ) -> None:
     """Relocate a sample installation end to end on the embedded default, with progress.
 
@@ -261,7 +265,8 @@ def demo(
     from engine.demo import run_demo
 
     configure_logging(level="WARNING")
-    raise typer.Exit(run_demo(out, orgs=orgs, users=users, workdir=workdir))
+    code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
+    raise typer.Exit(code)
 
 
 @app.command()
