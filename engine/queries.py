@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidParamsError, RunNotFoundError
@@ -182,11 +182,10 @@ def search_runs(
     statement = select(WorkflowRun).where(*_conditions(filters))
     if after is not None:
         created, run_id = decode_cursor(after)
+        # a row comparison, so the (created_at, id) index is entered at the cursor
         statement = statement.where(
-            or_(
-                WorkflowRun.created_at < created,
-                and_(WorkflowRun.created_at == created, WorkflowRun.id < run_id),
-            )
+            tuple_(WorkflowRun.created_at, WorkflowRun.id)
+            < tuple_(literal(created, WorkflowRun.created_at.type), literal(run_id, String))
         )
     statement = statement.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc())
     rows = list(session.execute(statement.limit(limit + 1)).scalars())

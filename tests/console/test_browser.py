@@ -165,7 +165,8 @@ def test_a_relocation_moves_live_and_is_paused_and_resumed_from_the_page(
     wait_for_run(page, "paused", "notifying")
     assert page.evaluate("window.__loaded_once") is True
     seen = page.evaluate("window.__seen")
-    assert "notifying" in seen and len(set(seen)) >= 2, seen
+    assert "notifying" in seen
+    assert len(set(seen)) >= 2, seen
     assert "resume continues that step" in text_of(page, "#run-waiting")
     screenshot(page, "relocation-paused-at-notifying")
     page.click("#op-resume")

@@ -150,8 +150,8 @@ def test_no_credentials_means_read_only_on_loopback_and_no_listening_elsewhere(
         refused = client.post(f"/runs/{run.id}/cancel", data={"csrf": token}, headers=BEARER)
         assert refused.status_code == 403
         assert "Operations are turned off" in refused.text
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+    assert all(map(is_loopback, ["127.0.0.1", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "example.com"]))
     with pytest.raises(ConfigurationError, match=r"listening on '0.0.0.0' .* needs credentials"):
         access_for(engine, "0.0.0.0")
 

@@ -16,7 +16,8 @@ from tests.sample_workflows import WORKFLOWS as SAMPLES
 from workflows import WORKFLOWS
 
 PARSE = """async (text) => {
-  try { await mermaid.parse(text); return null; } catch (error) { return String(error.message || error); }
+  try { await mermaid.parse(text); return null; }
+  catch (error) { return String(error.message || error); }
 }"""
 
 
