@@ -98,6 +98,11 @@ def wait_for_run(page: Any, status: str, state: str | None = None) -> None:
 
 
 def screenshot(page: Any, name: str) -> Path:
+    """A full-page PNG in .statewright/artifacts/console/, once the diagram has loaded."""
+    page.wait_for_function(
+        "() => { const img = document.getElementById('run-diagram');"
+        " return img === null || (img.complete && img.naturalWidth > 0); }"
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
