@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.api import Engine
@@ -52,148 +51,162 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-@dataclass(frozen=True, slots=True)
 class Console:
-    """Everything a request handler needs."""
+    """The console's request handlers for one engine; ``access`` says who may do what."""
 
-    engine: Engine
-    access: Access
-    #: Seconds between looks at a run for its page's live updates.
-    interval: float = 1.0
+    def __init__(self, engine: Engine, access: Access, *, interval: float = 1.0) -> None:
+        self.engine = engine
+        self.access = access
+        #: Seconds between looks at a run for its page's live updates.
+        self.interval = interval
+        self.templates = environment()
 
+    def routes(self) -> list[BaseRoute]:
+        read = self.reader
+        return [
+            Route("/", lambda request: RedirectResponse("/runs")),
+            Route("/runs", read(self.runs)),
+            Route("/runs/{run_id}", read(self.run)),
+            Route("/runs/{run_id}/diagram.svg", read(self.run_diagram)),
+            Route("/runs/{run_id}/events", self.events),
+            Route("/runs/{run_id}/{operation}", self.operate, methods=["POST"]),
+            Route("/workflows", read(self.workflows)),
+            Route("/workflows/{name}", read(self.workflow)),
+            Route("/workflows/{name}/diagram.svg", read(self.workflow_diagram)),
+            Route("/login", read(self.login)),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
 
-def create_app(engine: Engine, access: Access, *, interval: float = 1.0) -> Starlette:
-    """The console for ``engine``; ``access`` says who may read and operate."""
-    console = Console(engine, access, interval)
-    templates = environment()
+    # -- rendering and refusing --------------------------------------------------
 
-    def page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
+    def page(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
+        """A rendered template; sets the form-token cookie on a browser's first page."""
         token, new = csrf_token(request)
-        html = templates.get_template(name).render(
-            request=request, csrf=token, csrf_field=CSRF_FIELD, access=access, **values
+        html = self.templates.get_template(name).render(
+            request=request, csrf=token, csrf_field=CSRF_FIELD, access=self.access, **values
         )
         response = HTMLResponse(html, status_code=status)
         if new:
             response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict")
         return response
 
-    def reader(handler: Callable[[Request], Response]) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            try:
-                access.check_read(request)
-                return await run_in_threadpool(handler, request)
-            except AccessDeniedError as denied:
-                return refused(denied)
-            except RunNotFoundError as error:
-                return page(request, "message.html", 404, title="Not found", message=str(error))
-            except UnknownWorkflowError as error:
-                return page(request, "message.html", 404, title="Not found", message=str(error))
-            except StatewrightError as error:
-                return page(request, "message.html", 400, title="Refused", message=str(error))
+    def message(self, request: Request, error: StatewrightError) -> Response:
+        if isinstance(error, RunNotFoundError | UnknownWorkflowError):
+            return self.page(request, "message.html", 404, title="Not found", message=str(error))
+        return self.page(request, "message.html", 400, title="Refused", message=str(error))
 
-        return endpoint
-
-    def refused(denied: AccessDeniedError) -> Response:
-        html = templates.get_template("denied.html").render(
+    def refused(self, denied: AccessDeniedError) -> Response:
+        html = self.templates.get_template("denied.html").render(
             message=str(denied), sign_in=denied.sign_in
         )
         headers = {"WWW-Authenticate": REALM} if denied.challenge else {}
         return HTMLResponse(html, status_code=denied.status, headers=headers)
 
-    def runs(request: Request) -> Response:
-        view = runs_view(engine, dict(request.query_params))
+    def reader(self, handler: Callable[[Request], Response]) -> Handler:
+        """An endpoint that checks read access, then runs ``handler`` off the event loop."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                self.access.check_read(request)
+                return await run_in_threadpool(handler, request)
+            except AccessDeniedError as denied:
+                return self.refused(denied)
+            except StatewrightError as error:
+                return self.message(request, error)
+
+        return endpoint
+
+    # -- pages ---------------------------------------------------------------------
+
+    def runs(self, request: Request) -> Response:
+        view = runs_view(self.engine, dict(request.query_params))
         partial = request.query_params.get("partial") == "1"
-        return page(request, "runs_rows.html" if partial else "runs.html", view=view)
+        return self.page(request, "runs_rows.html" if partial else "runs.html", view=view)
 
-    def run(request: Request) -> Response:
-        view = run_view(engine, request.path_params["run_id"])
+    def run(self, request: Request) -> Response:
+        view = run_view(self.engine, request.path_params["run_id"])
         partial = request.query_params.get("partial") == "1"
-        name = "run_live.html" if partial else "run.html"
-        notice = request.query_params.get("done")
-        return page(request, name, view=view, notice=notice, error=None, irreversible=IRREVERSIBLE)
+        return self.page(
+            request,
+            "run_live.html" if partial else "run.html",
+            view=view,
+            notice=request.query_params.get("done"),
+            error=None,
+            irreversible=IRREVERSIBLE,
+        )
 
-    def run_diagram(request: Request) -> Response:
-        info = engine.get(request.path_params["run_id"])
-        definition = engine.registry.get(info.workflow)
-        svg = render(definition, "svg", run=info, history=engine.history(info.id))
-        return _svg(svg)
+    def run_diagram(self, request: Request) -> Response:
+        info = self.engine.get(request.path_params["run_id"])
+        definition = self.engine.registry.get(info.workflow)
+        return _svg(render(definition, "svg", run=info, history=self.engine.history(info.id)))
 
-    def workflows(request: Request) -> Response:
-        views = [workflow_view(engine, name) for name in sorted(engine.registry.definitions)]
-        return page(request, "workflows.html", views=views)
+    def workflows(self, request: Request) -> Response:
+        names = sorted(self.engine.registry.definitions)
+        views = [workflow_view(self.engine, name) for name in names]
+        return self.page(request, "workflows.html", views=views)
 
-    def workflow(request: Request) -> Response:
-        view = workflow_view(engine, request.path_params["name"])
-        return page(request, "workflow.html", view=view)
+    def workflow(self, request: Request) -> Response:
+        view = workflow_view(self.engine, request.path_params["name"])
+        return self.page(request, "workflow.html", view=view)
 
-    def workflow_diagram(request: Request) -> Response:
-        return _svg(render(engine.registry.get(request.path_params["name"]), "svg"))
+    def workflow_diagram(self, request: Request) -> Response:
+        return _svg(render(self.engine.registry.get(request.path_params["name"]), "svg"))
 
-    async def events(request: Request) -> Response:
+    def login(self, request: Request) -> Response:
+        if self.access.who(request) is None:
+            raise AccessDeniedError(401, "Sign in to operate runs.", challenge=True)
+        return RedirectResponse("/runs", status_code=303)
+
+    async def events(self, request: Request) -> Response:
         try:
-            access.check_read(request)
+            self.access.check_read(request)
         except AccessDeniedError as denied:
-            return refused(denied)
+            return self.refused(denied)
         run_id = request.path_params["run_id"]
-        stream = run_events(request, lambda: engine.get(run_id), interval=console.interval)
+        stream = run_events(request, lambda: self.engine.get(run_id), interval=self.interval)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
-    async def operate(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        name = request.path_params["operation"]
+    # -- operations ----------------------------------------------------------------
+
+    async def operate(self, request: Request) -> Response:
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
-            who = access.check_operate(request, fields.get(CSRF_FIELD))
+            who = self.access.check_operate(request, fields.get(CSRF_FIELD))
         except AccessDeniedError as denied:
-            return refused(denied)
-        wanted = OperationRequest(run_id, name, fields, who)
-        return await run_in_threadpool(operation_result, request, wanted)
+            return self.refused(denied)
+        params = request.path_params
+        wanted = OperationRequest(params["run_id"], params["operation"], fields, who)
+        return await run_in_threadpool(self.operation_result, request, wanted)
 
-    def operation_result(request: Request, wanted: OperationRequest) -> Response:
+    def operation_result(self, request: Request, wanted: OperationRequest) -> Response:
+        """Ask first for what cannot be undone; then do it, or show the engine's refusal."""
         try:
             if wanted.name in IRREVERSIBLE and wanted.fields.get("confirm") != "yes":
-                view = run_view(engine, wanted.run_id)
-                return page(request, "confirm.html", view=view, wanted=wanted)
-            perform(engine, wanted)
+                view = run_view(self.engine, wanted.run_id)
+                return self.page(request, "confirm.html", view=view, wanted=wanted)
+            perform(self.engine, wanted)
+        except RunNotFoundError as error:
+            return self.message(request, error)
         except StatewrightError as error:
-            status = _status_of(error)
-            if isinstance(error, RunNotFoundError):
-                return page(request, "message.html", 404, title="Not found", message=str(error))
-            view = run_view(engine, wanted.run_id)
-            return page(
+            return self.page(
                 request,
                 "run.html",
-                status,
-                view=view,
+                _status_of(error),
+                view=run_view(self.engine, wanted.run_id),
                 notice=None,
                 error=str(error),
                 irreversible=IRREVERSIBLE,
             )
         return RedirectResponse(f"/runs/{wanted.run_id}?done={wanted.name}", status_code=303)
 
-    def login(request: Request) -> Response:
-        if access.who(request) is None:
-            raise AccessDeniedError(401, "Sign in to operate runs.", challenge=True)
-        return RedirectResponse("/runs", status_code=303)
 
-    routes = [
-        Route("/", lambda request: RedirectResponse("/runs")),
-        Route("/runs", reader(runs)),
-        Route("/runs/{run_id}", reader(run)),
-        Route("/runs/{run_id}/diagram.svg", reader(run_diagram)),
-        Route("/runs/{run_id}/events", events),
-        Route("/runs/{run_id}/{operation}", operate, methods=["POST"]),
-        Route("/workflows", reader(workflows)),
-        Route("/workflows/{name}", reader(workflow)),
-        Route("/workflows/{name}/diagram.svg", reader(workflow_diagram)),
-        Route("/login", reader(login)),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
-    app = Starlette(routes=routes)
+def create_app(engine: Engine, access: Access, *, interval: float = 1.0) -> Starlette:
+    """The console for ``engine``; ``access`` says who may read and operate."""
+    console = Console(engine, access, interval=interval)
+    app = Starlette(routes=console.routes())
     app.add_middleware(_SecurityHeaders)
-    app.state.console = console
     return app
 
 

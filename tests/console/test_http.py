@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 
@@ -178,3 +179,36 @@ def test_console_credentials_come_from_the_environment() -> None:
     assert "t0k" not in repr(settings)
     with pytest.raises(ConfigurationError, match=r"name:password"):
         Settings.from_env({"STATEWRIGHT_CONSOLE_USER": "ops"})
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_events_announce_each_change_of_the_run_and_stop_when_the_browser_leaves(
+    engine: Engine,
+) -> None:
+    """The event stream sends the run's state at once, again after it changes, and ends
+    when the browser goes away."""
+    from engine.console.events import run_events
+
+    run = engine.start("waiter", {})
+
+    class Browser:
+        left = False
+
+        async def is_disconnected(self) -> bool:
+            return self.left
+
+    async def follow() -> list[str]:
+        browser = Browser()
+        stream = run_events(browser, lambda: engine.get(run.id), interval=0.01)  # type: ignore[arg-type]
+        received = [await anext(stream)]
+        engine.pause(run.id)
+        received.append(await anext(stream))
+        browser.left = True
+        received += [event async for event in stream]
+        return received
+
+    first, second = asyncio.run(follow())
+    assert first.startswith("event: run\n")
+    assert '"status": "running"' in first
+    assert second.startswith("event: run\n")
+    assert '"status": "paused"' in second
