@@ -212,3 +212,26 @@ def test_events_announce_each_change_of_the_run_and_stop_when_the_browser_leaves
     assert '"status": "running"' in first
     assert second.startswith("event: run\n")
     assert '"status": "paused"' in second
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_workflow_pages_show_states_options_counts_and_diagram(
+    engine: Engine, client: TestClient
+) -> None:
+    """A workflow's page lists each state's retry policy, time limit, queue and silo, its
+    runs by status, and serves its diagram as SVG."""
+    engine.start("pipeline", {})
+    engine.cancel(engine.start("pipeline", {}).id)
+    listing = client.get("/workflows")
+    assert 'href="/workflows/pipeline"' in listing.text
+    page = client.get("/workflows/pipeline")
+    states = page.text[page.text.index('id="states"') :]
+    assert "<td>fetching</td>" in states
+    assert "3 attempts, backoff 2.0 s, times 2.0 each retry, at most 300.0 s" in states
+    assert "<td>20.0 s</td>" in states
+    assert "We could not fetch the input" in states
+    assert 'href="/runs?workflow=pipeline&amp;status=cancelled">cancelled <b>1</b>' in page.text
+    diagram = client.get("/workflows/pipeline/diagram.svg")
+    assert diagram.headers["content-type"] == "image/svg+xml"
+    assert b"fetching" in diagram.content
+    assert b"cancelled" in diagram.content
