@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from starlette.testclient import TestClient
@@ -207,7 +208,9 @@ def test_events_announce_each_change_of_the_run_and_stop_when_the_browser_leaves
         received += [event async for event in stream]
         return received
 
-    first, second = asyncio.run(follow())
+    # in a thread of its own: a session's browser may hold an event loop in this one
+    with ThreadPoolExecutor(1) as thread:
+        first, second = thread.submit(asyncio.run, follow()).result()
     assert first.startswith("event: run\n")
     assert '"status": "running"' in first
     assert second.startswith("event: run\n")
