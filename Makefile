@@ -21,8 +21,9 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 ## Relocate a sample installation end to end on the embedded default (SQLite, in-process worker).
+## `make demo WEB=1` also serves the console at http://127.0.0.1:8080 to watch it.
 demo: install
-	$(BIN)/statewright demo
+	$(BIN)/statewright demo $(if $(WEB),--web)
 
 ## Lint, type-check and run the whole suite.
 test: install lint typecheck unit

@@ -25,7 +25,7 @@ from engine.instrumentation import InstrumentedTask, bind_step, instrumented_tas
 from engine.metrics import InMemoryMetrics, Metrics, NullMetrics, PrometheusMetrics, StatsdMetrics
 from engine.migrate import upgrade as migrate
 from engine.outcomes import Poll
-from engine.queries import RunInfo, TransitionInfo
+from engine.queries import RunFilter, RunInfo, RunPage, TransitionInfo
 from engine.retention import PurgeResult
 from engine.retry import RetryPolicy
 from engine.schedule import Schedule
@@ -54,8 +54,10 @@ __all__ = [
     "PrometheusMetrics",
     "PurgeResult",
     "RetryPolicy",
+    "RunFilter",
     "RunInfo",
     "RunNotFoundError",
+    "RunPage",
     "Schedule",
     "ScheduleError",
     "ScheduleInfo",

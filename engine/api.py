@@ -38,7 +38,19 @@ from engine.metrics import (
 )
 from engine.operations import Deadline, Operations, Setup
 from engine.persistence import Database
-from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
+from engine.queries import (
+    RunFilter,
+    RunInfo,
+    RunPage,
+    RunWait,
+    TransitionInfo,
+    count_by_status,
+    get_run,
+    list_runs,
+    run_history,
+    run_wait,
+    search_runs,
+)
 from engine.reaper import Reaper
 from engine.recorder import RunRecorder
 from engine.registry import (
@@ -321,6 +333,26 @@ class Engine:
             self.registry.get(workflow)
         with self.db.reads() as session:
             return list_runs(session, workflow=workflow, status=status, limit=limit)
+
+    def search(
+        self, filters: RunFilter | None = None, *, after: str | None = None, limit: int = 50
+    ) -> RunPage:
+        """Runs matching ``filters``, newest first, a keyset page at a time (see ``RunPage``)."""
+        filters = filters or RunFilter()
+        if filters.workflow is not None:
+            self.registry.get(filters.workflow)
+        with self.db.reads() as session:
+            return search_runs(session, filters, after=after, limit=limit)
+
+    def status_counts(self, filters: RunFilter | None = None) -> dict[str, int]:
+        """How many runs match ``filters``, by status (the filter's own status ignored)."""
+        with self.db.reads() as session:
+            return count_by_status(session, filters or RunFilter())
+
+    def waiting(self, run_id: str) -> RunWait:
+        """Whether the run's next step is claimed, or when its message is due."""
+        with self.db.reads() as session:
+            return run_wait(session, run_id)
 
     def history(self, run_id: str) -> builtins.list[TransitionInfo]:
         """The run's history rows in order."""

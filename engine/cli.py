@@ -301,6 +301,10 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
         ".statewright/demo"
     ),
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the console while it runs, until Ctrl-C.")
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port.")] = 8080,
 ) -> None:
     """Relocate a sample installation end to end on the embedded default, with progress.
 
@@ -309,7 +313,8 @@ def demo(
     from engine.demo import run_demo
 
     configure_logging(level="WARNING")
-    raise typer.Exit(run_demo(out, orgs=orgs, users=users, workdir=workdir))
+    code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -355,6 +360,25 @@ def diagram(
         return
     output.write_bytes(data)
     out.print(f"wrote {output}")
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the operator console in a browser: runs, timelines, diagrams, operations.
+
+    Reading needs no login on loopback; operating needs STATEWRIGHT_CONSOLE_TOKEN or
+    STATEWRIGHT_CONSOLE_USER=name:password.
+    Example: STATEWRIGHT_CONSOLE_TOKEN=s3cret statewright web --port 8080
+    """
+    from engine.console import ConsoleServer
+
+    with engine_from_env() as engine:
+        server = ConsoleServer(engine, host=host, port=port)
+        out.print(f"console on {server.url} (Ctrl-C stops it)")
+        server.run()
 
 
 @app.command("replay")

@@ -53,6 +53,10 @@ class Settings:
     #: Finished runs older than this are deleted with their history by the relay (in
     #: batches, see ``engine.retention``); ``None`` keeps them for ever.
     retention: timedelta | None = None
+    #: Bearer token (or basic-auth password) that lets the web console operate runs.
+    console_token: str | None = field(default=None, repr=False)
+    #: ``name:password`` of the web console's user for HTTP basic auth.
+    console_user: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
@@ -94,6 +98,8 @@ class Settings:
             continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
             retention=_age(env, "STATEWRIGHT_RETENTION"),
+            console_token=env.get("STATEWRIGHT_CONSOLE_TOKEN") or None,
+            console_user=parse_console_user(env.get("STATEWRIGHT_CONSOLE_USER")),
         )
 
 
@@ -159,6 +165,18 @@ def parse_age(value: str, what: str = "age") -> timedelta:
 def _age(env: Mapping[str, str], key: str) -> timedelta | None:
     raw = env.get(key)
     return parse_age(raw, key) if raw else None
+
+
+def parse_console_user(value: str | None) -> str | None:
+    """``name:password`` for the console's basic auth, or ``None``."""
+    if not value:
+        return None
+    name, _, password = value.partition(":")
+    if not name or not password:
+        raise ConfigurationError(
+            "STATEWRIGHT_CONSOLE_USER must be name:password with both parts non-empty"
+        )
+    return value
 
 
 def redact_url(value: str) -> str:

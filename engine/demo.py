@@ -8,6 +8,7 @@ prints what arrived, how long each state took, and writes the run's diagram.
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, func, select
 
 from engine.api import Engine
 from engine.config import Settings
+from engine.console import ConsoleServer
 from engine.diagrams import mermaid
 from engine.embedded import EmbeddedWorker
 from engine.migrate import upgrade
@@ -39,8 +41,14 @@ TABLES = {
 OWNER = "owner@target.example"
 
 
-def run_demo(console: Console, *, orgs: int, users: int, workdir: Path) -> int:
-    """Relocate a sample installation; 0 if the run succeeded."""
+def run_demo(
+    console: Console, *, orgs: int, users: int, workdir: Path, web_port: int | None = None
+) -> int:
+    """Relocate a sample installation; 0 if the run succeeded.
+
+    With ``web_port``, the console serves the target on that port while the relocation
+    runs, and goes on serving until interrupted.
+    """
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     source_url = f"sqlite:///{workdir / 'source.db'}"
@@ -76,14 +84,35 @@ def run_demo(console: Console, *, orgs: int, users: int, workdir: Path) -> int:
     )
     with engine.db.transaction() as session:
         session.add(User(username="owner", email=OWNER, name="Owner", created_at=datetime.now(UTC)))
+    server = ConsoleServer(engine, port=web_port).start() if web_port is not None else None
     with EmbeddedWorker(engine):
         info = start_relocation(engine, export, owner=OWNER)
+        if server is not None:
+            console.print(f"watch it in the browser: {server.url}/runs/{info.id}")
         info = follow(engine, info, console)
         follow_tasks(engine, info.id, console)
     console.print()
     _summary(console, engine, info.id, source_url, workdir)
+    if server is None:
+        console.print(
+            f"to browse it: STATEWRIGHT_DATABASE_URL={target_url} statewright web "
+            "(or `make demo WEB=1`), then open http://127.0.0.1:8080"
+        )
+    else:
+        console.print(f"console on {server.url}/runs/{info.id} until Ctrl-C")
+        _serve_until_interrupted(server)
     engine.close()
     return 0 if info.status == "succeeded" else 1
+
+
+def _serve_until_interrupted(server: ConsoleServer) -> None:
+    try:
+        while server.server.started and not server.server.should_exit:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 def _summary(console: Console, engine: Engine, run_id: str, source_url: str, workdir: Path) -> None:

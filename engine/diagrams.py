@@ -5,8 +5,10 @@ states that may poll get a ``poll`` loop, and each state is labelled with its re
 policy. A waiting state is labelled with what it waits for; its signal edges are
 marked ``(signal)``, its timeout edge ``(after <timeout>)``, and edges a run takes
 when its deadline passes ``(deadline)``; the title carries the workflow's deadline.
-With a run, its current state is highlighted, the path it took is marked, and a
-failed state carries the run's reason.
+The outcomes that are statuses rather than states (a run fails, is cancelled or is
+paused in any state with a step) are drawn as their own nodes with dashed edges, so
+every way a run can end is on the page. With a run, its current state is
+highlighted, the path it took is marked, and a failed state carries the run's reason.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ STYLES: dict[str, Any] = copy.deepcopy(GraphMachine.style_attributes)
 STYLES["node"]["terminal"] = {"color": "black", "fillcolor": "lightgrey", "peripheries": "2"}
 STYLES["node"]["failed"] = {"color": "red", "fillcolor": "mistyrose", "peripheries": "2"}
 STYLES["node"]["paused"] = {"color": "orange", "fillcolor": "lightyellow", "peripheries": "2"}
+STYLES["node"]["cancelled"] = {"color": "dimgrey", "fillcolor": "gainsboro", "peripheries": "2"}
+STYLES["node"]["outcome"] = {"color": "grey40", "fillcolor": "white", "style": "dashed,filled"}
+STYLES["edge"]["outcome"] = {"color": "grey60", "style": "dashed", "fontcolor": "grey40"}
+
+#: Statuses a run reaches from any state with a step, and the triggers that lead there.
+OUTCOMES: dict[str, tuple[str, ...]] = {
+    "failed": ("fail", "abort"),
+    "cancelled": ("cancel",),
+    "paused": ("pause",),
+}
+#: What each outcome node says about leaving it again.
+OUTCOME_NOTES = {
+    "failed": "run status, redrive continues the failed step",
+    "cancelled": "run status",
+    "paused": "run status, resume continues the paused step",
+}
 
 
 @add_state_features(Tags)
@@ -111,11 +129,15 @@ def _builder(
     history: list[TransitionInfo] | None,
 ) -> Any:
     model = _Model()
+    outcomes = outcome_nodes(definition)
     transitions = [[_label(definition, e), e.source, e.dest] for e in definition.edges]
     transitions += [["poll", s, s] for s in definition.steps if _polls(definition, s)]
+    transitions += _outcome_transitions(definition, outcomes)
+    states = [{"name": s, "tags": _tags(definition, s, run)} for s in definition.states]
+    states += [{"name": node, "tags": [OUTCOME_NOTES[status]]} for status, node in outcomes.items()]
     machine = _DiagramMachine(
         model=model,
-        states=[{"name": s, "tags": _tags(definition, s, run)} for s in definition.states],
+        states=states,
         transitions=transitions,
         initial=definition.initial,
         auto_transitions=False,
@@ -123,17 +145,17 @@ def _builder(
         show_state_attributes=True,
         title=definition.name,
     )
-    builder = machine.model_graphs[id(model)]
+    builder: Any = machine.model_graphs[id(model)]
     for state in definition.terminal:
         builder.set_node_style(state, "terminal")
+    for transition in _outcome_transitions(definition, outcomes):
+        builder.custom_styles["edge"][transition[1]][transition[2]] = "outcome"
+    for node in outcomes.values():
+        builder.set_node_style(node, "outcome")
     if run is None:
         builder.set_node_style(definition.initial, "default")
     else:
-        machine.set_state(run.state, model)
-        for row in history or []:
-            if row.from_state and row.from_state != row.to_state:
-                builder.set_previous_transition(row.from_state, row.to_state)
-        builder.set_node_style(run.state, _run_style(run))
+        _mark_run(machine, builder, model, run, history or [], outcomes)
     return builder
 
 
@@ -150,11 +172,50 @@ def _label(definition: Definition, edge: Edge) -> str:
     return f"{edge.trigger} ({', '.join(marks)})" if marks else edge.trigger
 
 
+def outcome_nodes(definition: Definition) -> dict[str, str]:
+    """The node name of each outcome status: the status itself, unless a state has that name."""
+    return {
+        status: status if status not in definition.states else f"run_{status}"
+        for status in OUTCOMES
+    }
+
+
+def _outcome_transitions(definition: Definition, outcomes: dict[str, str]) -> list[list[str]]:
+    moves = [
+        [trigger, state, outcomes[status]]
+        for state in definition.steps
+        for status, triggers in OUTCOMES.items()
+        for trigger in triggers
+    ]
+    paused = outcomes["paused"]
+    moves += [["cancel", paused, outcomes["cancelled"]], ["abort", paused, outcomes["failed"]]]
+    return moves
+
+
+def _mark_run(
+    machine: Any,
+    builder: Any,
+    model: _Model,
+    run: RunInfo,
+    history: list[TransitionInfo],
+    outcomes: dict[str, str],
+) -> None:
+    machine.set_state(run.state, model)
+    for row in history:
+        if row.from_state and row.from_state != row.to_state:
+            builder.set_previous_transition(row.from_state, row.to_state)
+    builder.set_node_style(run.state, _run_style(run))
+    node = outcomes.get(run.status)
+    if node is not None:
+        builder.custom_styles["edge"][run.state][node] = "previous"
+        builder.set_node_style(node, _run_style(run))
+
+
 def _run_style(run: RunInfo) -> str:
     if run.status == "failed":
         return "failed"
-    if run.status == "paused":
-        return "paused"
+    if run.status in ("paused", "cancelled"):
+        return run.status
     return "terminal" if run.status == "succeeded" else "active"
 
 
@@ -178,9 +239,14 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
     if spec is not None and spec.poll_limit is not None:
         tags.append(f"at most {spec.poll_limit} polls")
     if run is not None and run.state == state and run.status != "running":
-        reason = f": {run.failure_reason}" if run.failure_reason else ""
+        reason = f": {_one_line(run.failure_reason)}" if run.failure_reason else ""
         tags.append(f"{run.status}{reason}"[:90])
     return tags
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line without double quotes, which end a Mermaid state's label."""
+    return " ".join(text.replace('"', "'").split())
 
 
 def _polls(definition: Definition, state: str) -> bool:

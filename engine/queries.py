@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import base64
+import binascii
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, cast, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidParamsError, RunNotFoundError
 from engine.jsonvalues import is_run_id
-from models.engine import RUN_STATUSES, WorkflowRun, WorkflowTransition
+from models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -147,6 +149,163 @@ def list_runs(
     if status is not None:
         statement = statement.where(WorkflowRun.status == status)
     return [RunInfo.of(r) for r in session.execute(statement.limit(limit)).scalars()]
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs to list; every field left ``None`` matches every run.
+
+    ``text`` is found anywhere in the params' JSON (case-insensitively);
+    ``business_key`` applies only where runs have that column.
+    """
+
+    workflow: str | None = None
+    status: str | None = None
+    state: str | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    text: str | None = None
+    business_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in RUN_STATUSES:
+            raise InvalidParamsError(
+                f"unknown status {self.status!r}; allowed: {', '.join(RUN_STATUSES)}"
+            )
+        for name in ("started_from", "started_to"):
+            moment = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidParamsError(f"{name} {moment.isoformat()!r} has no time zone")
+        if self.text is not None and len(self.text) > MAX_TEXT:
+            raise InvalidParamsError(f"text is {len(self.text)} characters; at most {MAX_TEXT}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of runs, newest first, and the cursor of the page after it (if any)."""
+
+    runs: list[RunInfo]
+    next_cursor: str | None
+
+
+MAX_TEXT = 200
+
+
+def search_runs(
+    session: Session, filters: RunFilter, *, after: str | None = None, limit: int = 50
+) -> RunPage:
+    """Runs matching ``filters``, newest first, ``limit`` at a time.
+
+    Pages are keyset pages: ``after`` is the ``next_cursor`` of the previous page, so a
+    page costs the same at the millionth run as at the first, and runs started meanwhile
+    never shift a page.
+    """
+    if not 1 <= limit <= 1000:
+        raise InvalidParamsError(f"limit {limit} is out of range; allowed: 1 to 1000")
+    statement = select(WorkflowRun).where(*_conditions(filters))
+    if after is not None:
+        created, run_id = decode_cursor(after)
+        # a row comparison, so the (created_at, id) index is entered at the cursor
+        statement = statement.where(
+            tuple_(WorkflowRun.created_at, WorkflowRun.id)
+            < tuple_(literal(created, WorkflowRun.created_at.type), literal(run_id, String))
+        )
+    statement = statement.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc())
+    rows = list(session.execute(statement.limit(limit + 1)).scalars())
+    runs = [RunInfo.of(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return RunPage(runs, encode_cursor(runs[-1]) if more else None)
+
+
+def count_by_status(session: Session, filters: RunFilter) -> dict[str, int]:
+    """How many runs match ``filters`` (whatever their status), by status."""
+    statement = (
+        select(WorkflowRun.status, func.count())
+        .where(*_conditions(replace(filters, status=None)))
+        .group_by(WorkflowRun.status)
+    )
+    counts = dict.fromkeys(RUN_STATUSES, 0)
+    for status, count in session.execute(statement):
+        counts[status] = count
+    return counts
+
+
+def has_business_key() -> bool:
+    """Whether runs carry a business key column to filter on."""
+    return "business_key" in WorkflowRun.__table__.c
+
+
+def _conditions(filters: RunFilter) -> list[ColumnElement[bool]]:
+    run = WorkflowRun
+    found: list[ColumnElement[bool]] = []
+    for column, value in (
+        (run.workflow, filters.workflow),
+        (run.status, filters.status),
+        (run.state, filters.state),
+    ):
+        if value is not None:
+            found.append(column == value)
+    if filters.started_from is not None:
+        found.append(run.created_at >= filters.started_from)
+    if filters.started_to is not None:
+        found.append(run.created_at < filters.started_to)
+    if filters.text:
+        pattern = "%" + _escape_like(filters.text.lower()) + "%"
+        found.append(func.lower(cast(run.params, String)).like(pattern, escape="\\"))
+    if filters.business_key is not None and has_business_key():
+        found.append(WorkflowRun.__table__.c.business_key == filters.business_key)
+    return found
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def encode_cursor(run: RunInfo) -> str:
+    """The position just after ``run`` in newest-first order, as an opaque string."""
+    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor stands for; a clear error for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, run_id = raw.split("|")
+        moment = datetime.fromisoformat(created)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidParamsError(
+            f"cursor {cursor[:80]!r} is not one this console made; start from the first page"
+        ) from None
+    if moment.tzinfo is None or not is_run_id(run_id):
+        raise InvalidParamsError(
+            f"cursor {cursor[:80]!r} is not one this console made; start from the first page"
+        )
+    return moment, run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunWait:
+    """Where a run's next step stands: claimed by a worker, or owed a message and when."""
+
+    claimed: bool
+    lease_expires_at: datetime | None
+    state_entered_at: datetime
+    #: When the pending message of the run's current token is due (None: none is pending).
+    due_at: datetime | None
+
+
+def run_wait(session: Session, run_id: str) -> RunWait:
+    """What the run's next step waits for (see ``RunWait``)."""
+    run = session.get(WorkflowRun, run_id) if is_run_id(run_id) else None
+    if run is None:
+        raise RunNotFoundError(run_id)
+    due = session.execute(
+        select(func.min(OutboxMessage.not_before)).where(
+            OutboxMessage.run_id == run_id, OutboxMessage.token == run.token
+        )
+    ).scalar_one_or_none()
+    return RunWait(run.claimed, run.lease_expires_at, run.state_entered_at, due)
 
 
 def run_history(session: Session, run_id: str) -> list[TransitionInfo]:

@@ -92,6 +92,8 @@ class WorkflowRun(Base):
             postgresql_where=text("finished_at IS NOT NULL"),
             sqlite_where=text("finished_at IS NOT NULL"),
         ),
+        # console: every run, newest first, in keyset pages
+        Index("ix_workflow_runs_created_at_id", "created_at", "id"),
     )
 
 

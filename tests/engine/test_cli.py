@@ -132,6 +132,16 @@ def test_demo_relocates_a_sample(env: dict[str, str], tmp_path: Path) -> None:
     assert "project_teams" in result.stdout
     diagram = (tmp_path / "demo" / "relocation-run.mmd").read_text()
     assert "Class completed s_terminal" in diagram
+    assert "statewright web" in result.stdout
+    assert "http://127.0.0.1:8080" in result.stdout
+
+
+def test_web_refuses_to_listen_beyond_loopback_without_credentials(env: dict[str, str]) -> None:
+    """`statewright web --host 0.0.0.0` with no console credentials says what to set, exit 1."""
+    assert cli("migrate", env=env).returncode == 0
+    result = cli("web", "--host", "0.0.0.0", "--port", "1", env=env)
+    assert result.returncode == 1
+    assert "needs credentials: set STATEWRIGHT_CONSOLE_TOKEN" in result.stderr
 
 
 def test_wait_exits_1_for_a_run_that_did_not_succeed(

@@ -29,6 +29,41 @@ def test_mermaid_is_a_state_diagram_with_every_state_and_move() -> None:
     assert text.rstrip().endswith("[*] --> uploading")
 
 
+def test_every_outcome_is_drawn_from_every_step() -> None:
+    """Failed, cancelled and paused are outcome nodes reached from every state with a step."""
+    text = render(Relocation.definition, "mermaid").decode()
+    for state in Relocation.definition.steps:
+        assert f"{state} --> failed: fail | abort" in text
+        assert f"{state} --> cancelled: cancel" in text
+        assert f"{state} --> paused: pause" in text
+    assert "paused --> cancelled: cancel" in text
+    assert 'state "failed [run status, redrive continues the failed step]" as failed' in text
+    assert "completed --> failed" not in text
+    dot = render(Relocation.definition, "dot").decode()
+    assert re.search(r"importing -> cancelled \[label=cancel color=grey60", dot)
+
+
+def test_outcome_nodes_step_aside_for_a_state_of_the_same_name() -> None:
+    """A workflow's own state named like a status keeps its name; the outcome node is renamed."""
+    from typing import Literal
+
+    from engine import StepContext, Workflow, step
+
+    class Screening(Workflow):
+        name = "screening"
+        transitions = [("passed", "checking", "done"), ("rejected", "checking", "failed")]
+        terminal = ["done", "failed"]
+
+        @step(initial=True)
+        def checking(self, ctx: StepContext) -> Literal["passed", "rejected"]:
+            return "passed"
+
+    text = render(Screening.definition, "mermaid").decode()
+    assert "checking --> failed: rejected" in text
+    assert "checking --> run_failed: fail | abort" in text
+    assert "checking --> cancelled: cancel" in text
+
+
 def test_svg_renders_with_graphviz() -> None:
     """SVG comes from Graphviz's dot."""
     svg = render(Relocation.definition, "svg")
@@ -52,6 +87,9 @@ def test_run_view_marks_the_path_and_the_failed_state(make_engine: object, sqlit
     assert re.search(r"fetching -> transforming \[label=fetched color=blue\]", dot)
     assert re.search(r"transforming -> storing \[label=transformed color=blue\]", dot)
     assert "storing -> done [label=stored]" in dot
+    assert re.search(r"storing -> failed \[label=\"fail \| abort\" color=blue", dot)
+    failed_node = next(line for line in dot.splitlines() if line.strip().startswith("failed "))
+    assert "fillcolor=mistyrose" in failed_node
 
 
 def test_missing_dot_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
