@@ -1,4 +1,5 @@
-"""The chaos workflow: ten states in a row, each with a database effect counted per run."""
+"""The chaos workflow: ten states in a row, each with a database effect counted per run,
+and a plain task dispatched from the middle one whose effect is counted too."""
 
 from __future__ import annotations
 
@@ -6,15 +7,23 @@ import random
 import time
 
 from engine import RetryPolicy, StepContext, Workflow, step
+from engine.context import TaskContext
+from engine.definition import task
 from tests.sample_workflows import record_effect
 
 STATES = [f"s{n}" for n in range(10)]
+#: The state whose step dispatches the plain task ``chain.note`` through the outbox.
+TASK_FROM = "s4"
+#: The effect the plain task records, once per run.
+TASK_EFFECT = "note"
 
 
 def _handler(state: str, initial: bool = False) -> object:
     def handle(self: object, ctx: StepContext) -> str:
         time.sleep(random.uniform(0, 0.03))
         record_effect(ctx.session, ctx.run_id, ctx.state)
+        if state == TASK_FROM:
+            ctx.enqueue("note", run_id=ctx.run_id)
         return f"{state}_done"
 
     handle.__name__ = state
@@ -34,6 +43,14 @@ class Chain(Workflow):
     time_limit = 10.0
 
     locals().update({state: _handler(state, n == 0) for n, state in enumerate(STATES)})
+
+    @task(autoretry_for=(ConnectionError, OSError), max_retries=20, time_limit=10)
+    def note(self, tc: TaskContext, run_id: str) -> None:
+        """Record the run's note once: the effect and the task's done mark commit together."""
+        time.sleep(random.uniform(0, 0.03))
+        with tc.transaction() as session:
+            record_effect(session, run_id, TASK_EFFECT)
+            tc.done(session)
 
 
 WORKFLOWS = [Chain]

@@ -30,8 +30,14 @@ class Cluster(ProcessGroup):
     def worker(self, concurrency: int = 2) -> Process:
         return self.celery_worker("engine.worker_app", ready="ready.", concurrency=concurrency)
 
-    def relay(self) -> Process:
-        return self.spawn("relay", [str(BIN / "statewright"), "relay"])
+    def relay(self, *, ahead: int = 0) -> Process:
+        """A ``statewright relay``; with ``ahead``, its clock runs that many seconds ahead
+        of the machine's (libfaketime), as on a machine whose clock is off."""
+        skew = ["faketime", "-f", f"+{ahead}s"] if ahead else []
+        return self.spawn("relay", [*skew, str(BIN / "statewright"), "relay"])
+
+    def relay_logs(self) -> str:
+        return "\n".join(p.output() for p in self.processes if p.name == "relay")
 
     def worker_logs(self) -> str:
         return "\n".join(p.output() for p in self.processes if p.name == "worker")
