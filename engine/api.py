@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import os
 import random
 import time
 from collections.abc import Iterable
@@ -12,7 +11,13 @@ from typing import Any
 
 import structlog
 
-from engine.celery_app import CeleryPublisher, StatewrightCelery, build_celery, register_steps
+from engine.celery_app import (
+    CeleryPublisher,
+    StatewrightCelery,
+    beat_schedule,
+    build_celery,
+    register_steps,
+)
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.context import TaskContext
@@ -30,7 +35,14 @@ from engine.metrics import (
 )
 from engine.operations import Operations, Setup
 from engine.persistence import Database
-from engine.queries import RunInfo, TransitionInfo, get_run, list_runs, run_history
+from engine.queries import (
+    RunInfo,
+    TransitionInfo,
+    get_run,
+    list_runs,
+    resolve_run_id,
+    run_history,
+)
 from engine.reaper import Reaper
 from engine.recorder import RunRecorder
 from engine.registry import (
@@ -131,15 +143,23 @@ class Engine:
             "expires": 30,
         }
         self.celery.task(**options)(relay_round)
-        if os.environ.get("STATEWRIGHT_BEAT_RELAY") == "1":
-            self.celery.conf.beat_schedule["statewright.relay"] = {
+
+    def beat_schedule(self) -> dict[str, dict[str, Any]]:
+        """What Celery beat starts: scheduled tasks, and the relay with ``beat --relay``."""
+        entries = beat_schedule(self.registry)
+        if self.settings.beat_relay:
+            entries["statewright.relay"] = {
                 "task": "statewright.relay",
                 "schedule": max(self.settings.relay_interval, 1.0),
             }
+        return entries
 
-    def relay_round(self) -> tuple[int, int]:
-        """Send due outbox messages and re-dispatch expired leases; returns both counts."""
-        return self.relay.drain(), self.reaper.run_once()
+    def relay_round(self, *, only_run: str | None = None) -> tuple[int, int]:
+        """Send due outbox messages and re-dispatch expired leases; returns both counts.
+
+        ``only_run``: touch that run's messages and lease only (a process waiting for it).
+        """
+        return self.relay.drain(only_run=only_run), self.reaper.run_once(only_run=only_run)
 
     # -- writes ------------------------------------------------------------------
 
@@ -192,13 +212,28 @@ class Engine:
             return get_run(session, run_id)
 
     def list(
-        self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        key: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
     ) -> builtins.list[RunInfo]:
-        """Runs, newest first, optionally of one workflow and one status."""
+        """Runs, newest first, optionally of one workflow, one status and one business key;
+        ``after`` (the last id of a page) gives the page that follows."""
         if workflow is not None:
             self.registry.get(workflow)
         with self.db.reads() as session:
-            return list_runs(session, workflow=workflow, status=status, limit=limit)
+            return list_runs(
+                session, workflow=workflow, status=status, key=key, after=after, limit=limit
+            )
+
+    def resolve_run_id(self, text: str) -> str:
+        """The whole id of the run ``text`` names: its id, or a unique prefix of it (at
+        least four characters); ``RunNotFoundError`` or ``AmbiguousRunIdError`` if not."""
+        with self.db.reads() as session:
+            return resolve_run_id(session, text)
 
     def history(self, run_id: str) -> builtins.list[TransitionInfo]:
         """The run's history rows in order."""
@@ -263,7 +298,7 @@ def metrics_from_settings(settings: Settings) -> Metrics:
     backends: list[Metrics] = []
     if settings.statsd_addr is not None:
         backends.append(StatsdMetrics(*settings.statsd_addr))
-    if os.environ.get("STATEWRIGHT_METRICS_PORT"):
+    if settings.metrics_port is not None:
         backends.append(PrometheusMetrics())
     if not backends:
         return NullMetrics()

@@ -48,6 +48,10 @@ class Settings:
     #: a broker round trip (0: every step is its own message). Each step's time limit is
     #: then enforced up to this much late; see README, "Continuing in process".
     continue_for: float = 1.0
+    #: The port this process serves Prometheus metrics on (``worker --metrics-port``).
+    metrics_port: int | None = None
+    #: Whether Celery beat also runs the relay (``statewright beat --relay``).
+    beat_relay: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
@@ -73,7 +77,7 @@ class Settings:
         return cls(
             database_url=env.get("STATEWRIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
             broker_url=env.get("STATEWRIGHT_BROKER_URL"),
-            silo_mode=SiloMode.parse(env.get("STATEWRIGHT_SILO_MODE", "monolith")),
+            silo_mode=env_silo_mode(env),
             workflow_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
             statsd_addr=parse_statsd_addr(env.get("STATEWRIGHT_STATSD_ADDR")),
             sentry_dsn=env.get("STATEWRIGHT_SENTRY_DSN") or None,
@@ -82,6 +86,8 @@ class Settings:
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
             continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
+            metrics_port=parse_port(env.get("STATEWRIGHT_METRICS_PORT")),
+            beat_relay=env.get("STATEWRIGHT_BEAT_RELAY", "") == "1",
         )
 
 
@@ -127,6 +133,26 @@ def parse_statsd_addr(value: str | None) -> tuple[str, int] | None:
             f"STATEWRIGHT_STATSD_ADDR {value!r} is not host:port (e.g. 127.0.0.1:8125)"
         )
     return host, int(port)
+
+
+def parse_port(value: str | None) -> int | None:
+    """``STATEWRIGHT_METRICS_PORT``: a TCP port, or unset."""
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigurationError(
+            f"STATEWRIGHT_METRICS_PORT {value!r} is not a TCP port; allowed: 1 to 65535"
+        )
+    return int(value)
+
+
+def env_silo_mode(environ: Mapping[str, str] | None = None) -> SiloMode:
+    """``STATEWRIGHT_SILO_MODE`` of a process whose tasks have no engine (shared tasks)."""
+    env = os.environ if environ is None else environ
+    try:
+        return SiloMode.parse(env.get("STATEWRIGHT_SILO_MODE", "monolith"))
+    except ConfigurationError as error:
+        raise ConfigurationError(f"STATEWRIGHT_SILO_MODE: {error}") from None
 
 
 def redact_url(value: str) -> str:

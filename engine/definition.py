@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from transitions import Machine
 
+from engine.business_key import KeyFunction, KeySource, key_function
 from engine.errors import DefinitionError
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
@@ -85,7 +86,8 @@ class TaskSpec:
     celery_options: Mapping[str, Any] = field(default_factory=dict)
     #: Appended to the metric instance: ``(**kwargs) -> suffix`` (e.g. per batch).
     stat_suffix: Callable[..., str] | None = None
-    #: When Celery beat starts the task (a ``celery.schedules`` schedule), if ever.
+    #: When Celery beat starts the task (a ``celery.schedules`` schedule, or a function
+    #: returning one, called only where beat's schedule is loaded), if ever.
     schedule: Any = None
 
 
@@ -200,6 +202,8 @@ class Definition:
     failure_task: str | None = field(compare=False, repr=False)
     instance: Workflow = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
+    #: The run's business key from its params (``engine.business_key``), if declared.
+    business_key: KeyFunction | None = field(compare=False, repr=False, default=None)
 
     def task_name(self, state: str) -> str:
         """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
@@ -256,6 +260,8 @@ class Workflow:
     silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
     #: Name of one of the workflow's ``@task`` methods to run when a run fails.
     failure_task: ClassVar[str | None] = None
+    #: What a run is about, to find it by: a param name, or a function of the params.
+    business_key: ClassVar[KeySource | None] = None
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -357,6 +363,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         failure_task=cls.failure_task,
         instance=instance,
         machine=machine,
+        business_key=key_function(name, cls.business_key),
     )
 
 

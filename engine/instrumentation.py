@@ -7,7 +7,6 @@ around the body and checks silo limits on every way of calling it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -139,7 +138,9 @@ def process_silo_mode(app: Celery) -> SiloMode:
     mode = getattr(app, "statewright_silo_mode", None)
     if isinstance(mode, SiloMode):
         return mode
-    return SiloMode.parse(os.environ.get("STATEWRIGHT_SILO_MODE", "monolith"))
+    from engine.config import env_silo_mode
+
+    return env_silo_mode()
 
 
 def process_metrics(app: Celery) -> Metrics:

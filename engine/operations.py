@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.business_key import compute_key
 from engine.clock import Clock
 from engine.definition import Definition
 from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
@@ -61,12 +62,14 @@ class Operations:
         _check_key(idempotency_key)
         if pause_at is not None:
             _check_pause_state(definition, pause_at, definition.initial, including_current=True)
+        business_key = compute_key(definition.name, definition.business_key, clean)
         try:
             with self._db.transaction() as session:
                 existing = _by_key(session, workflow, idempotency_key)
                 if existing is not None:
                     return _same_start(existing, clean)
                 run = self._new_run(definition, clean, idempotency_key, pause_at)
+                run.business_key = business_key
                 session.add(run)
                 if setup is not None:
                     session.flush()

@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from engine.errors import InvalidParamsError, RunNotFoundError
+from engine.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
 from engine.jsonvalues import is_run_id
 from models.engine import RUN_STATUSES, WorkflowRun, WorkflowTransition
 
@@ -33,6 +33,7 @@ class RunInfo:
     failure_detail: dict[str, Any] | None
     definition_version: str
     idempotency_key: str | None
+    business_key: str | None
     pause_at: str | None
     pause_requested: bool
     cancel_requested: bool
@@ -60,6 +61,7 @@ class RunInfo:
             failure_detail=dict(run.failure_detail) if run.failure_detail else None,
             definition_version=run.definition_version,
             idempotency_key=run.idempotency_key,
+            business_key=run.business_key,
             pause_at=run.pause_at,
             pause_requested=run.pause_requested,
             cancel_requested=run.cancel_requested,
@@ -112,8 +114,15 @@ def get_run(session: Session, run_id: str) -> RunInfo:
 
 
 def list_runs(
-    session: Session, *, workflow: str | None, status: str | None, limit: int
+    session: Session,
+    *,
+    workflow: str | None,
+    status: str | None,
+    limit: int,
+    key: str | None = None,
+    after: str | None = None,
 ) -> list[RunInfo]:
+    """Runs newest first (ties by id); ``after`` a run id: the page that follows it."""
     if status is not None and status not in RUN_STATUSES:
         raise InvalidParamsError(f"unknown status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
     if not 1 <= limit <= 10_000:
@@ -123,7 +132,55 @@ def list_runs(
         statement = statement.where(WorkflowRun.workflow == workflow)
     if status is not None:
         statement = statement.where(WorkflowRun.status == status)
+    if key is not None:
+        statement = statement.where(WorkflowRun.business_key == key)
+    if after is not None:
+        since = get_run(session, after).created_at
+        statement = statement.where(
+            or_(
+                WorkflowRun.created_at < since,
+                and_(WorkflowRun.created_at == since, WorkflowRun.id > after),
+            )
+        )
     return [RunInfo.of(r) for r in session.execute(statement.limit(limit)).scalars()]
+
+
+#: The shortest prefix of a run id that is looked up (as with git's abbreviated hashes).
+MIN_PREFIX = 4
+#: How many matches an ambiguous prefix lists.
+SHOWN_MATCHES = 10
+
+
+def resolve_run_id(session: Session, text: str) -> str:
+    """The whole id of the one run whose id is ``text`` or starts with it.
+
+    Refuses an unknown id or prefix (naming it), one shorter than ``MIN_PREFIX``, and
+    a prefix several runs share (listing them). Ids are lowercase hex, so a prefix
+    is a range of the primary key: ``prefix <= id < prefix + "g"``.
+    """
+    value = text.strip().lower()
+    if is_run_id(value):
+        get_run(session, value)
+        return value
+    if not value or len(value) >= 32 or any(c not in "0123456789abcdef" for c in value):
+        raise RunNotFoundError(text)
+    if len(value) < MIN_PREFIX:
+        raise InvalidParamsError(
+            f"run id prefix {text!r} is too short; give at least {MIN_PREFIX} characters"
+        )
+    found = list(
+        session.execute(
+            select(WorkflowRun.id)
+            .where(WorkflowRun.id >= value, WorkflowRun.id < value + "g")
+            .order_by(WorkflowRun.id)
+            .limit(SHOWN_MATCHES + 1)
+        ).scalars()
+    )
+    if not found:
+        raise RunNotFoundError(text)
+    if len(found) > 1:
+        raise AmbiguousRunIdError(text, found[:SHOWN_MATCHES], more=len(found) > SHOWN_MATCHES)
+    return found[0]
 
 
 def run_history(session: Session, run_id: str) -> list[TransitionInfo]:

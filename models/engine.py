@@ -54,6 +54,8 @@ class WorkflowRun(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    #: What the run is about, as its workflow declares it (a loan number, an org slug).
+    business_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -74,6 +76,8 @@ class WorkflowRun(Base):
         # list: newest first, by workflow and status
         Index("ix_workflow_runs_workflow_status_created", "workflow", "status", "created_at"),
         Index("ix_workflow_runs_status_created", "status", "created_at"),
+        # list --key: the runs about one business object
+        Index("ix_workflow_runs_business_key", "business_key", "created_at"),
     )
 
 
