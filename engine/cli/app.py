@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli.common import engine_from_env, err, fail, out
+from engine.cli.doctor import doctor
 from engine.cli.inspect import inspect_commands
 from engine.cli.runs import runs_app
 from engine.errors import StatewrightError
@@ -35,6 +36,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(relocation_app, name="relocation")
 app.add_typer(reports_app, name="reports")
 inspect_commands(app)
+app.command("doctor")(doctor)
 
 
 def main() -> None:
@@ -54,7 +56,7 @@ def main() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the schema of the configured database to the latest revision.
+    """Create or upgrade the configured database's schema to the latest revision.
 
     Run it after installing or upgrading statewright, before starting workers.
 
@@ -156,8 +158,9 @@ def beat(
 def relay(
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
 ) -> None:
-    """Send orphaned and due outbox messages and re-dispatch expired leases (with a broker;
-    the embedded worker runs its own). Run one or more beside the workers.
+    """Send due and orphaned outbox messages; re-dispatch expired leases.
+
+    Needs a broker (the embedded worker runs its own); run one or more beside the workers.
 
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright relay
     """

@@ -84,8 +84,9 @@ def demo(
         ".statewright/demo"
     ),
 ) -> None:
-    """Relocate a sample installation end to end on the embedded default, with progress:
-    the quickest way to see statewright work. Touches nothing outside --workdir.
+    """Relocate a sample installation end to end, embedded, with progress.
+
+    The quickest way to see statewright work; it touches nothing outside --workdir.
 
     Example: statewright demo --orgs 5 --users 2000
     """

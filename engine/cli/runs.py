@@ -70,8 +70,11 @@ def runs_start(
 
 @runs_app.command("wait")
 def runs_wait(run_id: RunId, as_json: JsonFlag = False) -> None:
-    """Attach to a run and follow it until it finishes or pauses; exit 1 if it failed or was
-    cancelled. Ctrl-C stops following; the run goes on.
+    """Attach to a run and follow it until it finishes or pauses.
+
+    Exits 1 if it failed or was cancelled. Ctrl-C stops following; the run goes on, and
+    `runs wait` attaches again. On the embedded default this command runs the run's
+    steps while it waits (that run's only).
 
     Example: statewright runs wait 0193a4f2
     """
@@ -206,8 +209,10 @@ def runs_resume(run_id: RunId, as_json: JsonFlag = False) -> None:
 
 @runs_app.command("cancel")
 def runs_cancel(run_id: RunId, as_json: JsonFlag = False) -> None:
-    """Cancel a run in order: the running step finishes and commits, then the run stops as
-    cancelled. Use this normally; use `abort` only for a step that must not finish.
+    """Cancel a run in order, at its next step boundary.
+
+    The running step finishes and commits, then the run stops as cancelled. Use this
+    normally; use `abort` only for a step that must not finish.
 
     Example: statewright runs cancel 0193a4f2
     """
@@ -217,8 +222,10 @@ def runs_cancel(run_id: RunId, as_json: JsonFlag = False) -> None:
 
 @runs_app.command("abort")
 def runs_abort(run_id: RunId, as_json: JsonFlag = False) -> None:
-    """Fail a run now: a running step's result is thrown away (fenced off) and the run is
-    failed. For a stuck or harmful step; `cancel` waits for the step to end instead.
+    """Fail a run now, throwing away the result of a step still running.
+
+    The running step's completion is fenced off and the run is failed. For a stuck or
+    harmful step; `cancel` lets the step finish instead.
 
     Example: statewright runs abort 0193a4f2
     """
@@ -228,8 +235,9 @@ def runs_abort(run_id: RunId, as_json: JsonFlag = False) -> None:
 
 @runs_app.command("redrive")
 def runs_redrive(run_id: RunId, as_json: JsonFlag = False) -> None:
-    """Continue a failed run from the state it failed in, with a fresh attempt budget
-    (after fixing what made it fail).
+    """Continue a failed run from the state it failed in, with fresh attempts.
+
+    Use it once what made the run fail is fixed.
 
     Example: statewright runs redrive 0193a4f2
     """
@@ -245,8 +253,9 @@ def runs_pause(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Pause a run at its next step boundary, or when it reaches a state ahead
-    (`runs resume` continues it).
+    """Pause a run at its next step boundary, or when it reaches a state ahead.
+
+    `runs resume` continues it at the exact step where it stopped.
 
     Examples:
 

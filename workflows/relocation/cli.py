@@ -59,8 +59,9 @@ def relocation_export(
     ] = None,
     gzip: Annotated[bool, typer.Option(help="Compress the document.")] = True,
 ) -> None:
-    """Export organizations from a source database to a relocation file. Nothing is
-    written unless the whole export succeeds.
+    """Export organizations from a source database to a relocation file.
+
+    The source is checked first; nothing is left behind unless the whole export succeeds.
 
     Example: statewright relocation export --org acme --from postgresql://old/app -o acme.swr
              --encrypt-to target-public.pem
@@ -96,9 +97,11 @@ def relocation_start(
     wait: Annotated[bool, typer.Option(help="Follow the run, state by state.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Start relocating an export file into this installation. The file, the owner and
-    this installation's private key (STATEWRIGHT_RELOCATION_PRIVATE_KEY, for an encrypted
-    export) are checked before the run starts.
+    """Start relocating an export file into this installation.
+
+    The file, the owner and this installation's private key
+    (STATEWRIGHT_RELOCATION_PRIVATE_KEY, for an encrypted export) are checked before the
+    run starts.
 
     Example: statewright relocation start acme.swr --owner kim@example.com --wait
     """

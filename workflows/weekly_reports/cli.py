@@ -22,8 +22,9 @@ def reports_run(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be sent; write nothing.")] = False,
 ) -> None:
-    """Run one report schedule now (the same work beat starts weekly): to catch up on a
-    missed week, or to check what would be sent with --dry-run.
+    """Run one report schedule now (the same work beat starts weekly).
+
+    To catch up on a missed week, or to see what would be sent with --dry-run.
 
     Example: statewright reports run --date 2026-11-23 --dry-run
     """
