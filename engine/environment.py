@@ -65,11 +65,13 @@ def known_variables() -> frozenset[str]:
 
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """Each ``STATEWRIGHT_*`` variable nothing reads, with the closest known name (if any)."""
+    # compared without the shared prefix, which would make every name look close
+    known = sorted(name.removeprefix(PREFIX) for name in _KNOWN)
     found = []
     for name in sorted(environ):
         if name.startswith(PREFIX) and name not in _KNOWN:
-            close = difflib.get_close_matches(name, sorted(_KNOWN), n=1, cutoff=0.6)
-            found.append((name, close[0] if close else None))
+            close = difflib.get_close_matches(name.removeprefix(PREFIX), known, n=1, cutoff=0.6)
+            found.append((name, PREFIX + close[0] if close else None))
     return found
 
 
