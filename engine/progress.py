@@ -93,7 +93,8 @@ def render(engine: Engine, info: RunInfo) -> Group:
             table.add_row(Text("✓", style="green"), state, took, _used(use))
         else:
             table.add_row(Text("·", style="dim"), Text(state, style="dim"), "", "")
-    header = Text(f"{info.workflow} run {info.id}", style="bold", no_wrap=True, overflow="ignore")
+    # wrapped at the space if narrow, so the id itself is never split
+    header = Text(f"{info.workflow} run {info.id}", style="bold")
     return Group(header, table)
 
 
