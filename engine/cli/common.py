@@ -127,7 +127,6 @@ def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
             f"stopped following run {where.id} ({where.status} in {where.state!r}); "
             f"{goes_on}. Follow it again with: statewright runs wait {where.id}",
             highlight=False,
-            soft_wrap=True,
         )
         raise typer.Exit(130) from None
     finally:
