@@ -147,3 +147,14 @@ def test_readme_command_table_matches_the_commands() -> None:
         if row.startswith("| `statewright")
     }
     assert listed == set(_commands(typer.main.get_command(app)))
+
+
+def test_option_choices_match_the_engine() -> None:
+    """The CLI's --status and --format choices are the engine's statuses and formats."""
+    from engine.cli.common import Status
+    from engine.cli.inspect import DiagramFormat
+    from engine.diagrams import FORMATS
+    from models.engine import RUN_STATUSES
+
+    assert [s.value for s in Status] == list(RUN_STATUSES)
+    assert [f.value for f in DiagramFormat] == list(FORMATS)
