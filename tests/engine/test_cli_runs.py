@@ -162,3 +162,20 @@ def test_doctor_finds_no_worker_on_a_broker(env: dict[str, str]) -> None:
     assert found["broker"]["outcome"] == "ok"
     assert found["workers"]["outcome"] == "problem"
     assert found["workers"]["fix"] == "statewright worker"
+
+
+def test_cancel_at_and_clear_pause_take_a_prefix(migrated: dict[str, str]) -> None:
+    """`runs cancel --at` and `runs clear-pause` resolve a prefix; show prints `cancel at`."""
+    env = migrated
+    run_id = str(started("pipeline", env=env)["id"])
+    cancelling = cli("runs", "cancel", run_id[:12], "--at", "storing", "--json", env=env)
+    assert cancelling.returncode == 0, cancelling.stderr
+    assert json.loads(cancelling.stdout)["cancel_at"] == "storing"
+    assert re.search(r"cancel at\s+storing", cli("runs", "show", run_id[:12], env=env).stdout)
+    other = str(started("pipeline", "--pause-at", "storing", env=env)["id"])
+    cleared = cli("runs", "clear-pause", other[:12], "--json", env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert (json.loads(cleared.stdout)["id"], json.loads(cleared.stdout)["pause_at"]) == (
+        other,
+        None,
+    )

@@ -158,3 +158,31 @@ def test_option_choices_match_the_engine() -> None:
 
     assert [s.value for s in Status] == list(RUN_STATUSES)
     assert [f.value for f in DiagramFormat] == list(FORMATS)
+
+
+class _Recording(dict[str, str]):
+    """An environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+def test_every_engine_setting_is_a_known_variable() -> None:
+    """Each variable Settings.from_env reads (retention, console credentials among them)
+    is known to the unknown-variable warning."""
+    from engine.environment import known_variables
+
+    environ = _Recording()
+    Settings.from_env(environ)
+    assert {"STATEWRIGHT_RETENTION", "STATEWRIGHT_CONSOLE_TOKEN"} <= environ.asked
+    assert environ.asked <= known_variables()
+    assert unknown_variables({"STATEWRIGHT_CONSOLE_USER": "ops:pa55"}) == []

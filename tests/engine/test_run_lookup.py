@@ -125,3 +125,25 @@ def test_pages_follow_each_other(make_engine: EngineFactory) -> None:
     assert sorted(seen) == sorted(started)
     assert len(seen) == len(set(seen)) == 7
     assert seen == [r.id for r in engine.list(limit=100)]
+
+
+def test_search_and_the_console_filter_runs_by_business_key(make_engine: EngineFactory) -> None:
+    """RunFilter(business_key=...) and the console's ?key= keep only that key's runs."""
+    from starlette.testclient import TestClient
+
+    from engine import RunFilter
+    from engine.console import Access, create_app
+
+    engine = make_engine([Loan])
+    wanted = engine.start("loan", {"loan_number": "L-2041"})
+    other = engine.start("loan", {"loan_number": "L-7"})
+    page = engine.search(RunFilter(business_key="L-2041"))
+    assert [r.id for r in page.runs] == [wanted.id]
+    assert engine.status_counts(RunFilter(business_key="L-7"))["running"] == 1
+    app = create_app(engine, Access(token=None, user=None, loopback=True))
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        listed = client.get("/runs", params={"key": "L-2041"})
+    assert listed.status_code == 200
+    assert wanted.id in listed.text
+    assert other.id not in listed.text
+    assert 'name="key" value="L-2041"' in listed.text
