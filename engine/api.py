@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from engine.celery_app import (
     CeleryPublisher,
     StatewrightCelery,
+    beat_schedule,
     build_celery,
     declared_queue,
     register_steps,
@@ -47,6 +47,7 @@ from engine.queries import (
     count_by_status,
     get_run,
     list_runs,
+    resolve_run_id,
     run_history,
     run_wait,
     search_runs,
@@ -225,16 +226,28 @@ class Engine:
             "expires": 30,
         }
         self.celery.task(**options)(relay_round)
-        if os.environ.get("STATEWRIGHT_BEAT_RELAY") == "1":
-            self.celery.conf.beat_schedule["statewright.relay"] = {
+
+    def beat_schedule(self) -> dict[str, dict[str, Any]]:
+        """What Celery beat starts: scheduled tasks, and the relay with ``beat --relay``."""
+        entries = beat_schedule(self.registry)
+        if self.settings.beat_relay:
+            entries["statewright.relay"] = {
                 "task": "statewright.relay",
                 "schedule": max(self.settings.relay_interval, 1.0),
             }
+        return entries
 
-    def relay_round(self) -> tuple[int, int]:
+    def relay_round(self, *, only_run: str | None = None) -> tuple[int, int]:
         """Send due outbox messages and re-dispatch expired leases (returns both counts),
-        start the runs of due schedules, and apply the retention setting."""
-        sent, redispatched = self.relay.drain(), self.reaper.run_once()
+        start the runs of due schedules, and apply the retention setting.
+
+        ``only_run``: touch that run's messages and lease only (a process waiting for it);
+        schedules and retention are then left to the relay.
+        """
+        sent = self.relay.drain(only_run=only_run)
+        redispatched = self.reaper.run_once(only_run=only_run)
+        if only_run is not None:
+            return sent, redispatched
         if not self._schedules_synced:
             self.schedules.sync()
             self._schedules_synced = True
@@ -326,13 +339,28 @@ class Engine:
             return get_run(session, run_id)
 
     def list(
-        self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        key: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
     ) -> builtins.list[RunInfo]:
-        """Runs, newest first, optionally of one workflow and one status."""
+        """Runs, newest first, optionally of one workflow, one status and one business key;
+        ``after`` (the last id of a page) gives the page that follows."""
         if workflow is not None:
             self.registry.get(workflow)
         with self.db.reads() as session:
-            return list_runs(session, workflow=workflow, status=status, limit=limit)
+            return list_runs(
+                session, workflow=workflow, status=status, key=key, after=after, limit=limit
+            )
+
+    def resolve_run_id(self, text: str) -> str:
+        """The whole id of the run ``text`` names: its id, or a unique prefix of it (at
+        least four characters); ``RunNotFoundError`` or ``AmbiguousRunIdError`` if not."""
+        with self.db.reads() as session:
+            return resolve_run_id(session, text)
 
     def search(
         self, filters: RunFilter | None = None, *, after: str | None = None, limit: int = 50
@@ -458,7 +486,7 @@ def metrics_from_settings(settings: Settings) -> Metrics:
     backends: list[Metrics] = []
     if settings.statsd_addr is not None:
         backends.append(StatsdMetrics(*settings.statsd_addr))
-    if os.environ.get("STATEWRIGHT_METRICS_PORT"):
+    if settings.metrics_port is not None:
         backends.append(PrometheusMetrics())
     if not backends:
         return NullMetrics()

@@ -85,11 +85,24 @@ def register_steps(
     queues = {s.queue for s in registry.steps()} | {default}
     queues |= {task_queue(owner, spec, default) for owner, spec in registry.tasks()}
     app.conf.task_queues = [Queue(name) for name in sorted(queues)]
-    app.conf.beat_schedule = {
-        owner.task_name(spec.name): {"task": owner.task_name(spec.name), "schedule": spec.schedule}
-        for owner, spec in registry.tasks()
-        if spec.schedule is not None
-    }
+
+
+def beat_schedule(registry: Registry) -> dict[str, dict[str, Any]]:
+    """Celery beat's entries for the tasks that declare a schedule.
+
+    A schedule given as a function (one that reads a setting) is called here, so only
+    the processes that load the beat schedule read and check that setting.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for owner, spec in registry.tasks():
+        if spec.schedule is None:
+            continue
+        schedule = spec.schedule() if callable(spec.schedule) else spec.schedule
+        entries[owner.task_name(spec.name)] = {
+            "task": owner.task_name(spec.name),
+            "schedule": schedule,
+        }
+    return entries
 
 
 def _register_task(

@@ -57,6 +57,10 @@ class Settings:
     console_token: str | None = field(default=None, repr=False)
     #: ``name:password`` of the web console's user for HTTP basic auth.
     console_user: str | None = field(default=None, repr=False)
+    #: The port this process serves Prometheus metrics on (``worker --metrics-port``).
+    metrics_port: int | None = None
+    #: Whether Celery beat also runs the relay (``statewright beat --relay``).
+    beat_relay: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
@@ -88,7 +92,7 @@ class Settings:
         return cls(
             database_url=env.get("STATEWRIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
             broker_url=env.get("STATEWRIGHT_BROKER_URL"),
-            silo_mode=SiloMode.parse(env.get("STATEWRIGHT_SILO_MODE", "monolith")),
+            silo_mode=env_silo_mode(env),
             workflow_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
             statsd_addr=parse_statsd_addr(env.get("STATEWRIGHT_STATSD_ADDR")),
             sentry_dsn=env.get("STATEWRIGHT_SENTRY_DSN") or None,
@@ -100,6 +104,8 @@ class Settings:
             retention=_age(env, "STATEWRIGHT_RETENTION"),
             console_token=env.get("STATEWRIGHT_CONSOLE_TOKEN") or None,
             console_user=parse_console_user(env.get("STATEWRIGHT_CONSOLE_USER")),
+            metrics_port=parse_port(env.get("STATEWRIGHT_METRICS_PORT")),
+            beat_relay=env.get("STATEWRIGHT_BEAT_RELAY", "") == "1",
         )
 
 
@@ -177,6 +183,26 @@ def parse_console_user(value: str | None) -> str | None:
             "STATEWRIGHT_CONSOLE_USER must be name:password with both parts non-empty"
         )
     return value
+
+
+def parse_port(value: str | None) -> int | None:
+    """``STATEWRIGHT_METRICS_PORT``: a TCP port, or unset."""
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigurationError(
+            f"STATEWRIGHT_METRICS_PORT {value!r} is not a TCP port; allowed: 1 to 65535"
+        )
+    return int(value)
+
+
+def env_silo_mode(environ: Mapping[str, str] | None = None) -> SiloMode:
+    """``STATEWRIGHT_SILO_MODE`` of a process whose tasks have no engine (shared tasks)."""
+    env = os.environ if environ is None else environ
+    try:
+        return SiloMode.parse(env.get("STATEWRIGHT_SILO_MODE", "monolith"))
+    except ConfigurationError as error:
+        raise ConfigurationError(f"STATEWRIGHT_SILO_MODE: {error}") from None
 
 
 def redact_url(value: str) -> str:

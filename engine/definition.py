@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from transitions import Machine
 
+from engine.business_key import KeyFunction, KeySource, key_function
 from engine.errors import DefinitionError
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
@@ -92,7 +93,8 @@ class TaskSpec:
     celery_options: Mapping[str, Any] = field(default_factory=dict)
     #: Appended to the metric instance: ``(**kwargs) -> suffix`` (e.g. per batch).
     stat_suffix: Callable[..., str] | None = None
-    #: When Celery beat starts the task (a ``celery.schedules`` schedule), if ever.
+    #: When Celery beat starts the task (a ``celery.schedules`` schedule, or a function
+    #: returning one, called only where beat's schedule is loaded), if ever.
     schedule: Any = None
 
 
@@ -211,6 +213,8 @@ class Definition:
     machine: Machine = field(compare=False, repr=False)
     #: Cron schedules that start runs of this workflow (see ``engine.scheduler``).
     schedules: tuple[Schedule, ...] = field(default=(), compare=False, repr=False)
+    #: The run's business key from its params (``engine.business_key``), if declared.
+    business_key: KeyFunction | None = field(compare=False, repr=False, default=None)
 
     def task_name(self, state: str) -> str:
         """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
@@ -282,6 +286,8 @@ class Workflow:
     deadline_reason: ClassVar[str | None] = None
     #: ``Schedule(...)``s that start runs of this workflow.
     schedules: ClassVar[Sequence[Schedule]] = ()
+    #: What a run is about, to find it by: a param name, or a function of the params.
+    business_key: ClassVar[KeySource | None] = None
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -390,6 +396,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         instance=instance,
         machine=machine,
         schedules=declared_schedules(name, cls.schedules),
+        business_key=key_function(name, cls.business_key),
     )
 
 

@@ -194,19 +194,19 @@ class TaskDeliveries:
     def superseded(self, delivery: TaskDelivery) -> None:
         self._dropped(delivery.task_name, "superseded")
 
-    def recover_all(self) -> int:
-        """Make every published, unclaimed task row due now; returns how many.
+    def recover_all(self, *, only_run: str | None = None) -> int:
+        """Make every published, unclaimed task row due now (only ``only_run``'s, if
+        given); returns how many.
 
         Used when an embedded worker starts: the in-memory queue those messages were
         published to died with the last process. Rows a worker holds wait for their lease.
         """
         row = OutboxMessage
+        query = update(row).where(row.token.is_(None), row.claimed.is_(False), row.sends > 0)
+        if only_run is not None:
+            query = query.where(row.run_id == only_run)
         with self._db.transaction() as session:
-            result = session.execute(
-                update(row)
-                .where(row.token.is_(None), row.claimed.is_(False), row.sends > 0)
-                .values(not_before=self._clock.now(), sends=0)
-            )
+            result = session.execute(query.values(not_before=self._clock.now(), sends=0))
             return int(cast(CursorResult[Any], result).rowcount or 0)
 
     def pending(self, run_id: str) -> list[PendingTask]:

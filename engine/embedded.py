@@ -37,14 +37,26 @@ class _Controller(WorkController):
 
 
 class EmbeddedWorker:
-    """Runs an engine's steps in this process until stopped."""
+    """Runs an engine's steps in this process until stopped.
+
+    ``queues``: the queues to consume, by default those of this process's silo.
+    ``only_run``: work for that run alone (``--wait``, ``runs wait``): its messages are
+    the only ones relayed to this worker and its lease the only one reaped, so other
+    pending runs keep waiting for a worker of their own instead of running here, under
+    this process's settings.
+    """
 
     def __init__(
-        self, engine: Engine, *, interval: float | None = None, queues: list[str] | None = None
+        self,
+        engine: Engine,
+        *,
+        interval: float | None = None,
+        queues: list[str] | None = None,
+        only_run: str | None = None,
     ) -> None:
         self.engine = engine
-        #: The queues to consume: by default those of this process's silo.
         self.queues = queues or silo_queues(engine.celery, engine.settings.silo_mode)
+        self.only_run = only_run
         self._interval = interval or engine.settings.relay_interval
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -55,10 +67,10 @@ class EmbeddedWorker:
         logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         engine = self.engine
         engine.use_celery_publisher()
-        recovered = engine.reaper.recover_all()
+        recovered = engine.reaper.recover_all(only_run=self.only_run)
         if recovered:
             log.info("dispatched runs again after restart", runs=recovered)
-        tasks = engine.deliveries.recover_all()
+        tasks = engine.deliveries.recover_all(only_run=self.only_run)
         if tasks:
             log.info("sending pending tasks again after restart", tasks=tasks)
         self._controller = _Controller(
@@ -100,7 +112,7 @@ class EmbeddedWorker:
         self._controller.start()
 
     def _loop(self) -> None:
-        loop = MaintenanceLoop(self.engine)
+        loop = MaintenanceLoop(self.engine, only_run=self.only_run)
         while not self._stop.wait(self._interval):
             loop.round()
 

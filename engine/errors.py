@@ -51,6 +51,17 @@ class RunNotFoundError(StatewrightError):
         self.run_id = run_id
 
 
+class AmbiguousRunIdError(RunNotFoundError):
+    """A run id prefix that more than one run's id starts with."""
+
+    def __init__(self, prefix: str, matches: Iterable[str], *, more: bool = False) -> None:
+        listed = ", ".join(matches) + (", ..." if more else "")
+        StatewrightError.__init__(
+            self, f"run id prefix {prefix!r} is ambiguous; it matches: {listed}; give more of it"
+        )
+        self.run_id = prefix
+
+
 class InvalidParamsError(StatewrightError):
     """Run parameters, context or signal data that cannot be stored as JSON."""
 
@@ -83,6 +94,7 @@ class PermanentError(StatewrightError):
 
 
 __all__ = [
+    "AmbiguousRunIdError",
     "ConfigurationError",
     "DefinitionError",
     "IdempotencyConflictError",

@@ -8,7 +8,6 @@ around the body and checks silo limits on every way of calling it.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from datetime import datetime
@@ -224,7 +223,9 @@ def process_silo_mode(app: Celery) -> SiloMode:
     mode = getattr(app, "statewright_silo_mode", None)
     if isinstance(mode, SiloMode):
         return mode
-    return SiloMode.parse(os.environ.get("STATEWRIGHT_SILO_MODE", "monolith"))
+    from engine.config import env_silo_mode
+
+    return env_silo_mode()
 
 
 def process_deliveries(app: Celery) -> TaskDeliveries | None:

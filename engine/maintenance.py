@@ -20,15 +20,19 @@ log = structlog.get_logger("statewright.maintenance")
 class MaintenanceLoop:
     """Keeps the relay, the reaper and the run-count gauge going, whatever fails."""
 
-    def __init__(self, engine: Engine, *, report_every: float = 10.0) -> None:
+    def __init__(
+        self, engine: Engine, *, report_every: float = 10.0, only_run: str | None = None
+    ) -> None:
         self.engine = engine
+        #: Relay and reap this run only (a process that waits for one run).
+        self.only_run = only_run
         self.report_every = report_every
         self._next_report = 0.0
 
     def round(self) -> tuple[int, int] | None:
         """One round; ``(sent, redispatched)``, or ``None`` if it failed and was logged."""
         try:
-            sent, redispatched = self.engine.relay_round()
+            sent, redispatched = self.engine.relay_round(only_run=self.only_run)
             if time.monotonic() >= self._next_report:
                 report_run_counts(self.engine.db, self.engine.metrics)
                 self._next_report = time.monotonic() + self.report_every

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.business_key import compute_key
 from engine.clock import Clock
 from engine.definition import Definition
 from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
@@ -70,6 +71,7 @@ class Operations:
         deadline_at = _deadline_at(definition, deadline, self._clock.now())
         if pause_at is not None:
             _check_ahead(definition, "pause", pause_at, definition.initial, including_current=True)
+        business_key = compute_key(definition.name, definition.business_key, clean)
         try:
             with self._db.transaction() as session:
                 existing = _by_key(session, workflow, idempotency_key)
@@ -77,6 +79,7 @@ class Operations:
                     return _same_start(existing, clean)
                 run = self._new_run(definition, clean, idempotency_key, pause_at)
                 run.deadline_at = deadline_at
+                run.business_key = business_key
                 session.add(run)
                 if setup is not None:
                     session.flush()

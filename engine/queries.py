@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, String, and_, cast, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from engine.errors import InvalidParamsError, RunNotFoundError
+from engine.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
 from engine.jsonvalues import is_run_id
 from models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
 
@@ -35,6 +35,7 @@ class RunInfo:
     failure_detail: dict[str, Any] | None
     definition_version: str
     idempotency_key: str | None
+    business_key: str | None
     pause_at: str | None
     pause_requested: bool
     cancel_requested: bool
@@ -67,6 +68,7 @@ class RunInfo:
             failure_detail=dict(run.failure_detail) if run.failure_detail else None,
             definition_version=run.definition_version,
             idempotency_key=run.idempotency_key,
+            business_key=run.business_key,
             pause_at=run.pause_at,
             pause_requested=run.pause_requested,
             cancel_requested=run.cancel_requested,
@@ -137,8 +139,15 @@ def get_run(session: Session, run_id: str) -> RunInfo:
 
 
 def list_runs(
-    session: Session, *, workflow: str | None, status: str | None, limit: int
+    session: Session,
+    *,
+    workflow: str | None,
+    status: str | None,
+    limit: int,
+    key: str | None = None,
+    after: str | None = None,
 ) -> list[RunInfo]:
+    """Runs newest first (ties by id); ``after`` a run id: the page that follows it."""
     if status is not None and status not in RUN_STATUSES:
         raise InvalidParamsError(f"unknown status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
     if not 1 <= limit <= 10_000:
@@ -148,6 +157,16 @@ def list_runs(
         statement = statement.where(WorkflowRun.workflow == workflow)
     if status is not None:
         statement = statement.where(WorkflowRun.status == status)
+    if key is not None:
+        statement = statement.where(WorkflowRun.business_key == key)
+    if after is not None:
+        since = get_run(session, after).created_at
+        statement = statement.where(
+            or_(
+                WorkflowRun.created_at < since,
+                and_(WorkflowRun.created_at == since, WorkflowRun.id > after),
+            )
+        )
     return [RunInfo.of(r) for r in session.execute(statement.limit(limit)).scalars()]
 
 
@@ -156,7 +175,7 @@ class RunFilter:
     """Which runs to list; every field left ``None`` matches every run.
 
     ``text`` is found anywhere in the params' JSON (case-insensitively);
-    ``business_key`` applies only where runs have that column.
+    ``business_key`` is the key the run's workflow declares (``Workflow.business_key``).
     """
 
     workflow: str | None = None
@@ -230,11 +249,6 @@ def count_by_status(session: Session, filters: RunFilter) -> dict[str, int]:
     return counts
 
 
-def has_business_key() -> bool:
-    """Whether runs carry a business key column to filter on."""
-    return "business_key" in WorkflowRun.__table__.c
-
-
 def _conditions(filters: RunFilter) -> list[ColumnElement[bool]]:
     run = WorkflowRun
     found: list[ColumnElement[bool]] = []
@@ -252,8 +266,8 @@ def _conditions(filters: RunFilter) -> list[ColumnElement[bool]]:
     if filters.text:
         pattern = "%" + _escape_like(filters.text.lower()) + "%"
         found.append(func.lower(cast(run.params, String)).like(pattern, escape="\\"))
-    if filters.business_key is not None and has_business_key():
-        found.append(WorkflowRun.__table__.c.business_key == filters.business_key)
+    if filters.business_key is not None:
+        found.append(run.business_key == filters.business_key)
     return found
 
 
@@ -306,6 +320,44 @@ def run_wait(session: Session, run_id: str) -> RunWait:
         )
     ).scalar_one_or_none()
     return RunWait(run.claimed, run.lease_expires_at, run.state_entered_at, due)
+
+
+#: The shortest prefix of a run id that is looked up (as with git's abbreviated hashes).
+MIN_PREFIX = 4
+#: How many matches an ambiguous prefix lists.
+SHOWN_MATCHES = 10
+
+
+def resolve_run_id(session: Session, text: str) -> str:
+    """The whole id of the one run whose id is ``text`` or starts with it.
+
+    Refuses an unknown id or prefix (naming it), one shorter than ``MIN_PREFIX``, and
+    a prefix several runs share (listing them). Ids are lowercase hex, so a prefix
+    is a range of the primary key: ``prefix <= id < prefix + "g"``.
+    """
+    value = text.strip().lower()
+    if is_run_id(value):
+        get_run(session, value)
+        return value
+    if not value or len(value) >= 32 or any(c not in "0123456789abcdef" for c in value):
+        raise RunNotFoundError(text)
+    if len(value) < MIN_PREFIX:
+        raise InvalidParamsError(
+            f"run id prefix {text!r} is too short; give at least {MIN_PREFIX} characters"
+        )
+    found = list(
+        session.execute(
+            select(WorkflowRun.id)
+            .where(WorkflowRun.id >= value, WorkflowRun.id < value + "g")
+            .order_by(WorkflowRun.id)
+            .limit(SHOWN_MATCHES + 1)
+        ).scalars()
+    )
+    if not found:
+        raise RunNotFoundError(text)
+    if len(found) > 1:
+        raise AmbiguousRunIdError(text, found[:SHOWN_MATCHES], more=len(found) > SHOWN_MATCHES)
+    return found[0]
 
 
 def run_history(session: Session, run_id: str) -> list[TransitionInfo]:

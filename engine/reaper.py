@@ -49,30 +49,33 @@ class Reaper:
         self._metrics = metrics
         self._batch = batch
 
-    def run_once(self) -> int:
-        """Re-dispatch one batch of expired runs; returns how many."""
+    def run_once(self, *, only_run: str | None = None) -> int:
+        """Re-dispatch one batch of expired runs (``only_run``: that run if expired)."""
         expired = WorkflowRun.lease_expires_at < judged_now(self._clock)
-        statement = self._running().where(expired)
+        statement = self._running(only_run).where(expired)
         statement = statement.order_by(WorkflowRun.lease_expires_at).limit(self._batch)
         with self._db.transaction() as session:
             return self._redispatch_all(session, statement, "lease expired")
 
-    def recover_all(self) -> int:
-        """Re-dispatch every unclaimed running run with nothing in the outbox.
+    def recover_all(self, *, only_run: str | None = None) -> int:
+        """Re-dispatch every unclaimed running run with nothing in the outbox (``only_run``:
+        that run only).
 
         Used when an embedded worker starts: its in-memory queue died with the last
         process, so whatever had been published to it is gone.
         """
-        statement = self._running().where(WorkflowRun.claimed.is_(False))
+        statement = self._running(only_run).where(WorkflowRun.claimed.is_(False))
         with self._db.transaction() as session:
             return self._redispatch_all(session, statement, "worker restarted")
 
-    def _running(self) -> Select[WorkflowRun]:
+    def _running(self, only_run: str | None = None) -> Select[WorkflowRun]:
         """Running runs of the workflows this process knows (others belong to other code)."""
         statement = select(WorkflowRun).where(
             WorkflowRun.status == "running",
             WorkflowRun.workflow.in_(list(self._registry.definitions)),
         )
+        if only_run is not None:
+            statement = statement.where(WorkflowRun.id == only_run)
         if not self._db.is_sqlite:
             statement = statement.with_for_update(skip_locked=True)
         return statement

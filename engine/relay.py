@@ -45,8 +45,8 @@ class OutboxRelay:
         self._grace = grace
         self._dispatch_timeout = dispatch_timeout
 
-    def run_once(self) -> int:
-        """Send one batch of due rows; returns how many were sent."""
+    def run_once(self, *, only_run: str | None = None) -> int:
+        """Send one batch of due rows (``only_run``: of that run only); returns how many."""
         now = self._clock.now()
         skip = self._dispatcher.in_flight()
         statement = (
@@ -55,6 +55,8 @@ class OutboxRelay:
             .order_by(OutboxMessage.not_before, OutboxMessage.id)
             .limit(self._batch)
         )
+        if only_run is not None:
+            statement = statement.where(OutboxMessage.run_id == only_run)
         if not self._db.is_sqlite:
             statement = statement.with_for_update(skip_locked=True)
         with self._db.transaction() as session:
@@ -98,10 +100,10 @@ class OutboxRelay:
         row.sends += 1
         row.claimed = False
 
-    def drain(self) -> int:
+    def drain(self, *, only_run: str | None = None) -> int:
         """Send batches until none is due; returns the total sent."""
         total = 0
-        while sent := self.run_once():
+        while sent := self.run_once(only_run=only_run):
             total += sent
         return total
 

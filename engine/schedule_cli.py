@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from engine.config import parse_age
-from engine.errors import ConfigurationError
-from engine.retention import DEFAULT_BATCH, MAX_BATCH
+from engine.cli.common import JsonFlag, engine_from_env, out, parse_json, print_json, print_run
 from engine.schedule import DEFAULT_CATCH_UP_LIMIT, MAX_CATCH_UP_LIMIT, MISSED_POLICIES
-from engine.scheduler import ScheduleInfo
+
+if TYPE_CHECKING:
+    from engine.scheduler import ScheduleInfo
 
 schedules_app = typer.Typer(
     help="Cron schedules that start runs: list, add, remove, pause, resume, trigger.",
     invoke_without_command=True,
 )
-out = Console()
-err = Console(stderr=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Name = Annotated[str, typer.Argument(help="Schedule name, as `statewright schedules` lists it.")]
 
 
@@ -38,14 +34,12 @@ def schedules_main(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from engine.cli import engine_from_env
-
     with engine_from_env() as engine:
         if workflow is not None:
             engine.registry.get(workflow)
         found = engine.schedules.list(workflow=workflow)
     if as_json:
-        out.print_json(data=[s.to_json() for s in found])
+        print_json([s.to_json() for s in found])
         return
     table = Table("schedule", "workflow", "cron", "timezone", "next fire (UTC)", "missed", "")
     for s in found:
@@ -82,8 +76,6 @@ def schedules_add(
     Example: statewright schedules add nightly-export pipeline '0 2 * * *'
              --timezone Europe/Berlin --missed catch_up --catch-up-limit 3
     """
-    from engine.cli import engine_from_env, parse_json
-
     parsed = parse_json(params, "--params")
     with engine_from_env() as engine:
         info = engine.schedules.add(
@@ -101,8 +93,6 @@ def schedules_add(
 
 def _operation(verb: str, doc: str) -> None:
     def command(name: Name, as_json: JsonFlag = False) -> None:
-        from engine.cli import engine_from_env
-
         with engine_from_env() as engine:
             info = getattr(engine.schedules, verb)(name)
         _print(info, as_json)
@@ -121,12 +111,10 @@ def schedules_remove(name: Name, as_json: JsonFlag = False) -> None:
 
     Example: statewright schedules remove nightly-export
     """
-    from engine.cli import engine_from_env
-
     with engine_from_env() as engine:
         info = engine.schedules.remove(name)
     if as_json:
-        out.print_json(data=info.to_json())
+        print_json(info.to_json())
     else:
         out.print(f"removed schedule {info.name}; the runs it started are kept")
 
@@ -137,8 +125,6 @@ def schedules_trigger(name: Name, as_json: JsonFlag = False) -> None:
 
     Example: statewright schedules trigger onboarding.nightly
     """
-    from engine.cli import engine_from_env, print_run
-
     with engine_from_env() as engine:
         print_run(engine.schedules.trigger(name), as_json)
 
@@ -148,8 +134,9 @@ def runs_purge(
         str, typer.Option("--older-than", help="Age of finished runs to delete: 30d, 12h, 2w.")
     ],
     batch: Annotated[
-        int, typer.Option(min=1, max=MAX_BATCH, help="Runs deleted per transaction.")
-    ] = DEFAULT_BATCH,
+        int | None,
+        typer.Option(min=1, help="Runs deleted per transaction (default 500; at most 10,000)."),
+    ] = None,
     workflow: Annotated[str | None, typer.Option(help="Only this workflow's runs.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Count what would be deleted.")] = False,
     as_json: JsonFlag = False,
@@ -159,17 +146,19 @@ def runs_purge(
 
     Example: statewright runs purge --older-than 30d --dry-run
     """
-    from engine.cli import engine_from_env
+    from engine.config import parse_age
+    from engine.errors import ConfigurationError
+    from engine.retention import DEFAULT_BATCH
 
     try:
         age = parse_age(older_than, "--older-than")
     except ConfigurationError as error:
         raise typer.BadParameter(str(error), param_hint="--older-than") from None
     with engine_from_env() as engine:
-        result = engine.purge(age, batch=batch, workflow=workflow, dry_run=dry_run)
+        result = engine.purge(age, batch=batch or DEFAULT_BATCH, workflow=workflow, dry_run=dry_run)
     if as_json:
-        out.print_json(
-            data={
+        print_json(
+            {
                 "runs": result.runs,
                 "history": result.history,
                 "batches": result.batches,
@@ -188,7 +177,7 @@ def runs_purge(
 
 def _print(info: ScheduleInfo, as_json: bool) -> None:
     if as_json:
-        out.print_json(data=info.to_json())
+        print_json(info.to_json())
         return
     table = Table(show_header=False, box=None)
     for label, value in [

@@ -6,7 +6,6 @@ to import. Configuration comes from ``STATEWRIGHT_*`` environment variables.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
@@ -20,15 +19,16 @@ configure_logging()
 engine = Engine()
 setup_sentry(engine.settings)
 app = engine.celery
+app.conf.beat_schedule = engine.beat_schedule()
 app.set_default()
 
 
 @worker_init.connect
 def _serve_metrics(**_: Any) -> None:
     """The main worker process serves every pool process's metrics (multiprocess mode)."""
-    port = os.environ.get("STATEWRIGHT_METRICS_PORT")
-    if port:
-        serve_metrics(int(port), engine.metrics)
+    port = engine.settings.metrics_port
+    if port is not None:
+        serve_metrics(port, engine.metrics)
 
 
 @worker_process_init.connect

@@ -65,6 +65,8 @@ class WorkflowRun(Base):
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Signals sent while the run was paused, in order, delivered when it resumes.
     kept_signals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    #: What the run is about, as its workflow declares it (a loan number, an org slug).
+    business_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -94,6 +96,8 @@ class WorkflowRun(Base):
         ),
         # console: every run, newest first, in keyset pages
         Index("ix_workflow_runs_created_at_id", "created_at", "id"),
+        # list --key: the runs about one business object
+        Index("ix_workflow_runs_business_key", "business_key", "created_at"),
     )
 
 

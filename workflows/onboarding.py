@@ -22,6 +22,10 @@ class ProvisioningBusyError(Exception):
     """The provisioning service asked us to come back later."""
 
 
+def _email(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
 class Onboarding(Workflow):
     """Provision an account, wait for its owner's verification, welcome them."""
 
@@ -33,6 +37,8 @@ class Onboarding(Workflow):
         ("welcomed", "welcoming", "active"),
     ]
     terminal = ["active", "closed"]
+    #: Runs are found by the owner's email (``runs list --key kim@example.com``).
+    business_key = staticmethod(lambda params: _email(params.get("email")))
 
     @step(
         initial=True,

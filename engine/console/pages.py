@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.api import Engine
 from engine.errors import InvalidParamsError
-from engine.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo, has_business_key
+from engine.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo
 from engine.redaction import redact_text, redact_value
 from engine.registry import StepOptions
 
@@ -23,7 +23,6 @@ class RunsView:
     counts: dict[str, int]
     workflows: list[str]
     states: list[str]
-    business_key: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +96,6 @@ def runs_view(engine: Engine, query: dict[str, str], *, limit: int = 50) -> Runs
         engine.status_counts(filters),
         sorted(engine.registry.definitions),
         states,
-        has_business_key(),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine
-from engine.cli import waited_exit_code
+from engine.cli.common import waited_exit_code
 from engine.testing import WorkflowHarness
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -110,7 +110,11 @@ def test_fail_show_redrive_replay_and_draw(env: dict[str, str], tmp_path: Path) 
     assert "transformed" in table
     listed = json.loads(cli("runs", "list", "--status", "failed", "--json", env=env).stdout)
     assert [r["id"] for r in listed] == [run_id]
-    refused("runs", "list", "--status", "lost", env=env, says="unknown status 'lost'")
+    lost = cli("runs", "list", "--status", "lost", env=env)
+    assert lost.returncode == 2
+    assert "'lost' is not one of 'running', 'paused', 'succeeded', 'failed', 'cancelled'" in (
+        lost.stderr
+    )
     redriven = ok("runs", "redrive", run_id, env=env)
     assert (redriven["status"], redriven["state"], redriven["attempt"]) == ("running", "storing", 0)
     export = tmp_path / "history.json"

@@ -23,7 +23,7 @@ def test_a_failed_round_is_counted_and_the_next_one_works(
     loop = MaintenanceLoop(engine)
     real = engine.relay_round
 
-    def terminated() -> tuple[int, int]:
+    def terminated(**_: object) -> tuple[int, int]:
         raise OperationalError("SELECT 1", {}, Exception("terminating connection"))
 
     monkeypatch.setattr(engine, "relay_round", terminated)

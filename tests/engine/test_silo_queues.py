@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from engine import Engine, Settings, SiloLimitError, SiloMode
 from engine.celery_app import silo_queues
-from engine.cli import app as cli_app
+from engine.cli.app import app as cli_app
 from engine.errors import UnknownTaskError
 from engine.testing import captured_queue
 from tests.task_workflows import ROUTED_QUEUE, Notices, Silos, regional, routed

@@ -18,7 +18,8 @@ from tests.workflows.test_relocation_operations import ADMIN, add_org, add_user
 def test_start_show_and_retry(
     target: Target, database_url: str, keys: Keys, tmp_path: Path
 ) -> None:
-    """A relocation started for an owner fails, shows its records, and is retried."""
+    """A relocation started for an owner fails, shows its records, and is retried (show
+    and retry taking a unique prefix of its id)."""
     env = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": database_url,
@@ -39,7 +40,7 @@ def test_start_show_and_retry(
     run_id = json.loads(started.stdout)["id"]
     assert target.harness.run(run_id).status == "failed"  # acme-1 exists here
     target.harness.run_all()
-    shown = cli("relocation", "show", run_id, "--json", env=env)
+    shown = cli("relocation", "show", run_id[:12], "--json", env=env)  # a unique prefix
     assert shown.returncode == 0, shown.stderr
     info = json.loads(shown.stdout)
     assert (info["owner"], info["creator"], info["run"]["status"]) == (OWNER, ADMIN, "failed")
@@ -55,7 +56,7 @@ def test_start_show_and_retry(
         assert expected in table
     with target.engine.db.transaction() as session:
         session.execute(delete(Organization))
-    retried = cli("relocation", "retry", run_id, "--json", env=env)
+    retried = cli("relocation", "retry", run_id[:12], "--json", env=env)
     assert retried.returncode == 0, retried.stderr
     new_id = json.loads(retried.stdout)["id"]
     assert json.loads(retried.stdout)["params"]["retry_of"] == run_id

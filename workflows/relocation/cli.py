@@ -6,15 +6,29 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from engine.cli.common import (
+    JsonFlag,
+    RunId,
+    engine_from_env,
+    out,
+    print_json,
+    print_run,
+    wait_with_progress,
+    waited_exit_code,
+)
 from engine.errors import StatewrightError
-from workflows.relocation.crypto import fingerprint, generate_keypair, load_public_key
-from workflows.relocation.exporter import export_organizations
 
-keys_app = typer.Typer(help="Key pairs for encrypted relocation exports.", no_args_is_help=True)
-relocation_app = typer.Typer(help="Move organizations between installations.", no_args_is_help=True)
-out = Console()
+keys_app = typer.Typer(
+    help="Key pairs for encrypted relocation exports: the target installation generates "
+    "one and sends its public key to whoever exports.",
+    no_args_is_help=True,
+)
+relocation_app = typer.Typer(
+    help="Move organizations between installations: export from the source, start in the "
+    "target, follow the run with `statewright runs wait`.",
+    no_args_is_help=True,
+)
 
 
 @keys_app.command("generate")
@@ -22,12 +36,14 @@ def keys_generate(
     directory: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pair.")] = Path(
         "keys"
     ),
-    bits: Annotated[int, typer.Option(min=2048, max=8192)] = 3072,
+    bits: Annotated[int, typer.Option(min=2048, max=8192, help="RSA key size.")] = 3072,
 ) -> None:
     """Generate this installation's key pair (private.pem stays here; send public.pem).
 
     Example: statewright keys generate --out /etc/statewright/keys
     """
+    from workflows.relocation.crypto import fingerprint, generate_keypair, load_public_key
+
     if (directory / "private.pem").exists():
         raise StatewrightError(f"{directory / 'private.pem'} exists; refusing to overwrite a key")
     private, public = generate_keypair(directory, bits=bits)
@@ -47,18 +63,28 @@ def relocation_export(
 ) -> None:
     """Export organizations from a source database to a relocation file.
 
+    The source is checked first; nothing is left behind unless the whole export succeeds.
+
     Example: statewright relocation export --org acme --from postgresql://old/app -o acme.swr
              --encrypt-to target-public.pem
     """
+    from workflows.relocation.crypto import load_public_key
+    from workflows.relocation.exporter import check_source, export_organizations
+
     public_key = None
     if encrypt_to is not None:
         try:
             public_key = load_public_key(encrypt_to.read_bytes())
         except (OSError, ValueError) as error:
             raise StatewrightError(f"--encrypt-to {str(encrypt_to)!r}: {error}") from None
+    check_source(source)
     partial = output.with_suffix(output.suffix + ".partial")
-    with partial.open("wb") as handle:
-        counts = export_organizations(source, org, handle, compress=gzip, public_key=public_key)
+    try:
+        with partial.open("wb") as handle:
+            counts = export_organizations(source, org, handle, compress=gzip, public_key=public_key)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(output)
     summary = ", ".join(f"{count} {section}" for section, count in counts.items())
     out.print(f"wrote {output} ({output.stat().st_size:,} bytes): {summary}")
@@ -66,7 +92,7 @@ def relocation_export(
 
 @relocation_app.command("start")
 def relocation_start(
-    file: Path,
+    file: Annotated[Path, typer.Argument(help="The export file (from `relocation export`).")],
     owner: Annotated[str, typer.Option(help="Email of the user who will own the orgs.")],
     creator: Annotated[
         str | None, typer.Option(help="Email of the user starting it (default: the owner).")
@@ -74,13 +100,16 @@ def relocation_start(
     org: Annotated[list[str] | None, typer.Option("--org", help="Only this slug.")] = None,
     pause_at: Annotated[str | None, typer.Option(help="Pause when this state is reached.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the run, state by state.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Start relocating an export file into this installation.
 
+    The file, the owner and this installation's private key
+    (STATEWRIGHT_RELOCATION_PRIVATE_KEY, for an encrypted export) are checked before the
+    run starts.
+
     Example: statewright relocation start acme.swr --owner kim@example.com --wait
     """
-    from engine.cli import engine_from_env, print_run, wait_with_progress, waited_exit_code
     from workflows.relocation.start import start_relocation
 
     if not file.is_file():
@@ -97,22 +126,21 @@ def relocation_start(
 
 @relocation_app.command("retry")
 def relocation_retry(
-    run_id: str,
+    run_id: RunId,
     creator: Annotated[
         str | None, typer.Option(help="Email of the user retrying it (default: as before).")
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the new run, state by state.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Retry a failed relocation as a new run, from the export it stored.
 
-    Example: statewright relocation retry 3f2a... --wait
+    Example: statewright relocation retry 0193a4f2 --wait
     """
-    from engine.cli import engine_from_env, print_run, wait_with_progress, waited_exit_code
     from workflows.relocation.retry import retry_relocation
 
     with engine_from_env() as engine:
-        info = retry_relocation(engine, run_id, creator=creator)
+        info = retry_relocation(engine, engine.resolve_run_id(run_id), creator=creator)
         if wait:
             info = wait_with_progress(engine, info)
         print_run(info, as_json)
@@ -120,21 +148,17 @@ def relocation_retry(
 
 
 @relocation_app.command("show")
-def relocation_show(
-    run_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
+def relocation_show(run_id: RunId, as_json: JsonFlag = False) -> None:
     """Show a relocation: its run, files, validation attempts and emails.
 
-    Example: statewright relocation show 3f2a... --json
+    Example: statewright relocation show 0193a4f2 --json
     """
-    from engine.cli import engine_from_env
     from workflows.relocation.details import relocation_info
     from workflows.relocation.show import print_relocation
 
     with engine_from_env() as engine:
-        info = relocation_info(engine, run_id)
+        info = relocation_info(engine, engine.resolve_run_id(run_id))
     if as_json:
-        out.print_json(data=info.to_json())
+        print_json(info.to_json())
         return
     print_relocation(out, info)

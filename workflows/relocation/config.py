@@ -38,8 +38,22 @@ class RelocationConfig:
         if self.private_key_path is None:
             return None
         try:
-            return load_private_key(self.private_key_path.read_bytes())
-        except (OSError, ValueError) as error:
+            pem = self.private_key_path.read_bytes()
+        except OSError as error:
+            raise ConfigurationError(
+                f"STATEWRIGHT_RELOCATION_PRIVATE_KEY {str(self.private_key_path)!r} cannot be "
+                f"read: {error.strerror}; it must name this installation's private.pem "
+                "(`statewright keys generate` writes one)"
+            ) from None
+        if b"PUBLIC KEY-----" in pem:
+            raise ConfigurationError(
+                f"STATEWRIGHT_RELOCATION_PRIVATE_KEY {str(self.private_key_path)!r} is a public "
+                "key; it must name this installation's private key (private.pem), and the "
+                "public key goes to whoever exports"
+            )
+        try:
+            return load_private_key(pem)
+        except ValueError as error:
             raise ConfigurationError(
                 f"STATEWRIGHT_RELOCATION_PRIVATE_KEY {str(self.private_key_path)!r} is not a "
                 f"readable PEM private key: {error}"

@@ -5,16 +5,47 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import parse_database_url
 from engine.errors import InvalidParamsError
 from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
 from workflows.relocation.format import Record, seal, write_document
+
+EXPORTED_TABLES = (Organization, User, OrganizationMember, Team, Project, ProjectTeam)
+
+
+def check_source(source_url: str) -> None:
+    """Refuse a source that is not an installation's database before anything is written:
+    a SQLite file that does not exist (connecting would create it), a database that
+    cannot be reached, or one without the tables an export reads."""
+    url = make_url(parse_database_url(source_url))
+    shown = url.render_as_string(hide_password=True)
+    database = url.database or ""
+    on_disk = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if on_disk and not Path(database).is_file():
+        raise InvalidParamsError(f"source database {shown}: no such file {database!r}")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+    except SQLAlchemyError as error:
+        cause = str(getattr(error, "orig", None) or error).strip()
+        raise InvalidParamsError(f"cannot read source database {shown}: {cause}") from None
+    finally:
+        engine.dispose()
+    missing = [m.__tablename__ for m in EXPORTED_TABLES if m.__tablename__ not in tables]
+    if missing:
+        raise InvalidParamsError(
+            f"source database {shown} has no table {', '.join(missing)}; it is not a "
+            "statewright installation's database (or was never migrated)"
+        )
 
 
 def export_organizations(

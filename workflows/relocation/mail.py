@@ -64,11 +64,20 @@ class MailBackend(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
 
+#: Where the console backend keeps the messages it summarises.
+CONSOLE_MAIL_DIRECTORY = Path(".statewright/mail")
+
+
 class ConsoleBackend:
-    """Prints messages to standard output."""
+    """For development: one line per message on standard error (never standard output,
+    which may carry a command's JSON), and the whole message as an .eml file."""
+
+    def __init__(self, directory: Path = CONSOLE_MAIL_DIRECTORY) -> None:
+        self.files = FileBackend(directory)
 
     def send(self, message: EmailMessage) -> None:
-        sys.stdout.write(f"--- email to {message['To']}: {message['Subject']}\n")
+        path = self.files.write(message)
+        sys.stderr.write(f"email to {message['To']}: {message['Subject']} ({path})\n")
 
 
 class FileBackend:
@@ -78,9 +87,15 @@ class FileBackend:
         self.directory = directory
 
     def send(self, message: EmailMessage) -> None:
+        self.write(message)
+
+    def write(self, message: EmailMessage) -> Path:
+        """Write ``message``; returns its file."""
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["Message-ID"]).strip("<>").replace("@", "_").replace("/", "_")
-        (self.directory / f"{name}.eml").write_bytes(message.as_bytes(policy=SMTPUTF8))
+        path = self.directory / f"{name}.eml"
+        path.write_bytes(message.as_bytes(policy=SMTPUTF8))
+        return path
 
 
 class SmtpBackend:
@@ -116,7 +131,8 @@ def _refused(code: int, text: bytes | str) -> str:
 
 
 def backend_from_url(value: str) -> MailBackend:
-    """``console``, ``file:DIRECTORY`` or ``smtp://HOST:PORT``."""
+    """``console`` (summaries on stderr, messages in .statewright/mail), ``file:DIRECTORY``
+    or ``smtp://HOST:PORT``."""
     if value == "console":
         return ConsoleBackend()
     if value.startswith("file:"):

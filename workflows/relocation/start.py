@@ -14,12 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.api import Engine
-from engine.errors import IllegalOperationError, InvalidParamsError
+from engine.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
 from engine.queries import RunInfo
 from models.domain import User
 from models.engine import WorkflowRun
 from models.relocation import Relocation as RelocationRecord
 from models.relocation import RelocationFile
+from workflows.relocation.crypto import is_encrypted
 from workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -51,6 +52,7 @@ def start_relocation(
     assert isinstance(workflow, Relocation)
     limit = workflow.config.limits.max_file_bytes
     data, size = _read(export, limit)
+    _check_key(workflow, data)
     wanted = sorted(set(orgs or []))
     for slug in wanted:
         if not SLUG.match(slug):
@@ -139,3 +141,15 @@ def _read(export: bytes | Path, limit: int) -> tuple[bytes, int]:
         raise InvalidParamsError(
             f"cannot read export file {str(export)!r}: {error.strerror}"
         ) from None
+
+
+def _check_key(workflow: Relocation, data: bytes) -> None:
+    """Refuse before starting what would fail in preprocessing: a configured private key
+    that cannot be read (or is a public key), or an encrypted export and no key."""
+    key = workflow.config.private_key
+    if key is None and is_encrypted(data[:16]):
+        raise ConfigurationError(
+            "the export is encrypted, and this installation has no private key; set "
+            "STATEWRIGHT_RELOCATION_PRIVATE_KEY to the private.pem whose public key it was "
+            "encrypted to"
+        )

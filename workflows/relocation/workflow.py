@@ -67,9 +67,18 @@ class Relocation(Workflow):
     retry = RetryPolicy(max_attempts=3, backoff=5.0, max_backoff=120.0)
     time_limit = 900.0
     failure_task = "notify_failed"
+    #: Runs are found by the slugs they relocate (``runs list --key acme``).
+    business_key = staticmethod(lambda params: ",".join(params.get("orgs") or []) or None)
 
     def __init__(self, config: RelocationConfig | None = None) -> None:
-        self.config = config or RelocationConfig.from_env()
+        self._config = config
+
+    @property
+    def config(self) -> RelocationConfig:
+        """The given config, or the environment's, read when first needed (not at import)."""
+        if self._config is None:
+            self._config = RelocationConfig.from_env()
+        return self._config
 
     # -- states --------------------------------------------------------------------
 

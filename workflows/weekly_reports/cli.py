@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy import func, select
 
-from engine.api import Engine
-from models.reports import ReportDelivery, ReportSchedule
-from workflows.weekly_reports.report import active_organizations, build_report
-from workflows.weekly_reports.tasks import WeeklyReports, parse_date
+from engine.cli.common import engine_from_env
 
-reports_app = typer.Typer(help="Weekly organization reports.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+reports_app = typer.Typer(
+    help="Weekly organization reports (beat sends them on STATEWRIGHT_REPORTS_CRON).",
+    no_args_is_help=True,
+)
 
 
 @reports_app.command("run")
@@ -31,106 +24,19 @@ def reports_run(
 ) -> None:
     """Run one report schedule now (the same work beat starts weekly).
 
+    To catch up on a missed week, or to see what would be sent with --dry-run.
+
     Example: statewright reports run --date 2026-11-23 --dry-run
     """
-    from engine.cli import engine_from_env
+    from workflows.weekly_reports.run_now import dry_run as show
+    from workflows.weekly_reports.run_now import run
+    from workflows.weekly_reports.tasks import WeeklyReports, parse_date
 
     with engine_from_env() as engine:
         group = engine.registry.groups["weekly_reports"].instance
         assert isinstance(group, WeeklyReports)
         day = parse_date(report_date, datetime.now(UTC).date())
         if dry_run:
-            _dry_run(engine, group, day)
+            show(engine, group, day)
         else:
-            _run(engine, group, day)
-
-
-def _pages(engine: Engine, batch: int) -> list[int]:
-    ids: list[int] = []
-    with engine.db.reads() as session:
-        while page := active_organizations(session, ids[-1] if ids else 0, batch):
-            ids.extend(page)
-    return ids
-
-
-def _dry_run(engine: Engine, group: WeeklyReports, day: date) -> None:
-    ids = _pages(engine, group.config.batch)
-    table = Table(
-        "organization",
-        "members",
-        "new",
-        "teams",
-        "projects",
-        "owners",
-        title=f"reports for {day.isoformat()} (dry run: nothing sent or written)",
-    )
-    recipients = 0
-    with engine.db.reads() as session:
-        for organization_id in ids:
-            report = build_report(session, organization_id, day, group.config.period)
-            if report is None:
-                continue
-            recipients += len(report.owners)
-            if table.row_count < 20:
-                table.add_row(
-                    report.slug,
-                    str(report.members),
-                    str(report.new_members),
-                    str(report.teams),
-                    str(report.projects),
-                    str(len(report.owners)),
-                )
-    out.print(table)
-    out.print(f"{len(ids)} organizations, {recipients} reports would be delivered")
-
-
-def _run(engine: Engine, group: WeeklyReports, day: date) -> None:
-    total = len(_pages(engine, group.config.batch))
-    worker = None
-    if engine.settings.embedded:
-        from engine.embedded import EmbeddedWorker
-
-        worker = EmbeddedWorker(engine).start()
-    try:
-        context = engine.task_context("weekly_reports", "schedule_organizations")
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as progress:
-            dispatching = progress.add_task("organizations dispatched", total=total)
-            while group.dispatch_page(context, day):
-                progress.update(dispatching, completed=_dispatched(engine, day))
-            progress.update(dispatching, completed=total)
-            if worker is not None:
-                _follow_deliveries(engine, day, progress)
-    finally:
-        if worker is not None:
-            worker.stop()
-    out.print(f"report schedule {day.isoformat()}: {total} organizations dispatched")
-
-
-def _dispatched(engine: Engine, day: date) -> int:
-    with engine.db.reads() as session:
-        found = session.execute(
-            select(ReportSchedule.organizations).where(ReportSchedule.report_date == day)
-        ).scalar()
-    return int(found or 0)
-
-
-def _follow_deliveries(engine: Engine, day: date, progress: Progress) -> None:
-    bar = progress.add_task("reports delivered", total=None)
-    settled = 0
-    while settled < 10:  # a second of nothing left to send or write
-        with engine.db.reads() as session:
-            sent, pending = session.execute(
-                select(func.count(ReportDelivery.sent_at), func.count()).where(
-                    ReportDelivery.report_date == day
-                )
-            ).one()
-        progress.update(bar, completed=sent, total=pending)
-        busy = pending > sent or engine.relay.next_due() is not None
-        settled = 0 if busy else settled + 1
-        time.sleep(0.1)
+            run(engine, group, day)

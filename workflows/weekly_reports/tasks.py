@@ -50,13 +50,19 @@ def weekly_schedule() -> crontab:
             "day-of-month month day-of-week"
         )
     minute, hour, day_of_month, month, day_of_week = spec
-    return crontab(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month,
-        day_of_week=day_of_week,
-    )
+    try:
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month,
+            day_of_week=day_of_week,
+        )
+    except ValueError as error:
+        raise ConfigurationError(
+            f"STATEWRIGHT_REPORTS_CRON {' '.join(spec)!r} is not a cron schedule ({error}); "
+            "allowed: five fields, minute hour day-of-month month day-of-week, e.g. '0 6 * * 1'"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,16 @@ class WeeklyReports(TaskGroup):
     silo_mode = SiloMode.REGION
 
     def __init__(self, config: ReportsConfig | None = None) -> None:
-        self.config = config or ReportsConfig.from_env()
+        self._config = config
 
-    @task(schedule=weekly_schedule(), **RETRY)
+    @property
+    def config(self) -> ReportsConfig:
+        """The given config, or the environment's, read when first needed (not at import)."""
+        if self._config is None:
+            self._config = ReportsConfig.from_env()
+        return self._config
+
+    @task(schedule=weekly_schedule, **RETRY)
     def schedule_organizations(self, tc: TaskContext, report_date: str | None = None) -> None:
         """Dispatch one report per active organization, page by page, from the mark on."""
         day = parse_date(report_date, tc.now.date())
