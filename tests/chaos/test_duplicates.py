@@ -1,5 +1,5 @@
-"""Every step message delivered two or three times, in shuffled order: no effect twice,
-no run going backwards."""
+"""Every step and task message delivered two or three times, in shuffled order: no
+effect twice, no run going backwards."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import random
 
 from engine import Engine, InMemoryMetrics
 from engine.testing import WorkflowHarness
-from tests.chaos.workflow import EXPECTED, STATES, WORKFLOWS
+from tests.chaos.workflow import EXPECTED, STATES, TASK_EFFECT, WORKFLOWS
 from tests.conftest import EngineFactory
 from tests.sample_workflows import effect_counts
 
 
 def test_duplicated_and_shuffled_messages(make_engine: EngineFactory) -> None:
-    """Thirty runs whose every message arrives 2-3 times out of order all end exactly right."""
+    """Thirty runs whose every message (steps and the plain task) arrives 2-3 times out of
+    order all end exactly right, and every extra copy is dropped and counted."""
     engine: Engine = make_engine(WORKFLOWS)
     harness = WorkflowHarness(engine)
     shuffle = random.Random(11)
     runs = [engine.start("chain").id for _ in range(30)]
-    deliveries = 0
+    deliveries = {"step": 0, "task": 0}
     for _ in range(10_000):
         engine.relay.drain()
         batch = list(harness.queue.messages)
@@ -31,14 +32,16 @@ def test_duplicated_and_shuffled_messages(make_engine: EngineFactory) -> None:
         shuffle.shuffle(copies)
         for message in copies:
             harness.deliver(message)
-            deliveries += 1
-    assert deliveries > 2 * 30 * len(STATES)
+            deliveries["task" if message.task_name == "chain.note" else "step"] += 1
+    assert deliveries["step"] > 2 * 30 * len(STATES)
+    assert deliveries["task"] > 2 * 30
     metrics = engine.metrics
     assert isinstance(metrics, InMemoryMetrics)
-    assert metrics.total("step.dropped") == deliveries - 30 * len(STATES)
+    assert metrics.total("step.dropped") == deliveries["step"] - 30 * len(STATES)
+    assert metrics.total("task.dropped") == deliveries["task"] - 30
     with engine.db.reads() as session:
         for run_id in runs:
             assert engine.get(run_id).status == "succeeded"
             moves = [(h.from_state, h.trigger, h.to_state) for h in engine.history(run_id)]
             assert moves == EXPECTED
-            assert effect_counts(session, run_id) == dict.fromkeys(STATES, 1)
+            assert effect_counts(session, run_id) == dict.fromkeys([*STATES, TASK_EFFECT], 1)
