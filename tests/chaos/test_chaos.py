@@ -190,10 +190,12 @@ def test_chaos(make_cluster: ClusterFactory, pg_url: str, broker: str) -> None:
     deadline = time.monotonic() + (1500 if MODE == "full" else 600)
     while time.monotonic() < deadline:
         with cluster.engine.db.reads() as session:
+            # a run is done when it finished and the plain task it dispatched has run
             unfinished = session.execute(
                 text(
-                    "SELECT count(*) FROM workflow_runs "
-                    "WHERE status NOT IN ('succeeded', 'failed', 'cancelled')"
+                    "SELECT (SELECT count(*) FROM workflow_runs "
+                    "WHERE status NOT IN ('succeeded', 'failed', 'cancelled')) "
+                    "+ (SELECT count(*) FROM workflow_outbox WHERE token IS NULL)"
                 )
             ).scalar_one()
         now = time.monotonic()

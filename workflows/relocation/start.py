@@ -52,7 +52,7 @@ def start_relocation(
     assert isinstance(workflow, Relocation)
     limit = workflow.config.limits.max_file_bytes
     data, size = _read(export, limit)
-    _check_key(workflow, data)
+    _check_key(workflow, data, embedded=engine.settings.broker_url is None)
     wanted = sorted(set(orgs or []))
     for slug in wanted:
         if not SLUG.match(slug):
@@ -143,11 +143,13 @@ def _read(export: bytes | Path, limit: int) -> tuple[bytes, int]:
         ) from None
 
 
-def _check_key(workflow: Relocation, data: bytes) -> None:
+def _check_key(workflow: Relocation, data: bytes, *, embedded: bool) -> None:
     """Refuse before starting what would fail in preprocessing: a configured private key
-    that cannot be read (or is a public key), or an encrypted export and no key."""
+    that cannot be read (or is a public key), or an encrypted export and no key where
+    this process is the one that decrypts it (embedded). With a broker, the workers
+    decrypt, and a process that only starts relocations need not hold the key."""
     key = workflow.config.private_key
-    if key is None and is_encrypted(data[:16]):
+    if key is None and embedded and is_encrypted(data[:16]):
         raise ConfigurationError(
             "the export is encrypted, and this installation has no private key; set "
             "STATEWRIGHT_RELOCATION_PRIVATE_KEY to the private.pem whose public key it was "
