@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import time
 
+from sqlalchemy.exc import DBAPIError
+
 from engine import RetryPolicy, StepContext, Workflow, step
 from engine.context import TaskContext
 from engine.definition import task
@@ -44,7 +46,9 @@ class Chain(Workflow):
 
     locals().update({state: _handler(state, n == 0) for n, state in enumerate(STATES)})
 
-    @task(autoretry_for=(ConnectionError, OSError), max_retries=20, time_limit=10)
+    # the chaos terminates database connections: a task retries what that raises, as a
+    # real task that must survive it would (its own retry policy decides, not the engine)
+    @task(autoretry_for=(ConnectionError, OSError, DBAPIError), max_retries=20, time_limit=10)
     def note(self, tc: TaskContext, run_id: str) -> None:
         """Record the run's note once: the effect and the task's done mark commit together."""
         time.sleep(random.uniform(0, 0.03))
