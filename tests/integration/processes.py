@@ -116,7 +116,7 @@ class ProcessGroup:
             "--without-heartbeat",
             *(["-Q", queue] if queue else []),
             "-n",
-            f"{node}{len(self.processes)}@%h",
+            f"{node}{len(self.processes)}-{os.getpid()}@%h",  # unique across test sessions
         ]
         process = self.spawn("worker", argv)
         process.wait_for(ready)

@@ -59,4 +59,8 @@ def test_waits_timeouts_signals_and_a_deadline_on_real_workers(
         assert effect_counts(session, late.id) == {}
         assert effect_counts(session, answered.id) == {"calling": 1, "noting": 1}
     assert engine.get(late.id).status == "failed"
+    # the fenced step sleeps on after the deadline: wait for its completion to be dropped
+    deadline = time.monotonic() + 30
+    while not cluster.worker_log_lines("message dropped") and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert cluster.worker_log_lines("message dropped")
