@@ -20,6 +20,7 @@ from engine.celery_app import (
     declared_queue,
     register_steps,
 )
+from engine.children import ChildInfo, Children, ParentLink, parent_of
 from engine.clock import Clock, DatabaseClock, SystemClock, VirtualClock
 from engine.config import Settings
 from engine.context import TaskContext
@@ -28,6 +29,7 @@ from engine.deliveries import PendingTask, TaskDeliveries, current_delivery
 from engine.dispatch import DEADLINE_TASK, Dispatcher, Publisher
 from engine.errors import StatewrightError, UnknownStateError, UnknownTaskError
 from engine.execution import StepExecutor
+from engine.fanout import FailedItem, Fanout, MapInfo, failed_items, maps_of, register_child_tasks
 from engine.instrumentation import InstrumentedTask, bind_step
 from engine.metrics import (
     FanoutMetrics,
@@ -178,6 +180,24 @@ class Engine:
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(
             self.db, self.registry, self.recorder, self.clock, self.timers
+        )
+        #: Child runs and Maps: started by steps, counted down where each one finishes.
+        self.child_runs = Children(
+            self.db, self.registry, self.recorder, self._operations, self.clock, self.metrics
+        )
+        self.fanout = Fanout(
+            self.db,
+            self.registry,
+            self.recorder,
+            self._operations,
+            self.child_runs,
+            self.clock,
+            self.metrics,
+        )
+        self.child_runs.fanout = self.fanout
+        self.recorder.children = self.child_runs
+        register_child_tasks(
+            self.celery, self.child_runs, self.fanout, self.settings.default_queue, InstrumentedTask
         )
         #: Cron schedules that start runs: ``engine.schedules.add(...)``, ``.pause(name)``…
         self.schedules = ScheduleOperations(
@@ -381,6 +401,29 @@ class Engine:
         """Whether the run's next step is claimed, or when its message is due."""
         with self.db.reads() as session:
             return run_wait(session, run_id)
+
+    def children(self, run_id: str, *, limit: int = 1000) -> builtins.list[ChildInfo]:
+        """The child runs ``run_id``'s steps started (not its Map items), oldest first."""
+        with self.db.reads() as session:
+            return self.child_runs.of(session, run_id, limit=limit)
+
+    def parent(self, run_id: str) -> ParentLink | None:
+        """The run that started ``run_id`` (as a child or a Map item), if one did."""
+        with self.db.reads() as session:
+            return parent_of(session, run_id)
+
+    def maps(self, run_id: str) -> builtins.list[MapInfo]:
+        """The run's Maps (one per visit to a Map state) with their counters."""
+        with self.db.reads() as session:
+            return maps_of(session, run_id)
+
+    def failed_items(
+        self, run_id: str, *, after: int = -1, limit: int = 100
+    ) -> builtins.list[FailedItem]:
+        """The failed items of the run's latest Map with their reasons, by position,
+        from position ``after`` on (pages: pass the last position seen)."""
+        with self.db.reads() as session:
+            return failed_items(session, run_id, after=after, limit=limit)
 
     def history(self, run_id: str) -> builtins.list[TransitionInfo]:
         """The run's history rows in order."""

@@ -84,6 +84,26 @@ class StepContext:
     now: datetime
     log: Any = field(default=None)
     _enqueue: Enqueue | None = field(default=None, repr=False)
+    _children: Any = field(default=None, repr=False)
+    _visit: int = field(default=0, repr=False)
+
+    def start_child(
+        self, workflow: str, params: Mapping[str, Any] | None = None, *, key: str
+    ) -> str:
+        """Start a child run of ``workflow`` when this step commits (nothing if it fails);
+        returns its id. ``key`` names the child within this visit to the state: asking
+        again with the same key (a retry, a poll) returns the same child. A join state
+        ahead waits until every child has finished."""
+        assert self._children is not None
+        child_id: str = self._children.start(self, self._visit, workflow, params, key)
+        return child_id
+
+    def children(self) -> list[Any]:
+        """The child runs this run's steps started (``ChildInfo``: key, run id, status,
+        result, reason), oldest first; in a join state's step, every one has finished."""
+        assert self._children is not None
+        found: list[Any] = self._children.of(self.session, self.run_id)
+        return found
 
     def enqueue(self, task: str, **kwargs: Any) -> None:
         """Dispatch ``task`` (a task of this workflow, or a full task name) after this step
@@ -94,7 +114,12 @@ class StepContext:
 
     @classmethod
     def for_claim(
-        cls, claim: Claim, session: Session, now: datetime, enqueue: Enqueue | None = None
+        cls,
+        claim: Claim,
+        session: Session,
+        now: datetime,
+        enqueue: Enqueue | None = None,
+        children: Any = None,
     ) -> StepContext:
         return cls(
             run_id=claim.run_id,
@@ -109,6 +134,8 @@ class StepContext:
             now=now,
             log=structlog.get_logger("statewright.step"),
             _enqueue=enqueue,
+            _children=children,
+            _visit=claim.entry_seq,
         )
 
 

@@ -25,6 +25,7 @@ from transitions import Machine
 
 from engine.business_key import KeyFunction, KeySource, key_function
 from engine.errors import DefinitionError
+from engine.joins import Map, check_child_policy, collect_joins, collect_maps, map_step
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
 from engine.schedule import Schedule, declared_schedules
@@ -75,6 +76,10 @@ class StepSpec:
     wait: Wait | None = None
     #: A waiting state's signal handler (bound like ``handler``), if it has one.
     on_signal: Callable[..., None] | None = None
+    #: A join state: its step waits until the run's children have finished.
+    join: bool = False
+    #: A Map state: its items, and what its step (the engine's) decides at the end.
+    map: Map | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +220,8 @@ class Definition:
     schedules: tuple[Schedule, ...] = field(default=(), compare=False, repr=False)
     #: The run's business key from its params (``engine.business_key``), if declared.
     business_key: KeyFunction | None = field(compare=False, repr=False, default=None)
+    #: What cancelling or aborting a run does to its children still running.
+    child_policy: str = field(compare=False, repr=False, default="cancel")
 
     def task_name(self, state: str) -> str:
         """The Celery task name of ``state``'s handler (or of one of the workflow's tasks)."""
@@ -242,6 +249,17 @@ class Definition:
         """The wait declared for ``state``, if it is a waiting state."""
         spec = self.steps.get(state)
         return spec.wait if spec is not None else None
+
+    def holds(self, state: str) -> bool:
+        """Whether a run entering ``state`` may wait there with no step message: a
+        waiting state, a join state or a Map state."""
+        spec = self.steps.get(state)
+        return spec is not None and (spec.wait is not None or spec.join or spec.map is not None)
+
+    def map_of(self, state: str) -> Map | None:
+        """The Map declared for ``state``, if it is a Map state."""
+        spec = self.steps.get(state)
+        return spec.map if spec is not None else None
 
     def triggers_from(self, state: str) -> tuple[str, ...]:
         """The triggers declared from ``state``, sorted."""
@@ -288,6 +306,13 @@ class Workflow:
     schedules: ClassVar[Sequence[Schedule]] = ()
     #: What a run is about, to find it by: a param name, or a function of the params.
     business_key: ClassVar[KeySource | None] = None
+    #: Join states: each has a ``@step`` that runs once the run's children have finished.
+    joins: ClassVar[Sequence[str]] = ()
+    #: Map states by name: each fans out over items and moves when the last one finishes.
+    maps: ClassVar[Mapping[str, Map]] = {}
+    #: What cancelling or aborting a run does to its children still running:
+    #: ``"cancel"`` them, ``"abort"`` them, or ``"leave"`` them running.
+    child_policy: ClassVar[str] = "cancel"
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -357,6 +382,11 @@ def build_definition(cls: type[Workflow]) -> Definition:
         name, cls.waits, _members(cls), declared, edges
     ).items():
         declared[state] = StepSpec(state, _no_handler, wait=wait, on_signal=on_signal)
+    for state in collect_joins(name, cls.joins, declared, edges):
+        declared[state] = replace(declared[state], join=True)
+    named = {k: v for klass in _workflow_classes(cls) for k, v in vars(klass).items()}
+    for state, spec in collect_maps(name, cls.maps, named, declared, edges).items():
+        declared[state] = StepSpec(state, map_step, map=spec, queue=spec.queue, reason=spec.reason)
     steps, tasks = _bind(instance, declared, tasks)
     initial = _initial(name, steps)
     _check_states(name, steps, terminal, edges)
@@ -397,6 +427,7 @@ def build_definition(cls: type[Workflow]) -> Definition:
         machine=machine,
         schedules=declared_schedules(name, cls.schedules),
         business_key=key_function(name, cls.business_key),
+        child_policy=check_child_policy(name, cls.child_policy),
     )
 
 

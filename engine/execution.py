@@ -132,7 +132,7 @@ class StepExecutor:
         started = time.perf_counter()
         try:
             context = StepContext.for_claim(
-                claim, session, self._clock.now(), self._recorder.enqueue
+                claim, session, self._clock.now(), self._recorder.enqueue, self._recorder.children
             )
             if self.before_handler is not None:
                 self.before_handler(step, claim)
@@ -296,7 +296,7 @@ class StepExecutor:
         definition = self._registry.get(step.workflow)
         decision = decide_outcome(definition, step, _claim_view(claim), outcome, now)
         # entering a waiting state arms its timer (or applies a pause) on the locked run
-        if isinstance(decision, Advance) and definition.wait(decision.dest) is None:
+        if isinstance(decision, Advance) and not definition.holds(decision.dest):
             try:
                 saved = check_json_object(context, "the run context")
             except InvalidParamsError:

@@ -98,7 +98,13 @@ class Operations:
                 return _same_start(existing, clean)
 
     def start_in(
-        self, session: Session, workflow: str, params: dict[str, Any], key: str
+        self,
+        session: Session,
+        workflow: str,
+        params: dict[str, Any],
+        key: str,
+        *,
+        detail: dict[str, Any] | None = None,
     ) -> tuple[RunInfo, bool]:
         """Start a run inside the caller's transaction (a schedule's firing), keyed by
         ``key``; returns the run and whether this call started it (``False``: a run
@@ -109,7 +115,8 @@ class Operations:
             return RunInfo.of(existing), False
         run = self._new_run(definition, check_json_object(params, "params"), key, None)
         session.add(run)
-        self._recorder.move(session, run, "start", definition.initial, now=self._clock.now())
+        now = self._clock.now()
+        self._recorder.move(session, run, "start", definition.initial, now=now, detail=detail)
         return RunInfo.of(run), True
 
     def pause(self, run_id: str, *, at: str | None = None) -> RunInfo:

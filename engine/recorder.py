@@ -69,6 +69,9 @@ class RunRecorder:
         self._metrics = metrics
         #: The queue of a task that is not a workflow's (raises for an unknown task).
         self._queue_of = queue_of
+        #: Child runs and Maps (``engine.children.Children``), set by the engine: holds
+        #: a join or Map state's step until its children are done, counts finished runs.
+        self.children: Any = None
 
     def history(
         self,
@@ -148,6 +151,13 @@ class RunRecorder:
         A waiting state's message is its timeout timer, due when the timeout passes.
         """
         step = self._registry.step(run.workflow, run.state)
+        if (
+            (step.join or step.map is not None)
+            and self.children is not None
+            and self.children.holds(session, run, step)
+        ):
+            run.lease_expires_at = None  # its children's last one dispatches it
+            return
         at = not_before or now
         if step.wait is not None:
             if step.wait.timeout is None:
@@ -195,7 +205,7 @@ class RunRecorder:
         run.entry_seq = seq
         if definition.is_terminal(dest):
             self.finish(session, run, "succeeded", now=now)
-        elif definition.wait(dest) is None or not self._held_on_entry(session, run, now):
+        elif not definition.holds(dest) or not self._held_on_entry(session, run, now):
             self.dispatch(session, run, now=now)
 
     def _held_on_entry(self, session: Session, run: WorkflowRun, now: datetime) -> bool:
@@ -285,6 +295,8 @@ class RunRecorder:
                 outbox = insert(OutboxMessage).values(_outbox_values())
                 outbox_id = connection.execute(outbox.returning(OutboxMessage.id), params).scalar()
         if step is None:
+            if self.children is not None:
+                self.children.finished(session, claim.run_id, "succeeded")
             self._metrics.incr(
                 "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
             )
@@ -398,6 +410,8 @@ class RunRecorder:
         run.failure_reason = redact_text(reason) if reason else reason
         run.failure_detail = redact_value("failure_detail", detail) if detail else detail
         run.finished_at = now
+        if self.children is not None:
+            self.children.finished(session, run.id, status, run.failure_reason, run)
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
 
 

@@ -28,6 +28,7 @@ from engine.errors import (
     UnknownStateError,
     UnknownWorkflowError,
 )
+from engine.joins import Map
 from engine.retry import RetryPolicy
 from engine.silo import SiloMode, silo_queue
 from engine.waits import SignalHandler, Wait
@@ -51,6 +52,9 @@ class StepOptions:
     #: Set for a waiting state, whose task fires its timeout instead of running a step.
     wait: Wait | None = None
     on_signal: SignalHandler | None = None
+    #: A join state (its step waits for the run's children) or a Map state.
+    join: bool = False
+    map: Map | None = None
 
 
 def resolve_step(definition: Definition, state: str, settings: Settings) -> StepOptions:
@@ -72,6 +76,8 @@ def resolve_step(definition: Definition, state: str, settings: Settings) -> Step
         poll_deadline=spec.poll_deadline,
         wait=spec.wait,
         on_signal=spec.on_signal,
+        join=spec.join,
+        map=spec.map,
     )
 
 

@@ -1,6 +1,7 @@
 """SQLAlchemy models: the engine's tables and the domain tables of shipped workflows."""
 
 from models.base import Base, metadata
+from models.children import WorkflowChild, WorkflowMap
 from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 from models.relocation import (
@@ -29,6 +30,8 @@ __all__ = [
     "ReportSchedule",
     "Team",
     "User",
+    "WorkflowChild",
+    "WorkflowMap",
     "WorkflowRun",
     "WorkflowSchedule",
     "WorkflowTransition",

@@ -67,6 +67,9 @@ class WorkflowRun(Base):
     kept_signals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     #: What the run is about, as its workflow declares it (a loan number, an org slug).
     business_key: Mapped[str | None] = mapped_column(String(200))
+    #: Child runs started by its steps that have not finished yet: a join state's step
+    #: is dispatched when this reaches zero (each child's final move counts it down).
+    children_pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
