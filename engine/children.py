@@ -118,7 +118,7 @@ class Children:
                 f"{MAX_CHILD_KEY} characters, the same on every attempt of the step"
             )
         session = ctx.session
-        detail = {"parent": ctx.run_id, "parent_state": ctx.state, "key": key}
+        detail = {"parent": ctx.run_id, "parent_state": ctx.state, "child": key}
         info, started = self._operations.start_in(
             session,
             workflow,
@@ -193,7 +193,8 @@ class Children:
         if step.map is not None:
             assert self.fanout is not None
             return self.fanout.holds(session, run, step)
-        return step.join and run.children_pending > 0
+        started_now = session.info.get(_STARTED, {}).get(run.id, 0)  # counted at commit
+        return step.join and run.children_pending + started_now > 0
 
     def release(self, session: Session, parent_id: str, state: str, visit: int | None) -> None:
         """Dispatch the parent's join (or Map) step if it waits for it there, unclaimed

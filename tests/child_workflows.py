@@ -52,8 +52,14 @@ class Parent(Workflow):
     @step(initial=True)
     def spawning(self, ctx: StepContext) -> Literal["spawned"] | Poll:
         for n in range(int(ctx.params.get("children", 2))):
-            params = {"n": n, "hold": n in ctx.params.get("hold", []), "fail": n == ctx.params.get("fail")}
+            params = {
+                "n": n,
+                "hold": n in ctx.params.get("hold", []),
+                "fail": n == ctx.params.get("fail"),
+            }
             ctx.start_child("child", params, key=f"c{n}")
+        if ctx.attempt <= int(ctx.params.get("crash_attempts", 0)):
+            raise ConnectionError(f"spawning attempt {ctx.attempt} lost its connection")
         record_effect(ctx.session, ctx.run_id, "spawning")
         if ctx.polls < int(ctx.params.get("polls", 0)):
             return Poll(1)
@@ -62,7 +68,11 @@ class Parent(Workflow):
     @step()
     def joining(self, ctx: StepContext) -> Literal["joined"]:
         ctx.context["children"] = {
-            c.key: {"status": c.status, "doubled": (c.result or {}).get("doubled"), "reason": c.reason}
+            c.key: {
+                "status": c.status,
+                "doubled": (c.result or {}).get("doubled"),
+                "reason": c.reason,
+            }
             for c in ctx.children()
         }
         return "joined"
@@ -130,9 +140,7 @@ class StrictMap(MapTasks):
     name = "strict_map"
     transitions = [("prepared", "preparing", "mapping"), ("mapped", "mapping", "done")]
     terminal = ["done"]
-    maps = {
-        "mapping": Map(items="page", each="one", concurrency=4, page_size=10, on_done="mapped")
-    }
+    maps = {"mapping": Map(items="page", each="one", concurrency=4, page_size=10, on_done="mapped")}
 
 
 class WideMap(MapTasks):
