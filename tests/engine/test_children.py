@@ -75,7 +75,8 @@ def test_parent_and_child_link_to_each_other(engine: Engine, harness: WorkflowHa
     first = engine.history(child.run_id)[0]
     assert first.detail == {"parent": run.id, "parent_state": "spawning", "child": "c0"}
     link = engine.parent(child.run_id)
-    assert link is not None and (link.run_id, link.state, link.key) == (run.id, "spawning", "c0")
+    assert link is not None
+    assert (link.run_id, link.state, link.key) == (run.id, "spawning", "c0")
     assert engine.parent(run.id) is None
 
 
@@ -134,7 +135,8 @@ def test_pausing_a_waiting_parent_holds_its_join_until_resume(
     harness.run_all()
     engine.pause(run.id)
     engine.resume(run.id)
-    assert not harness.queue.messages and engine.waiting(run.id).due_at is None
+    assert not harness.queue.messages
+    assert engine.waiting(run.id).due_at is None
     [held] = engine.children(run.id)
     assert held.run_id is not None
     engine.signal(held.run_id, "go")
