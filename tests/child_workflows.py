@@ -183,8 +183,11 @@ class MapRuns(Workflow):
         return "prepared"
 
     def page(self, ctx: PageContext, offset: int, limit: int) -> Sequence[dict[str, Any]]:
-        fail = ctx.params.get("fail", [])
-        return [{"n": n, "fail": n in fail} for n in numbers(ctx.params, offset, limit)]
+        fail, hold = ctx.params.get("fail", []), ctx.params.get("hold", [])
+        return [
+            {"n": n, "fail": n in fail, "hold": n in hold}
+            for n in numbers(ctx.params, offset, limit)
+        ]
 
     def child_params(self, item: dict[str, Any]) -> dict[str, Any]:
         return item
