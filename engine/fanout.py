@@ -382,96 +382,118 @@ class Fanout:
     # -- task items ----------------------------------------------------------------
 
     def run_item(self, item_id: int, retry: Callable[[float], BaseException]) -> None:
-        """One delivery of a task item: count the attempt, run ``each`` with a session,
-        and commit its writes with the item's end and its join's count. An error is
-        tried again (``retry`` raises Celery's ``Retry``) until the Map's attempts are
-        spent; then the item fails with its error as the reason, counted the same way.
+        """One delivery of a task item: run ``each`` with a session and commit its writes
+        with the item's end, its join's count and its task's done mark. The item's
+        attempt is its task's delivery attempt (counted when the worker took it, so a
+        lost worker's attempt counts too). An error is tried again (``retry`` raises
+        Celery's ``Retry``) until the Map's attempts are spent; then the item fails
+        with its error as the reason, counted the same way.
         """
-        claimed = self._claim_item(item_id)
-        if claimed is None:
-            return
-        link, workflow, params, spec = claimed
-        if link.attempts > spec.attempts:
-            self._end_item(link, "failed", None, "worker lost: the item's attempts are spent")
-            return
+        delivery = current_delivery()
+        attempt = delivery.attempt if delivery is not None else 1
+        spec: Map | None = None
+        workflow = ""
         session = self._db.sessions()
         try:
             with session.begin():
-                ctx = ItemContext(
-                    run_id=link.parent_run_id,
-                    workflow=workflow,
-                    state=link.parent_state,
-                    item=link.item,
-                    position=link.position or 0,
-                    attempt=link.attempts,
-                    params=params,
-                    session=session,
-                    now=self._clock.now(),
-                    idempotency_key=f"{link.parent_run_id}:{link.parent_state}:"
-                    f"{link.visit}:{link.position}",
-                    log=structlog.get_logger("statewright.item"),
+                found = self._item(session, item_id)
+                if found is None:
+                    self._metrics.incr("map.item_dropped")
+                    if delivery is not None:
+                        delivery.done(session)
+                    return
+                link, parent, spec = found
+                workflow = parent.workflow
+                if attempt > spec.attempts:
+                    reason = "worker lost: the item's attempts are spent"
+                    self._settle(session, link, attempt, "failed", None, reason)
+                    return
+                result = self._method(parent.workflow, spec.each or "")(
+                    self._item_context(session, link, parent, attempt)
                 )
-                result = self._method(workflow, spec.each or "")(ctx)
-                self._settle(session, link, "succeeded", result, None)
+                self._settle(session, link, attempt, "succeeded", result, None)
         except (DeliverySuperseded, Retry):
             raise
         except Exception as error:
-            if link.attempts < spec.attempts:
+            if spec is None:
+                raise  # not a Map item this engine can run: the task gives up, logged
+            if attempt < spec.attempts:
                 self._metrics.incr("map.item_retried", tags={"workflow": workflow})
-                raise retry(min(60.0, 2.0 ** (link.attempts - 1))) from error
-            self._end_item(link, "failed", None, f"{type(error).__name__}: {error}")
+                raise retry(min(60.0, 2.0 ** (attempt - 1))) from error
+            self._end_item(item_id, attempt, f"{type(error).__name__}: {error}")
         finally:
             session.close()
 
-    def _claim_item(self, item_id: int) -> tuple[WorkflowChild, str, dict[str, Any], Map] | None:
-        with self._db.transaction() as session:
-            session.execute(
-                update(WorkflowChild)
-                .where(WorkflowChild.id == item_id, WorkflowChild.status == "running")
-                .values(attempts=WorkflowChild.attempts + 1)
-                .execution_options(synchronize_session=False)
+    def _item(
+        self, session: Session, item_id: int
+    ) -> tuple[WorkflowChild, WorkflowRun, Map] | None:
+        """The item (if still running), its parent run and its Map."""
+        found = session.execute(
+            select(WorkflowChild, WorkflowRun)
+            .join(WorkflowRun, WorkflowRun.id == WorkflowChild.parent_run_id)
+            .where(WorkflowChild.id == item_id, WorkflowChild.status == "running")
+        ).first()
+        if found is None:
+            return None
+        link, parent = found
+        spec = self._registry.get(parent.workflow).map_of(link.parent_state)
+        if spec is None or spec.each is None:
+            raise InvalidParamsError(
+                f"Map item {item_id} belongs to state {link.parent_state!r} of workflow "
+                f"{parent.workflow!r}, which is no longer a Map over tasks"
             )
-            link = session.get(WorkflowChild, item_id)
-            if link is None or link.status != "running":
-                self._metrics.incr("map.item_dropped")
-                return None
-            parent = session.get(WorkflowRun, link.parent_run_id)
-            assert parent is not None
-            spec = self._registry.get(parent.workflow).map_of(link.parent_state)
-            if spec is None or spec.each is None:
-                raise InvalidParamsError(
-                    f"Map item {item_id} belongs to state {link.parent_state!r} of workflow "
-                    f"{parent.workflow!r}, which is no longer a Map over tasks"
-                )
-            session.expunge(link)
-            return link, parent.workflow, dict(parent.params), spec
+        return link, parent, spec
 
-    def _end_item(self, link: WorkflowChild, status: str, result: Any, reason: str | None) -> None:
+    def _item_context(
+        self, session: Session, link: WorkflowChild, parent: WorkflowRun, attempt: int
+    ) -> ItemContext:
+        return ItemContext(
+            run_id=link.parent_run_id,
+            workflow=parent.workflow,
+            state=link.parent_state,
+            item=link.item,
+            position=link.position or 0,
+            attempt=attempt,
+            params=dict(parent.params),
+            session=session,
+            now=self._clock.now(),
+            idempotency_key=f"{link.parent_run_id}:{link.parent_state}:{link.visit}:"
+            f"{link.position}",
+            log=structlog.get_logger("statewright.item"),
+        )
+
+    def _end_item(self, item_id: int, attempt: int, reason: str) -> None:
+        """The item failed for good: its end, count and done mark in a fresh transaction
+        (the failed attempt's writes were rolled back)."""
         with self._db.transaction() as session:
-            self._settle(session, link, status, result, reason)
-        log.warning("Map item failed", item=link.position, reason=reason)
+            found = self._item(session, item_id)
+            if found is None:
+                return
+            self._settle(session, found[0], attempt, "failed", None, reason)
+        log.warning("Map item failed", item=item_id, reason=reason)
 
     def _settle(
         self,
         session: Session,
         link: WorkflowChild,
+        attempt: int,
         status: str,
         result: Any,
         reason: str | None,
     ) -> None:
-        """Mark the item (still on this attempt) finished, count it, and mark its task
-        done, all in ``session``'s transaction."""
+        """Mark the item finished, count it, and mark its task done, all in ``session``'s
+        transaction (a delivery that lost the task to a newer one rolls it all back)."""
         if result is not None:
             result = check_json_object({"result": result}, "a Map item's result")["result"]
+        delivery = current_delivery()
+        if delivery is not None:
+            delivery.done(session)
         ended = session.execute(
             update(WorkflowChild)
-            .where(
-                WorkflowChild.id == link.id,
-                WorkflowChild.status == "running",
-                WorkflowChild.attempts == link.attempts,
-            )
+            .where(WorkflowChild.id == link.id, WorkflowChild.status == "running")
             .values(
                 status=status,
+                attempts=attempt,
                 result=result,
                 reason=redact_text(reason) if reason else None,
                 finished_at=self._clock.now(),
@@ -480,12 +502,9 @@ class Fanout:
             .execution_options(synchronize_session=False)
         ).first()
         if ended is None:
-            raise DeliverySuperseded(f"Map item {link.id} was taken over by a newer attempt")
+            raise DeliverySuperseded(f"Map item {link.id} has finished already")
         assert ended.map_id is not None
         self.item_finished(session, ended.map_id, failed=status != "succeeded")
-        delivery = current_delivery()
-        if delivery is not None:
-            delivery.done(session)
         self._metrics.incr("map.item_finished", tags={"status": status})
 
     # -- reading -------------------------------------------------------------------
