@@ -143,6 +143,10 @@ class StrictMap(MapTasks):
     maps = {"mapping": Map(items="page", each="one", concurrency=4, page_size=10, on_done="mapped")}
 
 
+#: ``(offset, limit)`` of every page ``wide_map`` was asked for, in this process.
+WIDE_PAGES: list[tuple[int, int]] = []
+
+
 class WideMap(MapTasks):
     """Many items, a wide bound and large pages (the 100,000-item test)."""
 
@@ -158,6 +162,16 @@ class WideMap(MapTasks):
             on_failed="too_many_failed",
         )
     }
+
+    def page(self, ctx: PageContext, offset: int, limit: int) -> Sequence[int]:
+        WIDE_PAGES.append((offset, limit))
+        return numbers(ctx.params, offset, limit)
+
+    def one(self, ctx: ItemContext) -> dict[str, int] | None:
+        if not ctx.params.get("effects", True):
+            return None
+        record_effect(ctx.session, ctx.run_id, f"item-{ctx.item}")
+        return {"pid": os.getpid()}
 
 
 class MapRuns(Workflow):

@@ -25,6 +25,7 @@ from engine.cli.common import (
     wait_with_progress,
     waited_exit_code,
 )
+from engine.cli.family import family_json, print_family, runs_failed_items
 
 if TYPE_CHECKING:
     from engine.queries import RunInfo
@@ -34,6 +35,7 @@ runs_app = typer.Typer(
     "unique prefix (at least 4 characters), as with git hashes.",
     no_args_is_help=True,
 )
+runs_app.command("failed-items")(runs_failed_items)
 
 
 @runs_app.command("start")
@@ -149,7 +151,7 @@ def _print_runs(found: list[RunInfo]) -> None:
 
 @runs_app.command("show")
 def runs_show(run_id: RunId, as_json: JsonFlag = False) -> None:
-    """Show a run and its history.
+    """Show a run, its parent, children and Maps, and its history.
 
     Example: statewright runs show 0193a4f2
     """
@@ -157,10 +159,12 @@ def runs_show(run_id: RunId, as_json: JsonFlag = False) -> None:
         found = engine.resolve_run_id(run_id)
         info = engine.get(found)
         history = engine.history(found)
-    if as_json:
-        print_json({**info.to_json(), "history": [h.to_json() for h in history]})
-        return
-    print_run(info, False)
+        if as_json:
+            family = family_json(engine, found)
+            print_json({**info.to_json(), **family, "history": [h.to_json() for h in history]})
+            return
+        print_run(info, False)
+        print_family(engine, found)
     print_history(history)
 
 

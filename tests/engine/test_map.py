@@ -118,9 +118,7 @@ def test_map_of_child_runs_counts_each_child(engine: Engine, harness: WorkflowHa
     assert (parent.run_id, parent.position) == (run.id, 3)
 
 
-def test_a_duplicate_item_message_is_counted_once(
-    engine: Engine, harness: WorkflowHarness
-) -> None:
+def test_a_duplicate_item_message_is_counted_once(engine: Engine, harness: WorkflowHarness) -> None:
     """A task item delivered twice runs and counts once: the copy is dropped."""
     run = engine.start("map_tasks", {"items": 3})
     while not any(m.task_name == "statewright.map_item" for m in harness.queue.messages):
