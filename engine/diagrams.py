@@ -7,7 +7,9 @@ marked ``(signal)``, its timeout edge ``(after <timeout>)``, and edges a run tak
 when its deadline passes ``(deadline)``; the title carries the workflow's deadline.
 The outcomes that are statuses rather than states (a run fails, is cancelled or is
 paused in any state with a step) are drawn as their own nodes with dashed edges, so
-every way a run can end is on the page. With a run, its current state is
+every way a run can end is on the page. A join state says it joins its children
+(and the child policy); a Map state says what it maps over, how widely, and what it
+tolerates, and its two ways out are marked. With a run, its current state is
 highlighted, the path it took is marked, and a failed state carries the run's reason.
 """
 
@@ -26,6 +28,7 @@ from transitions.extensions.states import Tags, add_state_features
 
 from engine.definition import Definition, Edge
 from engine.errors import StatewrightError
+from engine.joins import Map
 from engine.outcomes import Poll
 from engine.queries import RunInfo, TransitionInfo
 
@@ -169,6 +172,11 @@ def _label(definition: Definition, edge: Edge) -> str:
         marks.append(f"after {_span(wait.timeout)}")
     if definition.deadline is not None and edge.trigger == definition.deadline.trigger:
         marks.append("deadline")
+    fanout = definition.map_of(edge.source)
+    if fanout is not None and edge.trigger == fanout.on_done:
+        marks.append("last item, within tolerance")
+    if fanout is not None and edge.trigger == fanout.on_failed:
+        marks.append("last item, past tolerance")
     return f"{edge.trigger} ({', '.join(marks)})" if marks else edge.trigger
 
 
@@ -229,6 +237,11 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
         if spec.wait.timeout is not None:
             tags.append(f"timeout {_span(spec.wait.timeout)} -> {spec.wait.on_timeout}")
         spec = None  # a waiting state runs no step: no retry policy to show
+    if spec is not None and spec.join:
+        tags.append(f"joins its children (on cancel or abort: {definition.child_policy})")
+    if spec is not None and spec.map is not None:
+        tags.extend(_map_tags(definition, spec.map))
+        spec = None  # its step is the engine's
     retry = (spec.retry if spec else None) or definition.defaults.retry
     if spec is not None and retry is not None:
         tags.append(f"retry x{retry.max_attempts}, backoff {retry.backoff:g}s")
@@ -242,6 +255,16 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
         reason = f": {_one_line(run.failure_reason)}" if run.failure_reason else ""
         tags.append(f"{run.status}{reason}"[:90])
     return tags
+
+
+def _map_tags(definition: Definition, fanout: Map) -> list[str]:
+    """What a Map state fans out over, how widely, and what it tolerates."""
+    each = f"{fanout.workflow} runs" if fanout.workflow else f"{fanout.each} tasks"
+    return [
+        f"Map over {fanout.items} as {each}",
+        f"at most {fanout.concurrency} at a time, pages of {fanout.page_size}",
+        f"tolerates {fanout.tolerance.describe()}",
+    ]
 
 
 def _one_line(text: str) -> str:

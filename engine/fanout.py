@@ -250,8 +250,15 @@ class Fanout:
         assert spec is not None
         limit = min(room, spec.page_size)
         items = self._page(session, parent, spec, row.next_offset, limit)
-        for index, item in enumerate(items):
+        links = [
             self._start_item(session, parent, row, spec, row.next_offset + index, item)
+            for index, item in enumerate(items)
+        ]
+        if spec.each is not None and links:
+            session.flush()  # the page's item rows in one go, then a task for each
+            for link in links:
+                kwargs = {"item_id": link.id}
+                self._recorder.enqueue(session, ITEM_TASK, kwargs=kwargs, run_id=parent.id)
         row.next_offset += len(items)
         row.started += len(items)
         row.exhausted = len(items) < limit
@@ -292,7 +299,7 @@ class Fanout:
         spec: Map,
         position: int,
         item: Any,
-    ) -> None:
+    ) -> WorkflowChild:
         link = WorkflowChild(
             parent_run_id=parent.id,
             parent_state=row.state,
@@ -311,12 +318,10 @@ class Fanout:
             key = f"map:{parent.id}:{row.visit}:{position}"
             child, _ = self._operations.start_in(session, spec.workflow, params, key, detail=detail)
             link.child_run_id = child.id
-            session.add(link)
-            return
-        link.item = check_json_object({"item": item}, "a Map item")["item"]
+        else:
+            link.item = check_json_object({"item": item}, "a Map item")["item"]
         session.add(link)
-        session.flush()
-        self._recorder.enqueue(session, ITEM_TASK, kwargs={"item_id": link.id}, run_id=parent.id)
+        return link
 
     def _item_params(self, parent: WorkflowRun, spec: Map, item: Any) -> dict[str, Any]:
         if spec.params is not None:

@@ -183,3 +183,19 @@ def test_cancelling_a_mapping_parent_cancels_its_item_runs(
     stopped_items = engine.failed_items(run.id)
     assert stopped_items
     assert {engine.get(f.run_id or "").status for f in stopped_items} == {"cancelled"}
+
+
+def test_diagrams_show_joins_and_maps() -> None:
+    """A join state names its child policy; a Map state what it maps over, how widely
+    and what it tolerates, and its two ways out are marked."""
+    from engine.diagrams import mermaid
+    from tests.child_workflows import AbortingParent, MapRuns, MapTasks
+
+    joining = mermaid(AbortingParent.definition)
+    assert "joins its children (on cancel or abort: abort)" in joining
+    mapping = mermaid(MapTasks.definition)
+    assert "Map over page as one tasks, at most 8 at a time, pages of 5" in mapping
+    assert "tolerates at most 10% of the items failed" in mapping
+    assert "mapping --> done: mapped (last item, within tolerance)" in mapping
+    assert "mapping --> rejected: too_many_failed (last item, past tolerance)" in mapping
+    assert "Map over page as child runs" in mermaid(MapRuns.definition)
