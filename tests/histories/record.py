@@ -2,7 +2,8 @@
 
     python -m tests.histories.record
 
-writes ``tests/histories/relocation-*.json`` and ``document-review-*.json``; the replay
+writes ``tests/histories/relocation-*.json``, ``document-review-*.json`` and
+``children-*.json`` (parents, Maps; ``tests.child_workflows``); the replay
 tests walk each of them through the current definition, so a change that would strand
 runs like these fails.
 """
@@ -153,6 +154,91 @@ def record_review(name: str, scenario: Scenario, directory: Path) -> Path:
     return path
 
 
+def parent_joined_after_resume(engine: Engine, harness: WorkflowHarness) -> str:
+    """A parent starts three children (one fails, one waits for a signal), is paused
+    while it waits in its join, the last child finishes, and the resume joins."""
+    run = engine.start("parent", {"children": 3, "fail": 1, "hold": [2]})
+    harness.run_all()
+    engine.pause(run.id)
+    held = next(c for c in engine.children(run.id) if c.key == "c2")
+    assert held.run_id is not None
+    engine.signal(held.run_id, "go")
+    harness.run_all()
+    engine.resume(run.id)
+    harness.run(run.id)
+    return run.id
+
+
+def parent_cancelled_while_children_run(engine: Engine, harness: WorkflowHarness) -> str:
+    """A parent cancelled in its join while its children wait: they are cancelled too."""
+    run = engine.start("parent", {"children": 2, "hold": [0, 1]})
+    harness.run_all()
+    engine.cancel(run.id)
+    harness.run_all()
+    return run.id
+
+
+def map_with_tolerated_failures(engine: Engine, harness: WorkflowHarness) -> str:
+    """A Map of 40 task items, 8 at a time, 2 failing (within 10%): it moves on once."""
+    run = engine.start("map_tasks", {"items": 40, "fail_every": 25})
+    harness.run(run.id)
+    return run.id
+
+
+def map_past_its_tolerance(engine: Engine, harness: WorkflowHarness) -> str:
+    """A Map whose failures pass its tolerance takes on_failed."""
+    run = engine.start("map_tasks", {"items": 20, "fail_every": 3})
+    harness.run(run.id)
+    return run.id
+
+
+def map_of_child_runs_paused(engine: Engine, harness: WorkflowHarness) -> str:
+    """A Map of child runs paused mid-way and resumed: it starts the rest and joins once."""
+    run = engine.start("map_runs", {"items": 6, "fail": [4]})
+    while not engine.maps(run.id) or engine.maps(run.id)[0].started < 3:
+        harness.step()
+    engine.pause(run.id)
+    harness.run_all()
+    engine.resume(run.id)
+    harness.run(run.id)
+    return run.id
+
+
+CHILD_SCENARIOS: dict[str, Scenario] = {
+    "parent-joined-after-resume": parent_joined_after_resume,
+    "parent-cancelled-while-children-run": parent_cancelled_while_children_run,
+    "map-with-tolerated-failures": map_with_tolerated_failures,
+    "map-past-its-tolerance": map_past_its_tolerance,
+    "map-of-child-runs-paused": map_of_child_runs_paused,
+}
+
+
+def record_children(name: str, scenario: Scenario, directory: Path) -> Path:
+    from sqlalchemy import create_engine
+
+    from tests.child_workflows import WORKFLOWS
+    from tests.sample_workflows import test_metadata
+
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'target.db'}"
+        migrate(url)
+        tables = create_engine(url)
+        test_metadata.create_all(tables)
+        tables.dispose()
+        engine = Engine(
+            Settings(database_url=url, continue_for=0.0),
+            WORKFLOWS,
+            clock=VirtualClock(),
+            metrics=InMemoryMetrics(),
+            rng=random.Random(5),
+        )
+        run_id = scenario(engine, WorkflowHarness(engine))
+        path = directory / f"children-{name}.json"
+        path.write_text(json.dumps(engine.export_history(run_id), indent=1) + "\n")
+        engine.close()
+    return path
+
+
 def record(name: str, scenario: Scenario, directory: Path) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{Path(scratch) / 'target.db'}"
@@ -184,6 +270,9 @@ def main(only: str = "") -> None:
     for name, scenario in REVIEW_SCENARIOS.items():
         if only in f"document-review-{name}":
             print(f"recorded {record_review(name, scenario, HERE)}")
+    for name, scenario in CHILD_SCENARIOS.items():
+        if only in f"children-{name}":
+            print(f"recorded {record_children(name, scenario, HERE)}")
 
 
 if __name__ == "__main__":

@@ -281,3 +281,31 @@ def test_a_deadline_row_fails_the_replayed_run() -> None:
     )
     final = replay(Relocation.definition, load_history(history))
     assert (final.state, final.status) == ("uploading", "failed")
+
+
+CHILDREN = sorted(HISTORIES.glob("children-*.json"))
+
+
+def test_parents_and_maps_are_recorded() -> None:
+    """Recorded histories cover a join after a resume, a cancelled parent, and Maps within
+    and past their tolerance, of tasks and of child runs."""
+    names = {p.stem.removeprefix("children-") for p in CHILDREN}
+    assert names == {
+        "parent-joined-after-resume",
+        "parent-cancelled-while-children-run",
+        "map-with-tolerated-failures",
+        "map-past-its-tolerance",
+        "map-of-child-runs-paused",
+    }
+
+
+@pytest.mark.parametrize("path", CHILDREN, ids=lambda p: p.stem)
+def test_recorded_parent_and_map_histories_replay(path: Path) -> None:
+    """Each recorded parent or Map walks through its current definition to its end."""
+    from tests.child_workflows import WORKFLOWS
+
+    document = json.loads(path.read_text())
+    definition = next(w.definition for w in WORKFLOWS if w.name == document["workflow"])
+    final = replay(definition, load_history(document, path.name))
+    assert final.status == document["status"]
+    assert final.position == len(document["transitions"])
