@@ -15,6 +15,7 @@ from engine.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
     from engine.api import Engine, metrics_from_settings
+    from engine.children import ChildInfo
     from engine.clock import Clock, SystemClock, VirtualClock
     from engine.config import Settings
     from engine.context import StepContext
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
         StatewrightError,
         UnknownWorkflowError,
     )
+    from engine.fanout import FailedItem, ItemContext, MapInfo, PageContext
     from engine.instrumentation import InstrumentedTask, bind_step, instrumented_task
+    from engine.joins import Map
     from engine.metrics import (
         InMemoryMetrics,
         Metrics,
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 
 #: Public name -> (module, name in that module).
 _LAZY: dict[str, tuple[str, str]] = {
+    "ChildInfo": ("engine.children", "ChildInfo"),
     "Clock": ("engine.clock", "Clock"),
     "ConfigurationError": ("engine.errors", "ConfigurationError"),
     "Definition": ("engine.definition", "Definition"),
@@ -62,13 +66,18 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Dispatcher": ("engine.dispatch", "Dispatcher"),
     "EmbeddedWorker": ("engine.embedded", "EmbeddedWorker"),
     "Engine": ("engine.api", "Engine"),
+    "FailedItem": ("engine.fanout", "FailedItem"),
     "IdempotencyConflictError": ("engine.errors", "IdempotencyConflictError"),
     "IllegalOperationError": ("engine.errors", "IllegalOperationError"),
     "InMemoryMetrics": ("engine.metrics", "InMemoryMetrics"),
     "InstrumentedTask": ("engine.instrumentation", "InstrumentedTask"),
     "InvalidParamsError": ("engine.errors", "InvalidParamsError"),
+    "ItemContext": ("engine.fanout", "ItemContext"),
+    "Map": ("engine.joins", "Map"),
+    "MapInfo": ("engine.fanout", "MapInfo"),
     "Metrics": ("engine.metrics", "Metrics"),
     "NullMetrics": ("engine.metrics", "NullMetrics"),
+    "PageContext": ("engine.fanout", "PageContext"),
     "PermanentError": ("engine.errors", "PermanentError"),
     "Poll": ("engine.outcomes", "Poll"),
     "PrometheusMetrics": ("engine.metrics", "PrometheusMetrics"),
@@ -114,6 +123,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ChildInfo",
     "Clock",
     "ConfigurationError",
     "Definition",
@@ -121,13 +131,18 @@ __all__ = [
     "Dispatcher",
     "EmbeddedWorker",
     "Engine",
+    "FailedItem",
     "IdempotencyConflictError",
     "IllegalOperationError",
     "InMemoryMetrics",
     "InstrumentedTask",
     "InvalidParamsError",
+    "ItemContext",
+    "Map",
+    "MapInfo",
     "Metrics",
     "NullMetrics",
+    "PageContext",
     "PermanentError",
     "Poll",
     "PrometheusMetrics",

@@ -3,6 +3,7 @@
 import engine
 
 PUBLIC = {
+    "ChildInfo",
     "Clock",
     "ConfigurationError",
     "Definition",
@@ -10,13 +11,18 @@ PUBLIC = {
     "Dispatcher",
     "EmbeddedWorker",
     "Engine",
+    "FailedItem",
     "IdempotencyConflictError",
     "IllegalOperationError",
     "InMemoryMetrics",
     "InstrumentedTask",
     "InvalidParamsError",
+    "ItemContext",
+    "Map",
+    "MapInfo",
     "Metrics",
     "NullMetrics",
+    "PageContext",
     "PermanentError",
     "Poll",
     "PrometheusMetrics",
