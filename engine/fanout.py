@@ -32,7 +32,7 @@ from engine.errors import InvalidParamsError, PermanentError
 from engine.joins import Map
 from engine.jsonvalues import check_json_object
 from engine.metrics import Metrics
-from engine.persistence import Database
+from engine.persistence import Database, lock_run
 from engine.recorder import RunRecorder
 from engine.redaction import redact_text
 from engine.registry import Registry, StepOptions
@@ -47,14 +47,17 @@ log = structlog.get_logger("statewright.fanout")
 
 FILL_TASK = "statewright.map_fill"
 ITEM_TASK = "statewright.map_item"
+#: Deliveries of a fill before its run fails with the fill's error.
+FILL_ATTEMPTS = 8
 #: Failed items the Map step's failure reason quotes.
 QUOTED_FAILURES = 3
 
 
 @dataclass(slots=True)
 class PageContext:
-    """What a Map's item source receives: the run's params and context, and a session
-    to read from (it must not write)."""
+    """What a Map's item source receives: the run's params and context, a session to
+    read from (it must not write), and ``after``: the last item of the page before
+    (``None`` for the first), for a source that pages by key rather than by offset."""
 
     run_id: str
     workflow: str
@@ -63,6 +66,7 @@ class PageContext:
     context: dict[str, Any]
     session: Session
     now: datetime
+    after: Any = None
 
 
 @dataclass(slots=True)
@@ -80,10 +84,20 @@ class ItemContext:
     position: int
     attempt: int
     params: dict[str, Any]
+    #: The parent run's context (read only: an item cannot change it).
+    context: dict[str, Any]
     session: Session
     now: datetime
     idempotency_key: str
     log: Any = field(default=None)
+    _enqueue: Callable[..., None] | None = field(default=None, repr=False)
+
+    def enqueue(self, task: str, **kwargs: Any) -> None:
+        """Dispatch ``task`` (a task of the workflow, or a full task name) after the item
+        commits; nothing is sent if the item fails."""
+        assert self._enqueue is not None
+        name = task if "." in task else f"{self.workflow}.{task}"
+        self._enqueue(self.session, name, kwargs=kwargs, run_id=self.run_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +213,7 @@ class Fanout:
                 parent_run_id=run.id,
                 state=run.state,
                 visit=run.entry_seq,
+                queue=step.queue,
                 concurrency=spec.concurrency,
                 next_offset=0,
                 started=0,
@@ -210,24 +225,50 @@ class Fanout:
             )
             session.add(row)
             session.flush()
-        self._ask_fill(session, row.id, run.id)
+        self._ask_fill(session, row.id, run.id, row.queue)
         return True
 
-    def _ask_fill(self, session: Session, map_id: int, run_id: str) -> None:
-        self._recorder.enqueue(session, FILL_TASK, kwargs={"map_id": map_id}, run_id=run_id)
+    def _ask_fill(self, session: Session, map_id: int, run_id: str, queue: str) -> None:
+        kwargs = {"map_id": map_id}
+        self._recorder.enqueue(session, FILL_TASK, kwargs=kwargs, run_id=run_id, queue=queue)
 
     # -- filling -------------------------------------------------------------------
 
-    def fill(self, map_id: int) -> int:
+    def fill(self, map_id: int, retry: Callable[[float], BaseException] | None = None) -> int:
         """Start the Map's next items, a page per transaction, up to its concurrency;
-        returns how many it started."""
+        returns how many it started. Pages that committed stay started: after an error
+        (the source's, the database's) the fill is tried again from where it was, and
+        after ``FILL_ATTEMPTS`` the Map's run fails with the error."""
         started = 0
         while True:
-            with self._db.transaction() as session:
-                count, more = self._fill_page(session, map_id)
+            try:
+                with self._db.transaction() as session:
+                    count, more = self._fill_page(session, map_id)
+            except Exception as error:
+                delivery = current_delivery()
+                attempt = delivery.attempt if delivery is not None else FILL_ATTEMPTS
+                if retry is not None and attempt < FILL_ATTEMPTS:
+                    log.warning("Map fill failed; tried again", map=map_id, error=repr(error))
+                    raise retry(min(60.0, 2.0 ** (attempt - 1))) from error
+                self._fail_map(map_id, error)
+                return started
             started += count
             if not more:
                 return started
+
+    def _fail_map(self, map_id: int, error: Exception) -> None:
+        """The Map's source (or its fill) keeps failing: fail its run, saying why."""
+        with self._db.transaction() as session:
+            row = session.get(WorkflowMap, map_id)
+            parent = lock_run(session, row.parent_run_id) if row is not None else None
+            if row is None or parent is None or parent.status not in ("running", "paused"):
+                return
+            if (parent.state, parent.entry_seq) != (row.state, row.visit):
+                return
+            reason = f"The items of {row.state!r} could not be listed or started: {error}"
+            detail = {"error_type": type(error).__name__, "error_message": str(error)}
+            self._recorder.fail(session, parent, reason, detail, now=self._clock.now())
+        log.warning("Map fill gave up; run failed", map=map_id, error=repr(error))
 
     def _fill_page(self, session: Session, map_id: int) -> tuple[int, bool]:
         row = session.execute(
@@ -249,7 +290,7 @@ class Fanout:
         spec = self._registry.get(parent.workflow).map_of(row.state)
         assert spec is not None
         limit = min(room, spec.page_size)
-        items = self._page(session, parent, spec, row.next_offset, limit)
+        items = self._page(session, parent, spec, row, limit)
         links = [
             self._start_item(session, parent, row, spec, row.next_offset + index, item)
             for index, item in enumerate(items)
@@ -258,7 +299,11 @@ class Fanout:
             session.flush()  # the page's item rows in one go, then a task for each
             for link in links:
                 kwargs = {"item_id": link.id}
-                self._recorder.enqueue(session, ITEM_TASK, kwargs=kwargs, run_id=parent.id)
+                self._recorder.enqueue(
+                    session, ITEM_TASK, kwargs=kwargs, run_id=parent.id, queue=row.queue
+                )
+        if items:
+            row.last_item = links[-1].item if spec.each is not None else _json(items[-1])
         row.next_offset += len(items)
         row.started += len(items)
         row.exhausted = len(items) < limit
@@ -271,8 +316,9 @@ class Fanout:
         return len(items), more
 
     def _page(
-        self, session: Session, parent: WorkflowRun, spec: Map, offset: int, limit: int
+        self, session: Session, parent: WorkflowRun, spec: Map, row: WorkflowMap, limit: int
     ) -> Sequence[Any]:
+        offset = row.next_offset
         source = self._method(parent.workflow, spec.items)
         ctx = PageContext(
             parent.id,
@@ -282,6 +328,7 @@ class Fanout:
             dict(parent.context),
             session,
             self._clock.now(),
+            row.last_item,
         )
         items = list(source(ctx, offset, limit))
         if len(items) > limit:
@@ -354,6 +401,7 @@ class Fanout:
                 table.done,
                 table.exhausted,
                 table.filling,
+                table.queue,
             )
             .execution_options(synchronize_session=False)
         ).first()
@@ -377,7 +425,7 @@ class Fanout:
                 .values(filling=True)
                 .execution_options(synchronize_session=False)
             )
-            self._ask_fill(session, map_id, row.parent_run_id)
+            self._ask_fill(session, map_id, row.parent_run_id, row.queue)
 
     def _finish(self, session: Session, row: WorkflowMap) -> None:
         row.finished_at = self._clock.now()
@@ -460,11 +508,13 @@ class Fanout:
             position=link.position or 0,
             attempt=attempt,
             params=dict(parent.params),
+            context=dict(parent.context),
             session=session,
             now=self._clock.now(),
             idempotency_key=f"{link.parent_run_id}:{link.parent_state}:{link.visit}:"
             f"{link.position}",
             log=structlog.get_logger("statewright.item"),
+            _enqueue=self._recorder.enqueue,
         )
 
     def _end_item(self, item_id: int, attempt: int, reason: str) -> None:
@@ -576,6 +626,11 @@ def map_outcome(ctx: StepContext, spec: Map) -> str:
     )
 
 
+def _json(item: Any) -> Any:
+    """An item as it is kept between pages (a child run's item, which is not stored)."""
+    return check_json_object({"item": item}, "a Map item")["item"]
+
+
 def _low_water(concurrency: int) -> int:
     """Free slots that make a finishing item ask for the next page: a quarter of the
     bound, so a Map of many items fills in pages, not one item at a time."""
@@ -604,8 +659,12 @@ def register_child_tasks(
     def stop_children(run_id: str, policy: str, why: str) -> None:
         children.stop(run_id, policy, why)
 
-    def map_fill(map_id: int) -> None:
-        fanout.fill(map_id)
+    def map_fill(task: Any, map_id: int) -> None:
+        def again(countdown: float) -> BaseException:
+            raised: BaseException = task.retry(countdown=countdown)
+            return raised
+
+        fanout.fill(map_id, again)
 
     def map_item(task: Any, item_id: int) -> None:
         def again(countdown: float) -> BaseException:
@@ -616,5 +675,5 @@ def register_child_tasks(
 
     common: dict[str, Any] = {"base": task_base, "shared": False, "task_queue": queue}
     app.task(name=STOP_CHILDREN, **common)(stop_children)
-    app.task(name=FILL_TASK, **common)(map_fill)
+    app.task(name=FILL_TASK, bind=True, max_retries=None, **common)(map_fill)
     app.task(name=ITEM_TASK, bind=True, max_retries=None, **common)(map_item)

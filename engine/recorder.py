@@ -110,11 +110,14 @@ class RunRecorder:
         *,
         kwargs: dict[str, Any],
         run_id: str | None = None,
+        queue: str | None = None,
     ) -> None:
-        """Dispatch a task after ``session`` commits, on its own queue; its outbox row
-        stays until the task finishes (see ``engine.deliveries``)."""
+        """Dispatch a task after ``session`` commits, on its own queue (or ``queue``); its
+        outbox row stays until the task finishes (see ``engine.deliveries``)."""
         found = self._registry.task_spec(task_name)
-        if found is not None:
+        if queue is not None:
+            pass
+        elif found is not None:
             queue = task_queue(*found, self._settings.default_queue)
         elif self._queue_of is not None:
             queue = self._queue_of(task_name)

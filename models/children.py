@@ -84,6 +84,10 @@ class WorkflowMap(Base):
     started: Mapped[int] = mapped_column(BigInteger, default=0)
     done: Mapped[int] = mapped_column(BigInteger, default=0)
     failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The last item of the last page the source gave (a keyset source goes on after it).
+    last_item: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    #: The queue of the Map's fill and item tasks: its state's (silo and all).
+    queue: Mapped[str] = mapped_column(String(200))
     #: The source gave a short page: every item has been started.
     exhausted: Mapped[bool] = mapped_column(Boolean, default=False)
     #: A fill task is owed (one at a time): it starts the next items up to the bound.

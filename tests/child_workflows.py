@@ -174,6 +174,24 @@ class WideMap(MapTasks):
         return {"pid": os.getpid()}
 
 
+#: Runs whose ``flaky_source`` already failed once (in this process).
+BROKEN_ONCE: set[str] = set()
+
+
+class FlakySource(MapTasks):
+    """Its source fails on the page with ``params["break_at"]``: once, or every time with
+    ``always``."""
+
+    name = "flaky_source"
+
+    def page(self, ctx: PageContext, offset: int, limit: int) -> Sequence[int]:
+        breaks = ctx.params.get("always") or ctx.run_id not in BROKEN_ONCE
+        if offset <= ctx.params["break_at"] < offset + limit and breaks:
+            BROKEN_ONCE.add(ctx.run_id)
+            raise ConnectionResetError(f"the source went away at {offset}")
+        return numbers(ctx.params, offset, limit)
+
+
 class MapRuns(Workflow):
     """Maps over ``items`` numbers as ``child`` runs, at most 3 at a time."""
 
@@ -215,5 +233,6 @@ WORKFLOWS: list[Any] = [
     MapTasks,
     StrictMap,
     WideMap,
+    FlakySource,
     MapRuns,
 ]

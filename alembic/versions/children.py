@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("visit", sa.Integer(), nullable=False),
         sa.Column("concurrency", sa.Integer(), nullable=False),
         sa.Column("next_offset", sa.BigInteger(), nullable=False),
+        sa.Column("last_item", JSONType, nullable=True),
+        sa.Column("queue", sa.String(length=200), nullable=False),
         sa.Column("started", sa.BigInteger(), nullable=False),
         sa.Column("done", sa.BigInteger(), nullable=False),
         sa.Column("failed", sa.BigInteger(), nullable=False),

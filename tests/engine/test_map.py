@@ -199,3 +199,30 @@ def test_diagrams_show_joins_and_maps() -> None:
     assert "mapping --> done: mapped (last item, within tolerance)" in mapping
     assert "mapping --> rejected: too_many_failed (last item, past tolerance)" in mapping
     assert "Map over page as child runs" in mermaid(MapRuns.definition)
+
+
+def test_a_failing_source_is_tried_again_from_where_it_was(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """The fill whose source fails mid-way is tried again; the pages that committed stay
+    started, so every item runs once and the Map joins once."""
+    run = engine.start("flaky_source", {"items": 40, "break_at": 20})
+    assert harness.run(run.id).state == "done"
+    [done] = engine.maps(run.id)
+    assert (done.started, done.done) == (40, 40)
+    with engine.db.reads() as session:
+        assert effect_counts(session, run.id) == {f"item-{n}": 1 for n in range(40)}
+
+
+def test_a_source_that_keeps_failing_fails_the_run(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """After its attempts, a fill that cannot list items fails the Map's run, saying why."""
+    run = engine.start("flaky_source", {"items": 40, "break_at": 20, "always": True})
+    info = harness.run(run.id)
+    assert info.status == "failed"
+    assert info.failure_reason == (
+        "The items of 'mapping' could not be listed or started: the source went away at "
+        f"{engine.maps(run.id)[0].started}"
+    )
+    assert engine.maps(run.id)[0].started <= 20
