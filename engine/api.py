@@ -512,6 +512,7 @@ class Engine:
             _enqueue=self.recorder.enqueue,
             _postgresql=not self.db.is_sqlite,
             delivery=current_delivery(),
+            _start=self._operations.start_in,
         )
 
     def use_celery_publisher(self) -> None:

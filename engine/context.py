@@ -157,6 +157,17 @@ class TaskContext:
     _enqueue: Enqueue = field(repr=False)
     _postgresql: bool = field(default=False, repr=False)
     delivery: TaskDelivery | None = None
+    _start: Callable[..., Any] | None = field(default=None, repr=False)
+
+    def start_run(
+        self, session: Session, workflow: str, params: dict[str, Any], key: str
+    ) -> tuple[str, bool]:
+        """Start a run of ``workflow`` in ``session``'s transaction, keyed by ``key`` (a
+        second start with the same key finds the first run); returns the run's id and
+        whether this call started it."""
+        assert self._start is not None
+        info, started = self._start(session, workflow, params, key)
+        return str(info.id), bool(started)
 
     @property
     def is_postgresql(self) -> bool:

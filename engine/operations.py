@@ -113,7 +113,9 @@ class Operations:
         existing = _by_key(session, workflow, key)
         if existing is not None:
             return RunInfo.of(existing), False
-        run = self._new_run(definition, check_json_object(params, "params"), key, None)
+        clean = check_json_object(params, "params")
+        run = self._new_run(definition, clean, key, None)
+        run.business_key = compute_key(definition.name, definition.business_key, clean)
         session.add(run)
         now = self._clock.now()
         self._recorder.move(session, run, "start", definition.initial, now=now, detail=detail)

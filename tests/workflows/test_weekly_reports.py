@@ -1,10 +1,11 @@
-"""Weekly reports: every owner of 1,500 organizations gets exactly one report, crash or not."""
+"""Weekly reports, a Map over organizations: every owner of 1,500 organizations gets
+exactly one report, crash or not, and a date is reported by one run."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,14 @@ from sqlalchemy import insert, select
 
 from engine import Engine, InMemoryMetrics, Settings, VirtualClock
 from engine.testing import WorkflowHarness
-from models import Organization, OrganizationMember, ReportDelivery, ReportSchedule, User
+from models import Organization, OrganizationMember, ReportDelivery, User, WorkflowChild
 from workflows.weekly_reports import ReportsConfig, WeeklyReports
 
 DAY = "2030-01-07"
 
 
-#: Enough organizations for 15 pages of 100 (the crash test dies after ten), few enough
-#: that each test delivers its reports in seconds, not minutes.
+#: Enough organizations for thirty pages of at most 50 (the crash test dies after ten),
+#: few enough that each test delivers its reports in seconds, not minutes.
 ORGANIZATIONS = 1500
 
 
@@ -75,10 +76,28 @@ def reports(database_url: str, tmp_path: Path) -> tuple[Engine, WorkflowHarness,
 
 
 def start_schedule(engine: Engine) -> None:
+    """What beat does each week: the task that starts the date's run."""
     with engine.db.transaction() as session:
         engine.recorder.enqueue(
             session, "weekly_reports.schedule_organizations", kwargs={"report_date": DAY}
         )
+
+
+def the_run(engine: Engine) -> str:
+    [run] = engine.list(workflow="weekly_reports")
+    return run.id
+
+
+def prepared(engine: Engine, run_id: str) -> Counter[int]:
+    """How many times each organization's item finished (as counted by its Map)."""
+    with engine.db.reads() as session:
+        items = session.execute(
+            select(WorkflowChild.item, WorkflowChild.status).where(
+                WorkflowChild.parent_run_id == run_id
+            )
+        ).all()
+    assert {status for _, status in items} == {"succeeded"}
+    return Counter(item for item, _ in items)
 
 
 def deliveries(engine: Engine) -> Counter[tuple[int, int]]:
@@ -93,7 +112,8 @@ def deliveries(engine: Engine) -> Counter[tuple[int, int]]:
 def test_every_owner_gets_exactly_one_report(
     reports: tuple[Engine, WorkflowHarness, WeeklyReports], tmp_path: Path
 ) -> None:
-    """1,500 organizations in 15 pages: one report per owner, none for idle organizations."""
+    """1,500 organizations mapped 50 at a time: one report per owner, none for idle
+    organizations, and the run moves out of its Map once."""
     engine, harness, _ = reports
     owners = build_organizations(engine, ORGANIZATIONS)
     start_schedule(engine)
@@ -102,64 +122,73 @@ def test_every_owner_gets_exactly_one_report(
     assert len(delivered) == owners == 1650
     assert set(delivered.values()) == {1}
     assert len(list((tmp_path / "mail").glob("*.eml"))) == owners
-    with engine.db.reads() as session:
-        schedule = session.execute(select(ReportSchedule)).scalar_one()
-    assert (schedule.status, schedule.organizations) == ("done", ORGANIZATIONS)
+    run_id = the_run(engine)
+    assert [h.trigger for h in engine.history(run_id)] == ["start", "dated", "reported"]
+    assert engine.get(run_id).business_key == DAY
+    [reporting] = engine.maps(run_id)
+    assert (reporting.started, reporting.done, reporting.failed) == (ORGANIZATIONS,) * 2 + (0,)
+    assert set(prepared(engine, run_id).values()) == {1}
 
 
-def test_a_crash_halfway_resumes_from_the_mark(
+def test_a_crash_halfway_resumes_where_it_was(
     reports: tuple[Engine, WorkflowHarness, WeeklyReports],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A schedule that dies after ten pages resumes at its mark and still delivers once each."""
+    """A fan-out that dies listing its eleventh page resumes where it was: the pages
+    before stay started, and every organization is reported and delivered once."""
     engine, harness, group = reports
     owners = build_organizations(engine, ORGANIZATIONS)
-    pages = {"done": 0}
-    real = group.dispatch_page
+    pages = {"asked": 0}
+    real = group.organizations
 
-    def crashing(tc: Any, day: date) -> bool:
-        if pages["done"] == 10:
-            pages["done"] += 1
+    def crashing(ctx: Any, offset: int, limit: int) -> list[int]:
+        pages["asked"] += 1
+        if pages["asked"] == 11:
             raise ConnectionResetError("the worker lost its database halfway")
-        pages["done"] += 1
-        return real(tc, day)
+        return real(ctx, offset, limit)
 
-    monkeypatch.setattr(group, "dispatch_page", crashing)
+    monkeypatch.setattr(group, "organizations", crashing)
     start_schedule(engine)
-    harness.run_all()  # the retry, a durable timer on its outbox row, runs the schedule again
-    with engine.db.reads() as session:
-        schedule = session.execute(select(ReportSchedule)).scalar_one()
-    assert schedule.status == "done"
-    schedule_runs = [
-        d
-        for d in harness.deliveries
-        if d.message.task_name == "weekly_reports.schedule_organizations"
-    ]
-    assert len(schedule_runs) == 2
-    assert len({d.message.outbox_id for d in schedule_runs}) == 1
-    prepared = Counter(
-        d.message.kwargs["organization_id"]
-        for d in harness.deliveries
-        if d.message.task_name == "weekly_reports.prepare_organization_report"
-    )
-    assert len(prepared) == ORGANIZATIONS
-    assert set(prepared.values()) == {1}, "a page was dispatched twice: the mark was not kept"
+    harness.run_all()  # the fill's retry, a durable timer on its outbox row, goes on
+    fills = [d for d in harness.deliveries if d.message.task_name == "statewright.map_fill"]
+    assert len({d.message.outbox_id for d in fills}) < len(fills), "no fill was tried again"
+    run_id = the_run(engine)
+    assert engine.get(run_id).status == "succeeded"
+    done = prepared(engine, run_id)
+    assert len(done) == ORGANIZATIONS
+    assert set(done.values()) == {1}, "an organization was started twice"
     delivered = deliveries(engine)
     assert len(delivered) == owners
     assert set(delivered.values()) == {1}
 
 
+def test_a_date_is_reported_by_one_run(
+    reports: tuple[Engine, WorkflowHarness, WeeklyReports], tmp_path: Path
+) -> None:
+    """Starting the same date again (beat firing twice) finds the first run: nothing is
+    written or sent a second time."""
+    engine, harness, _ = reports
+    owners = build_organizations(engine, 20)
+    start_schedule(engine)
+    harness.run_all()
+    start_schedule(engine)
+    harness.run_all()
+    assert len(engine.list(workflow="weekly_reports")) == 1
+    assert len(deliveries(engine)) == owners
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == owners
+
+
 def test_a_task_delivered_twice_delivers_once(
     reports: tuple[Engine, WorkflowHarness, WeeklyReports], tmp_path: Path
 ) -> None:
-    """Running one organization's report twice writes and sends its reports once."""
+    """Every message delivered twice (the run's start, its fill, each organization's
+    item and sending): each report is written and sent once."""
     engine, harness, _ = reports
     build_organizations(engine, 3)
     start_schedule(engine)
     while (message := harness.step()) is not None:
-        if message.task_name != "weekly_reports.schedule_organizations":
-            harness.deliver(message)  # the broker hands it over again
+        harness.deliver(message)  # the broker hands every message over again
     delivered = deliveries(engine)
     assert set(delivered.values()) == {1}
     assert len(list((tmp_path / "mail").glob("*.eml"))) == len(delivered) == 4

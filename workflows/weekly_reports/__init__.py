@@ -1,4 +1,4 @@
-"""Weekly organization reports on Celery beat (a task group, not a state machine).
+"""Weekly organization reports: a workflow that maps over organizations (beat starts it).
 
 Names load when first used (``statewright --help`` imports the command line only).
 """

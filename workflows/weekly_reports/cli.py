@@ -33,7 +33,7 @@ def reports_run(
     from workflows.weekly_reports.tasks import WeeklyReports, parse_date
 
     with engine_from_env() as engine:
-        group = engine.registry.groups["weekly_reports"].instance
+        group = engine.registry.get("weekly_reports").instance
         assert isinstance(group, WeeklyReports)
         day = parse_date(report_date, datetime.now(UTC).date())
         if dry_run:

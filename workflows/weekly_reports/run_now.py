@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 
 from engine.api import Engine
 from engine.cli.common import err, out
-from models.reports import ReportDelivery, ReportSchedule
+from engine.errors import StatewrightError
+from models.reports import ReportDelivery
 from workflows.weekly_reports.report import active_organizations, build_report
-from workflows.weekly_reports.tasks import WeeklyReports
+from workflows.weekly_reports.tasks import WeeklyReports, run_key
 
 
 def _pages(engine: Engine, batch: int) -> list[int]:
@@ -56,14 +57,18 @@ def dry_run(engine: Engine, group: WeeklyReports, day: date) -> None:
 
 
 def run(engine: Engine, group: WeeklyReports, day: date) -> None:
+    """Start (or find) the run that reports on ``day`` and follow it: organizations
+    reported, then reports delivered. Embedded, this process runs it; with a broker,
+    the workers do."""
     total = len(_pages(engine, group.config.batch))
+    params = {"report_date": day.isoformat()}
+    started = engine.start(group.name, params, idempotency_key=run_key(day))
     worker = None
     if engine.settings.embedded:
         from engine.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine).start()
     try:
-        context = engine.task_context("weekly_reports", "schedule_organizations")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -71,24 +76,20 @@ def run(engine: Engine, group: WeeklyReports, day: date) -> None:
             TimeElapsedColumn(),
             console=err,
         ) as progress:
-            dispatching = progress.add_task("organizations dispatched", total=total)
-            while group.dispatch_page(context, day):
-                progress.update(dispatching, completed=_dispatched(engine, day))
-            progress.update(dispatching, completed=total)
+            reporting = progress.add_task("organizations reported", total=total)
+            while not (info := engine.get(started.id)).finished:
+                maps = engine.maps(started.id)
+                progress.update(reporting, completed=maps[0].done if maps else 0)
+                time.sleep(0.1)
+            progress.update(reporting, completed=total)
             if worker is not None:
                 _follow_deliveries(engine, day, progress)
     finally:
         if worker is not None:
             worker.stop()
-    out.print(f"report schedule {day.isoformat()}: {total} organizations dispatched")
-
-
-def _dispatched(engine: Engine, day: date) -> int:
-    with engine.db.reads() as session:
-        found = session.execute(
-            select(ReportSchedule.organizations).where(ReportSchedule.report_date == day)
-        ).scalar()
-    return int(found or 0)
+    if info.status != "succeeded":
+        raise StatewrightError(f"report run {info.id} {info.status}: {info.failure_reason}")
+    out.print(f"report run {info.id} for {day.isoformat()}: {total} organizations reported")
 
 
 def _follow_deliveries(engine: Engine, day: date, progress: Progress) -> None:

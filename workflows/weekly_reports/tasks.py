@@ -1,10 +1,14 @@
-"""Weekly organization reports: a beat-scheduled fan-out, resumable and delivered once.
+"""Weekly organization reports: a workflow that maps over organizations.
 
-``schedule_organizations`` walks active organizations in keyset pages; each page's
-``prepare_organization_report`` messages are dispatched after the commit that
-advances the schedule's high-water mark, so a retry or a crash resumes at the mark.
-``prepare_organization_report`` writes one delivery per owner (unique per date,
-organization and user), and ``deliver_reports`` sends the unsent ones.
+A run reports on one date (``report_date``), keyed by it, so a date is reported once
+however often it is started. ``dating`` checks the date; ``reporting`` is a Map over
+the active organizations, paged by id (keyset: each page starts after the last
+organization of the one before) and at most 50 at a time. Each organization's item
+writes one delivery per owner (unique per date, organization and user) and, in the
+same transaction, dispatches ``deliver_reports``, which sends the unsent ones. A
+crash resumes where the Map was: committed pages stay started, each item's writes
+and its count commit together, and a lost fill or item is sent again by the relay.
+Beat's ``schedule_organizations`` starts the week's run.
 """
 
 from __future__ import annotations
@@ -12,18 +16,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from celery.schedules import crontab
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
-from engine.context import TaskContext
-from engine.definition import TaskGroup, task
-from engine.errors import ConfigurationError, InvalidParamsError
+from engine.context import StepContext, TaskContext
+from engine.definition import Workflow, step, task
+from engine.errors import ConfigurationError, InvalidParamsError, PermanentError
+from engine.fanout import ItemContext, PageContext
+from engine.joins import Map
 from engine.silo import SiloMode
-from models.reports import ReportSchedule
 from workflows.relocation.mail import MailBackend, backend_from_url
 from workflows.weekly_reports.report import (
     active_organizations,
@@ -99,15 +102,30 @@ def parse_date(value: str | None, today: date) -> date:
         raise InvalidParamsError(f"report date {value!r} is not a date like 2026-11-23") from None
 
 
-def _bucket(organization_id: int, report_date: str) -> str:
-    return f"batch{organization_id // 1000}"
+def run_key(day: date) -> str:
+    """The idempotency key of the run that reports on ``day``: one run per date."""
+    return f"weekly-reports:{day.isoformat()}"
 
 
-class WeeklyReports(TaskGroup):
-    """Weekly reports to the owners of every active organization."""
+class WeeklyReports(Workflow):
+    """Weekly reports to the owners of every active organization, a Map over them."""
 
     name = "weekly_reports"
     silo_mode = SiloMode.REGION
+    transitions = [("dated", "dating", "reporting"), ("reported", "reporting", "done")]
+    terminal = ["done"]
+    business_key = "report_date"
+    maps = {
+        "reporting": Map(
+            items="organizations",
+            each="prepare",
+            concurrency=50,
+            page_size=500,
+            attempts=8,
+            on_done="reported",
+            reason="Weekly reports could not be prepared for every organization",
+        )
+    }
 
     def __init__(self, config: ReportsConfig | None = None) -> None:
         self._config = config
@@ -119,59 +137,41 @@ class WeeklyReports(TaskGroup):
             self._config = ReportsConfig.from_env()
         return self._config
 
+    @step(initial=True)
+    def dating(self, ctx: StepContext) -> Literal["dated"]:
+        """Check the report date (a bad one fails the run at once) and keep it."""
+        try:
+            day = parse_date(ctx.params.get("report_date"), ctx.now.date())
+        except InvalidParamsError as error:
+            raise PermanentError(str(error)) from None
+        ctx.context["report_date"] = day.isoformat()
+        return "dated"
+
+    def organizations(self, ctx: PageContext, offset: int, limit: int) -> list[int]:
+        """Active organizations after the last one of the page before, by id."""
+        return active_organizations(ctx.session, ctx.after or 0, limit)
+
+    def prepare(self, ctx: ItemContext) -> dict[str, int] | None:
+        """One organization: its deliveries (once each) and their sending, after commit."""
+        day = date.fromisoformat(ctx.context["report_date"])
+        report = build_report(ctx.session, ctx.item, day, self.config.period)
+        if report is None:
+            return None  # deleted since it was listed: nothing to report
+        written = record_deliveries(ctx.session, report, day, self.config.period, ctx.now)
+        if written:
+            ctx.enqueue("deliver_reports", organization_id=ctx.item, report_date=day.isoformat())
+        return {"owners": len(report.owners), "written": written}
+
     @task(schedule=weekly_schedule, **RETRY)
     def schedule_organizations(self, tc: TaskContext, report_date: str | None = None) -> None:
-        """Dispatch one report per active organization, page by page, from the mark on."""
-        day = parse_date(report_date, tc.now.date())
-        while self.dispatch_page(tc, day):
-            pass
-
-    def dispatch_page(self, tc: TaskContext, day: date) -> bool:
-        """Dispatch the next page and move the mark, in one transaction; ``False`` when done."""
-        with tc.transaction() as session:
-            schedule = _schedule(session, day, tc)
-            if schedule.status == "done":
-                return False
-            page = active_organizations(session, schedule.high_water, self.config.batch)
-            if not page:
-                schedule.status = "done"
-                schedule.finished_at = tc.now
-                tc.log.info(
-                    "report schedule finished",
-                    date=day.isoformat(),
-                    organizations=schedule.organizations,
-                )
-                return False
-            for organization_id in page:
-                tc.enqueue(
-                    session,
-                    "prepare_organization_report",
-                    organization_id=organization_id,
-                    report_date=day.isoformat(),
-                )
-            schedule.high_water = page[-1]
-            schedule.organizations += len(page)
-        tc.metrics.incr("reports.dispatched", len(page), {"task": "schedule_organizations"})
-        return True
-
-    @task(stat_suffix=_bucket, **RETRY)
-    def prepare_organization_report(
-        self, tc: TaskContext, organization_id: int, report_date: str
-    ) -> None:
-        """Write the organization's deliveries (once each) and have them sent after commit."""
+        """Start the run that reports on ``report_date`` (today by default), once per date."""
         day = parse_date(report_date, tc.now.date())
         with tc.transaction() as session:
-            report = build_report(session, organization_id, day, self.config.period)
-            if report is None:
-                return
-            if record_deliveries(session, report, day, self.config.period, tc.now):
-                tc.enqueue(
-                    session,
-                    "deliver_reports",
-                    organization_id=organization_id,
-                    report_date=report_date,
-                )
-            tc.done(session)  # the deliveries, their sending task and the done mark at once
+            run_id, started = tc.start_run(
+                session, self.name, {"report_date": day.isoformat()}, run_key(day)
+            )
+            tc.done(session)
+        tc.log.info("report run started" if started else "report run exists", run=run_id)
 
     @task(**RETRY)
     def deliver_reports(self, tc: TaskContext, organization_id: int, report_date: str) -> None:
@@ -191,17 +191,3 @@ class WeeklyReports(TaskGroup):
                     tc.done(session)
                     return
             tc.metrics.incr("reports.delivered", 1, {"task": "deliver_reports"})
-
-
-def _schedule(session: Session, day: date, tc: TaskContext) -> ReportSchedule:
-    statement = select(ReportSchedule).where(ReportSchedule.report_date == day)
-    if tc.is_postgresql:
-        statement = statement.with_for_update()
-    schedule = session.execute(statement).scalar_one_or_none()
-    if schedule is None:
-        schedule = ReportSchedule(
-            report_date=day, high_water=0, organizations=0, status="running", started_at=tc.now
-        )
-        session.add(schedule)
-        session.flush()
-    return schedule
