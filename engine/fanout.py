@@ -457,6 +457,10 @@ class Fanout:
                     return
                 link, parent, spec = found
                 workflow = parent.workflow
+                if self._stopped(parent):
+                    reason = f"its run was {parent.status} before the item ran"
+                    self._settle(session, link, attempt, "cancelled", None, reason)
+                    return
                 if attempt > spec.attempts:
                     reason = "worker lost: the item's attempts are spent"
                     self._settle(session, link, attempt, "failed", None, reason)
@@ -476,6 +480,13 @@ class Fanout:
             self._end_item(item_id, attempt, f"{type(error).__name__}: {error}")
         finally:
             session.close()
+
+    def _stopped(self, parent: WorkflowRun) -> bool:
+        """Whether the item's run was cancelled or failed with a policy that stops its
+        items: those not yet run end as cancelled instead of running."""
+        if parent.status not in ("cancelled", "failed"):
+            return False
+        return self._registry.get(parent.workflow).child_policy != "leave"
 
     def _item(
         self, session: Session, item_id: int

@@ -226,3 +226,20 @@ def test_a_source_that_keeps_failing_fails_the_run(
         f"{engine.maps(run.id)[0].started}"
     )
     assert engine.maps(run.id)[0].started <= 20
+
+
+def test_task_items_of_a_cancelled_run_end_without_running(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """Task items already dispatched when their run is cancelled end as cancelled, with
+    the reason, and their work is not done."""
+    run = engine.start("map_tasks", {"items": 20})
+    while not any(m.task_name == "statewright.map_item" for m in harness.queue.messages):
+        harness.step()
+    engine.cancel(run.id)
+    harness.run_all()
+    stopped = engine.failed_items(run.id)
+    assert stopped
+    assert {f.reason for f in stopped} == {"its run was cancelled before the item ran"}
+    with engine.db.reads() as session:
+        assert effect_counts(session, run.id) == {}
