@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.api import Engine
+from engine.children import ChildInfo, ParentLink
 from engine.errors import InvalidParamsError
+from engine.fanout import MapInfo
 from engine.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo
 from engine.redaction import redact_text, redact_value
 from engine.registry import StepOptions
 
+#: Children a run page lists (a Map's items are counted, not listed).
+SHOWN_CHILDREN = 50
 FILTER_FIELDS = ("workflow", "status", "state", "started_from", "started_to", "text", "key")
 
 
@@ -46,6 +50,10 @@ class RunView:
     context: dict[str, Any]
     signals: tuple[str, ...]
     pause_states: list[str]
+    #: The run that started this one, its children (the first page) and its Maps.
+    parent: ParentLink | None = None
+    children: list[ChildInfo] = field(default_factory=list)
+    maps: list[MapInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,9 @@ def run_view(engine: Engine, run_id: str) -> RunView:
         context=redact_value("", run.context),
         signals=definition.triggers_from(run.state) if definition else (),
         pause_states=[s for s in ahead if definition and s in definition.steps],
+        parent=engine.parent(run_id),
+        children=engine.children(run_id, limit=SHOWN_CHILDREN),
+        maps=engine.maps(run_id),
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -238,3 +239,27 @@ def test_workflow_pages_show_states_options_counts_and_diagram(
     assert diagram.headers["content-type"] == "image/svg+xml"
     assert b"fetching" in diagram.content
     assert b"cancelled" in diagram.content
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_run_page_links_parent_children_and_maps(make_engine: Any) -> None:
+    """A parent's page lists its children with links; a child's links its parent; a
+    Map's page shows its counters."""
+    from engine.testing import WorkflowHarness
+    from tests.child_workflows import WORKFLOWS
+
+    engine = make_engine(WORKFLOWS)
+    harness = WorkflowHarness(engine)
+    parent = engine.start("parent", {"children": 2, "fail": 1})
+    mapped = engine.start("map_tasks", {"items": 12})
+    harness.run_all()
+    app = create_app(engine, Access(token=TOKEN, user="ops:pa55", loopback=True))
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        page = client.get(f"/runs/{parent.id}").text
+        [first, second] = engine.children(parent.id)
+        assert f'href="/runs/{first.run_id}"' in page
+        assert "child 1 cannot work" in page
+        assert (
+            f'Started by <a href="/runs/{parent.id}">' in client.get(f"/runs/{second.run_id}").text
+        )
+        assert '<table id="run-maps">' in client.get(f"/runs/{mapped.id}").text
