@@ -114,16 +114,16 @@ class RunRecorder:
     ) -> None:
         """Dispatch a task after ``session`` commits, on its own queue (or ``queue``); its
         outbox row stays until the task finishes (see ``engine.deliveries``)."""
-        found = self._registry.task_spec(task_name)
-        if queue is not None:
-            pass
-        elif found is not None:
-            queue = task_queue(*found, self._settings.default_queue)
-        elif self._queue_of is not None:
-            queue = self._queue_of(task_name)
-        else:
-            queue = self._settings.default_queue
+        queue = queue or self._task_queue(task_name)
         self._dispatcher.enqueue(session, task_name, kwargs=kwargs, queue=queue, run_id=run_id)
+
+    def _task_queue(self, task_name: str) -> str:
+        found = self._registry.task_spec(task_name)
+        if found is not None:
+            return task_queue(*found, self._settings.default_queue)
+        if self._queue_of is not None:
+            return self._queue_of(task_name)
+        return self._settings.default_queue
 
     def dispatch(
         self,
