@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine import DefinitionError, Engine, InMemoryMetrics, StepContext, Workflow, step
+from engine import (
+    DefinitionError,
+    Engine,
+    InMemoryMetrics,
+    InvalidParamsError,
+    StepContext,
+    Workflow,
+    step,
+)
 from engine.joins import Map
 from engine.testing import WorkflowHarness
 from models import WorkflowRun
@@ -235,3 +243,36 @@ def test_map_declarations_are_checked_against_the_workflow() -> None:
             @step(initial=True)
             def start(self, ctx: StepContext) -> str:
                 return "go"
+
+
+def test_an_unknown_child_policy_is_refused() -> None:
+    """child_policy must be cancel, abort or leave."""
+    with pytest.raises(DefinitionError, match="child_policy 'kill' is not allowed; allowed:"):
+
+        class Killer(Workflow):
+            name = "killer"
+            transitions = [("go", "start", "end")]
+            terminal = ["end"]
+            child_policy = "kill"
+
+            @step(initial=True)
+            def start(self, ctx: StepContext) -> str:
+                return "go"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bad_child_key_fails_the_step_with_a_clear_reason(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A child key that is empty or too long is refused, naming it; nothing starts."""
+    run = engine.start("parent", {"children": 1})
+    claimed = harness.claim_next()
+    with engine.db.transaction() as session:
+        ctx = StepContext.for_claim(
+            claimed.claim, session, engine.clock.now(), None, engine.child_runs
+        )
+        for bad in ("", "k" * 101):
+            with pytest.raises(InvalidParamsError, match=f"child key '{bad}' is not allowed"):
+                ctx.start_child("child", {}, key=bad)
+    assert child_runs(engine) == 0
+    assert engine.get(run.id).state == "spawning"
