@@ -23,19 +23,19 @@ import structlog
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.errors import IllegalOperationError, InvalidParamsError
-from engine.metrics import Metrics
-from engine.persistence import Database, lock_run
-from engine.recorder import RunRecorder
-from engine.registry import Registry, StepOptions
-from models.children import WorkflowChild
-from models.engine import WorkflowRun
+from statewright.clock import Clock
+from statewright.errors import IllegalOperationError, InvalidParamsError
+from statewright.metrics import Metrics
+from statewright.models.children import WorkflowChild
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database, lock_run
+from statewright.recorder import RunRecorder
+from statewright.registry import Registry, StepOptions
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
-    from engine.fanout import Fanout
-    from engine.operations import Operations
+    from statewright.context import StepContext
+    from statewright.fanout import Fanout
+    from statewright.operations import Operations
 
 log = structlog.get_logger("statewright.children")
 

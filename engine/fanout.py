@@ -24,24 +24,24 @@ from celery.exceptions import Retry
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.children import STOP_CHILDREN_TASK as STOP_CHILDREN
-from engine.children import Children
-from engine.clock import Clock
-from engine.deliveries import DeliverySuperseded, current_delivery
-from engine.errors import InvalidParamsError, PermanentError
-from engine.joins import Map
-from engine.jsonvalues import check_json_object
-from engine.metrics import Metrics
-from engine.persistence import Database, lock_run
-from engine.recorder import RunRecorder
-from engine.redaction import redact_text
-from engine.registry import Registry, StepOptions
-from models.children import WorkflowChild, WorkflowMap
-from models.engine import WorkflowRun
+from statewright.children import STOP_CHILDREN_TASK as STOP_CHILDREN
+from statewright.children import Children
+from statewright.clock import Clock
+from statewright.deliveries import DeliverySuperseded, current_delivery
+from statewright.errors import InvalidParamsError, PermanentError
+from statewright.joins import Map
+from statewright.jsonvalues import check_json_object
+from statewright.metrics import Metrics
+from statewright.models.children import WorkflowChild, WorkflowMap
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database, lock_run
+from statewright.recorder import RunRecorder
+from statewright.redaction import redact_text
+from statewright.registry import Registry, StepOptions
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
-    from engine.operations import Operations
+    from statewright.context import StepContext
+    from statewright.operations import Operations
 
 log = structlog.get_logger("statewright.fanout")
 

@@ -7,7 +7,7 @@ over the items its source gives, page by page, at most ``concurrency`` at a time
 child runs of ``workflow`` or as calls of ``each``; when the last item finishes, the
 state's step (the engine's) takes ``on_done``, or ``on_failed`` when more items
 failed than ``tolerate`` allows. Both are validated when a workflow is declared;
-``engine.children`` and ``engine.fanout`` run them.
+``statewright.children`` and ``statewright.fanout`` run them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import DefinitionError
+from statewright.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
-    from engine.definition import Edge, StepSpec
+    from statewright.context import StepContext
+    from statewright.definition import Edge, StepSpec
 
 #: What a parent's cancel or abort does to its children still running.
 CHILD_POLICIES = ("cancel", "abort", "leave")
@@ -208,7 +208,7 @@ def collect_maps(
 def map_step(workflow: Any, ctx: StepContext) -> str:
     """The step of every Map state: runs once its last item has finished, and takes
     ``on_done``, or ``on_failed`` (or fails the run) past the tolerance."""
-    from engine.fanout import map_outcome  # the runtime needs the engine's modules
+    from statewright.fanout import map_outcome  # the runtime needs the engine's modules
 
     spec = type(workflow).definition.steps[ctx.state].map
     assert spec is not None

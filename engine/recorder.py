@@ -29,14 +29,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.config import Settings
-from engine.context import Claim
-from engine.dispatch import Dispatcher
-from engine.metrics import Metrics
-from engine.polls import fold_poll
-from engine.redaction import redact_text, redact_value
-from engine.registry import Registry, task_queue
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.config import Settings
+from statewright.context import Claim
+from statewright.dispatch import Dispatcher
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.polls import fold_poll
+from statewright.redaction import redact_text, redact_value
+from statewright.registry import Registry, task_queue
 
 
 class Advanced(enum.Enum):
@@ -69,7 +69,7 @@ class RunRecorder:
         self._metrics = metrics
         #: The queue of a task that is not a workflow's (raises for an unknown task).
         self._queue_of = queue_of
-        #: Child runs and Maps (``engine.children.Children``), set by the engine: holds
+        #: Child runs and Maps (``statewright.children.Children``), set by the engine: holds
         #: a join or Map state's step until its children are done, counts finished runs.
         self.children: Any = None
 
@@ -113,7 +113,7 @@ class RunRecorder:
         queue: str | None = None,
     ) -> None:
         """Dispatch a task after ``session`` commits, on its own queue (or ``queue``); its
-        outbox row stays until the task finishes (see ``engine.deliveries``)."""
+        outbox row stays until the task finishes (see ``statewright.deliveries``)."""
         queue = queue or self._task_queue(task_name)
         self._dispatcher.enqueue(session, task_name, kwargs=kwargs, queue=queue, run_id=run_id)
 

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, JSONType, UTCDateTime
+from statewright.models.base import Base, BigId, JSONType, UTCDateTime
 
 #: What a child (or a Map item) can be: started and not finished, or finished one way.
 CHILD_STATUSES = ("running", "succeeded", "failed", "cancelled")

@@ -13,10 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from engine import PermanentError, Poll, StepContext, Workflow, step
-from engine.fanout import ItemContext, PageContext
-from engine.joins import Map
-from engine.waits import Wait
+from statewright import PermanentError, Poll, StepContext, Workflow, step
+from statewright.fanout import ItemContext, PageContext
+from statewright.joins import Map
+from statewright.waits import Wait
 from tests.sample_workflows import record_effect
 
 

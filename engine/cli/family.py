@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli.common import JsonFlag, RunId, engine_from_env, out, print_json, status_markup
+from statewright.cli.common import JsonFlag, RunId, engine_from_env, out, print_json, status_markup
 
 if TYPE_CHECKING:
-    from engine.api import Engine
+    from statewright.api import Engine
 
 #: Children listed by ``runs show`` (``--json`` too); a Map's items are counted, not listed.
 SHOWN_CHILDREN = 50

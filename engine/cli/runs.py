@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from engine.cli.common import (
+from statewright.cli.common import (
     JsonFlag,
     RunId,
     Status,
@@ -25,10 +25,10 @@ from engine.cli.common import (
     wait_with_progress,
     waited_exit_code,
 )
-from engine.cli.family import family_json, print_family, runs_failed_items
+from statewright.cli.family import family_json, print_family, runs_failed_items
 
 if TYPE_CHECKING:
-    from engine.queries import RunInfo
+    from statewright.queries import RunInfo
 
 runs_app = typer.Typer(
     help="Start, find, inspect, follow and operate runs. A RUN_ID may be shortened to any "

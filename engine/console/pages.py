@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.api import Engine
-from engine.children import ChildInfo, ParentLink
-from engine.errors import InvalidParamsError
-from engine.fanout import MapInfo
-from engine.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo
-from engine.redaction import redact_text, redact_value
-from engine.registry import StepOptions
+from statewright.api import Engine
+from statewright.children import ChildInfo, ParentLink
+from statewright.errors import InvalidParamsError
+from statewright.fanout import MapInfo
+from statewright.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo
+from statewright.redaction import redact_text, redact_value
+from statewright.registry import StepOptions
 
 #: Children a run page lists (a Map's items are counted, not listed).
 SHOWN_CHILDREN = 50

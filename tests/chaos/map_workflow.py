@@ -8,9 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from engine import RetryPolicy, StepContext, Workflow, step
-from engine.fanout import ItemContext, PageContext
-from engine.joins import Map
+from statewright import RetryPolicy, StepContext, Workflow, step
+from statewright.fanout import ItemContext, PageContext
+from statewright.joins import Map
 from tests.sample_workflows import record_effect
 
 

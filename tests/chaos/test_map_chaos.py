@@ -38,7 +38,7 @@ def test_map_joins_once_while_workers_are_killed(make_cluster: ClusterFactory, p
         STATEWRIGHT_LEASE_GRACE="2",
         STATEWRIGHT_DISPATCH_TIMEOUT="6",
     )
-    from engine import Engine, Settings
+    from statewright import Engine, Settings
     from tests.chaos.map_workflow import WORKFLOWS
 
     cluster.engine.close()

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from engine import ConfigurationError, Engine, IllegalOperationError, Settings
-from engine.console import Access, access_for, create_app, is_loopback
+from statewright import ConfigurationError, Engine, IllegalOperationError, Settings
+from statewright.console import Access, access_for, create_app, is_loopback
 from tests.console.conftest import TOKEN
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -189,7 +189,7 @@ def test_events_announce_each_change_of_the_run_and_stop_when_the_browser_leaves
 ) -> None:
     """The event stream sends the run's state at once, again after it changes, and ends
     when the browser goes away."""
-    from engine.console.events import run_events
+    from statewright.console.events import run_events
 
     run = engine.start("waiter", {})
 
@@ -245,7 +245,7 @@ def test_workflow_pages_show_states_options_counts_and_diagram(
 def test_run_page_links_parent_children_and_maps(make_engine: Any) -> None:
     """A parent's page lists its children with links; a child's links its parent; a
     Map's page shows its counters."""
-    from engine.testing import WorkflowHarness
+    from statewright.testing import WorkflowHarness
     from tests.child_workflows import WORKFLOWS
 
     engine = make_engine(WORKFLOWS)

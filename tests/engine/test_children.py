@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine import (
+from statewright import (
     DefinitionError,
     Engine,
     InMemoryMetrics,
@@ -17,9 +17,9 @@ from engine import (
     Workflow,
     step,
 )
-from engine.joins import Map
-from engine.testing import WorkflowHarness
-from models import WorkflowRun
+from statewright.joins import Map
+from statewright.models import WorkflowRun
+from statewright.testing import WorkflowHarness
 from tests.child_workflows import WORKFLOWS
 from tests.conftest import EngineFactory
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from engine import Engine, InMemoryMetrics
-from engine.testing import WorkflowHarness
-from models import WorkflowChild
+from statewright import Engine, InMemoryMetrics
+from statewright.models import WorkflowChild
+from statewright.testing import WorkflowHarness
 from tests.child_workflows import WORKFLOWS
 from tests.conftest import EngineFactory
 from tests.sample_workflows import effect_counts
@@ -188,7 +188,7 @@ def test_cancelling_a_mapping_parent_cancels_its_item_runs(
 def test_diagrams_show_joins_and_maps() -> None:
     """A join state names its child policy; a Map state what it maps over, how widely
     and what it tolerates, and its two ways out are marked."""
-    from engine.diagrams import mermaid
+    from statewright.diagrams import mermaid
     from tests.child_workflows import AbortingParent, MapRuns, MapTasks
 
     joining = mermaid(AbortingParent.definition)

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from engine import Engine, NullMetrics, Settings, VirtualClock
-from engine.testing import WorkflowHarness
-from models import WorkflowChild
+from statewright import Engine, NullMetrics, Settings, VirtualClock
+from statewright.models import WorkflowChild
+from statewright.testing import WorkflowHarness
 from tests.child_workflows import WIDE_PAGES, WORKFLOWS
 
 ITEMS = int(os.environ.get("STATEWRIGHT_MAP_SCALE_ITEMS", "100000"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine
 
-from engine import Engine
-from engine.testing import WorkflowHarness
+from statewright import Engine
+from statewright.testing import WorkflowHarness
 from tests.child_workflows import MapTasks
 from tests.sample_workflows import test_metadata
 

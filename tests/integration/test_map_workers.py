@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine import Engine, Settings
-from models import WorkflowChild
+from statewright import Engine, Settings
+from statewright.models import WorkflowChild
 from tests.child_workflows import WORKFLOWS
 from tests.integration.conftest import ClusterFactory
 from tests.sample_workflows import effects

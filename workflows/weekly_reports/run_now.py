@@ -9,12 +9,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from engine.api import Engine
-from engine.cli.common import err, out
-from engine.errors import StatewrightError
-from models.reports import ReportDelivery
-from workflows.weekly_reports.report import active_organizations, build_report
-from workflows.weekly_reports.tasks import WeeklyReports, run_key
+from statewright.api import Engine
+from statewright.cli.common import err, out
+from statewright.errors import StatewrightError
+from statewright.models.reports import ReportDelivery
+from statewright.workflows.weekly_reports.report import active_organizations, build_report
+from statewright.workflows.weekly_reports.tasks import WeeklyReports, run_key
 
 
 def _pages(engine: Engine, batch: int) -> list[int]:
@@ -65,7 +65,7 @@ def run(engine: Engine, group: WeeklyReports, day: date) -> None:
     started = engine.start(group.name, params, idempotency_key=run_key(day))
     worker = None
     if engine.settings.embedded:
-        from engine.embedded import EmbeddedWorker
+        from statewright.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine).start()
     try:

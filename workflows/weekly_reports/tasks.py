@@ -21,14 +21,14 @@ from typing import Any, Literal
 from celery.schedules import crontab
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from engine.context import StepContext, TaskContext
-from engine.definition import Workflow, step, task
-from engine.errors import ConfigurationError, InvalidParamsError, PermanentError
-from engine.fanout import ItemContext, PageContext
-from engine.joins import Map
-from engine.silo import SiloMode
-from workflows.relocation.mail import MailBackend, backend_from_url
-from workflows.weekly_reports.report import (
+from statewright.context import StepContext, TaskContext
+from statewright.definition import Workflow, step, task
+from statewright.errors import ConfigurationError, InvalidParamsError, PermanentError
+from statewright.fanout import ItemContext, PageContext
+from statewright.joins import Map
+from statewright.silo import SiloMode
+from statewright.workflows.relocation.mail import MailBackend, backend_from_url
+from statewright.workflows.weekly_reports.report import (
     active_organizations,
     build_report,
     record_deliveries,
