@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +28,9 @@ from engine.deliveries import PendingTask, TaskDeliveries, current_delivery
 from engine.dispatch import DEADLINE_TASK, Dispatcher, Publisher
 from engine.errors import StatewrightError, UnknownStateError, UnknownTaskError
 from engine.execution import StepExecutor
+from engine.hooks.step_logs import StepLogs
+from engine.hooks.step_metrics import StepMetrics
+from engine.hooks.step_sentry import StepSentry
 from engine.instrumentation import InstrumentedTask, bind_step
 from engine.metrics import (
     FanoutMetrics,
@@ -67,6 +70,7 @@ from engine.replay import ReplayedState, export_history, load_history, replay
 from engine.retention import DEFAULT_BATCH, PurgeResult, Retention
 from engine.schedule_operations import ScheduleOperations
 from engine.scheduler import Scheduler
+from engine.step_events import StepObserver, StepObservers
 from engine.timers import Timers
 
 #: Seconds a published outbox row waits to be deleted together with others (well under
@@ -78,7 +82,9 @@ class Engine:
     """Runs workflows: the operations API, the Celery app, the relay and the reaper.
 
     ``workflows`` defaults to the modules named by ``settings.workflow_modules``.
-    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic. A
+    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic.
+    ``observers`` are told what happens to each step (``engine.step_events``), after
+    the engine's own metrics, logs and Sentry reports. A
     ``VirtualClock`` is used as it is (it stands for the database's clock too); any
     other clock is read through ``DatabaseClock``, so leases and timers follow the
     database's time whatever this machine's clock says.
@@ -94,6 +100,7 @@ class Engine:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        observers: Sequence[StepObserver] = (),
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.db = Database(self.settings.database_url)
@@ -138,7 +145,16 @@ class Engine:
             dispatch_timeout=self.settings.dispatch_timeout,
         )
         self.recorder = RunRecorder(
-            self.registry, self.dispatcher, self.settings, self.metrics, self._task_queue
+            self.registry,
+            self.dispatcher,
+            self.settings,
+            self.metrics,
+            self._task_queue,
+            store=self.db.runs,
+        )
+        #: Told what happens to each step: metrics, logs and Sentry, then ``observers``.
+        self.step_observers = StepObservers(
+            [StepMetrics(self.metrics), StepLogs(), StepSentry(), *observers]
         )
         self.executor = StepExecutor(
             self.db,
@@ -146,8 +162,8 @@ class Engine:
             self.recorder,
             self.settings,
             self.clock,
-            self.metrics,
             rng or random.Random(),
+            self.step_observers,
         )
         self.timers = Timers(
             self.db,

@@ -7,27 +7,11 @@ commits, so a transition and its history and dispatch land atomically.
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Select,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    update,
-)
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningUpdate
-from sqlalchemy.sql.elements import ColumnElement
 
 from engine.config import Settings
 from engine.context import Claim
@@ -36,7 +20,8 @@ from engine.metrics import Metrics
 from engine.polls import fold_poll
 from engine.redaction import redact_text, redact_value
 from engine.registry import Registry, task_queue
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from engine.stores import RunStore
+from models.engine import WorkflowRun, WorkflowTransition
 
 
 class Advanced(enum.Enum):
@@ -62,8 +47,12 @@ class RunRecorder:
         settings: Settings,
         metrics: Metrics,
         queue_of: Callable[[str], str] | None = None,
+        *,
+        store: RunStore,
     ) -> None:
         self._registry = registry
+        #: The run table's statements, as the engine's database runs them.
+        self._store = store
         self._dispatcher = dispatcher
         self._settings = settings
         self._metrics = metrics
@@ -233,9 +222,9 @@ class RunRecorder:
 
         While a claim is ours nothing but the pause and cancel flags can change the run
         (every other move bumps the token), so the claim is the run as it stands. The
-        statements are built once and bound per step; on PostgreSQL they are one
-        statement (data-modifying CTEs), elsewhere three. A claimed next step comes back
-        with its claim, read from the row the statement wrote.
+        statements are built once and bound per step; the run store runs them (on
+        PostgreSQL as one statement). A claimed next step comes back with its claim,
+        read from the row the statement wrote.
         """
         terminal = self._registry.get(claim.workflow).is_terminal(dest)
         step = None if terminal else self._registry.step(claim.workflow, dest)
@@ -264,38 +253,21 @@ class RunRecorder:
         if claim_next:
             params["a_claim_lease"] = claim_lease
             params["a_marker"] = claim.successor_marker
-        # Core statements on the session's connection: no ORM bookkeeping for them
-        connection = session.connection()
-        outbox_id: int | None = None
-        if connection.dialect.name == "postgresql":
-            statement = _advance_in_one_statement(terminal, claim_next)
-            moved = connection.execute(statement, params).first()
-            if moved is None:
-                return Advanced.FENCED, None
-            outbox_id, claimed = moved.outbox_id, bool(moved.claimed)
-        else:
-            moved = connection.execute(_fenced_move(terminal, claim_next), params).first()
-            if moved is None:
-                return Advanced.FENCED, None
-            claimed = bool(moved.claimed)
-            connection.execute(insert(WorkflowTransition).values(_history_values()), params)
-            if terminal:
-                self._dispatcher.discard_for_run(session, claim.run_id)
-            elif not claimed:
-                outbox = insert(OutboxMessage).values(_outbox_values())
-                outbox_id = connection.execute(outbox.returning(OutboxMessage.id), params).scalar()
+        moved = self._store.advance(session, params, terminal=terminal, claim_next=claim_next)
+        if moved is None:
+            return Advanced.FENCED, None
         if step is None:
             self._metrics.incr(
                 "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
             )
             return Advanced.FINISHED, None
-        if claimed:
-            return Advanced.CLAIMED, Claim.of(moved)
-        assert outbox_id is not None
+        if moved.claimed:
+            return Advanced.CLAIMED, Claim.of(moved.row)
+        assert moved.outbox_id is not None
         self._dispatcher.committed_message(
             session,
             step.task_name,
-            outbox_id=outbox_id,
+            outbox_id=moved.outbox_id,
             kwargs=params["a_kwargs"],
             queue=step.queue,
         )
@@ -399,174 +371,3 @@ class RunRecorder:
         run.failure_detail = redact_value("failure_detail", detail) if detail else detail
         run.finished_at = now
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
-
-
-#: What a claiming statement returns: the columns ``Claim.of`` reads.
-CLAIM_COLUMNS = (
-    WorkflowRun.id,
-    WorkflowRun.workflow,
-    WorkflowRun.state,
-    WorkflowRun.token,
-    WorkflowRun.attempt,
-    WorkflowRun.polls,
-    WorkflowRun.params,
-    WorkflowRun.context,
-    WorkflowRun.state_entered_at,
-    WorkflowRun.entry_seq,
-    WorkflowRun.history_len,
-)
-
-
-def nothing_asked_at(state: Any) -> ColumnElement[bool]:
-    """The run has no cancel or pause asked for, now or at ``state``: a claim of
-    ``state``'s step may go ahead."""
-    run = WorkflowRun
-    return and_(
-        run.cancel_requested.is_(False),
-        run.pause_requested.is_(False),
-        or_(run.pause_at.is_(None), run.pause_at != state),
-        or_(run.cancel_at.is_(None), run.cancel_at != state),
-    )
-
-
-def _bound(name: str, column: Any) -> Any:
-    return bindparam(name, type_=column.type)
-
-
-@functools.cache
-def _fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[Any]:
-    """The move of a claimed run to ``a_dest``, fenced on the claim's token; returns the
-    run's id and whether ``a_dest``'s step is claimed by this worker (with
-    ``claim_next``, also the columns of that claim).
-
-    With ``claim_next``, the step is claimed (attempt 1, leased until
-    ``a_claim_lease``, marked with ``a_marker``) unless the run has a pause or cancel
-    asked for, as a claim would.
-    """
-    run = WorkflowRun
-    runs = WorkflowRun.__table__.c
-    moment = _bound("a_now", runs.updated_at)
-    dest = _bound("a_dest", runs.state)
-    lease = _bound("a_lease", runs.lease_expires_at)
-    claimed: Any = False
-    attempt: Any = 0
-    marker: Any = None
-    if claim_next:
-        claimed = nothing_asked_at(dest)
-        attempt = case((claimed, 1), else_=0)
-        lease = case((claimed, _bound("a_claim_lease", runs.lease_expires_at)), else_=lease)
-        marker = case((claimed, _bound("a_marker", runs.claim_marker)), else_=None)
-    values: dict[str, Any] = {
-        "state": dest,
-        "attempt": attempt,
-        "polls": 0,
-        "token": _bound("a_new_token", runs.token),
-        "claimed": claimed,
-        "state_entered_at": moment,
-        "entry_seq": _bound("a_seq", runs.entry_seq),
-        "history_len": _bound("a_seq", runs.history_len),
-        "updated_at": moment,
-        "context": _bound("a_context", runs.context),
-    }
-    if claim_next:
-        values["claim_marker"] = marker
-    if terminal:
-        values.update(
-            status="succeeded",
-            lease_expires_at=None,
-            pause_requested=False,
-            cancel_requested=False,
-            pause_at=None,
-            cancel_at=None,
-            finished_at=moment,
-        )
-    else:
-        values["lease_expires_at"] = lease
-    return (
-        update(run)
-        .where(
-            run.id == bindparam("a_run_id"),
-            run.token == bindparam("a_token"),
-            run.claimed.is_(True),
-            run.status == "running",
-        )
-        .values(values)
-        .returning(run.claimed, *(CLAIM_COLUMNS if claim_next else (run.id,)))
-    )
-
-
-def _history_values() -> dict[str, Any]:
-    """The history row of a move, column by column."""
-    c = WorkflowTransition.__table__.c
-    return {
-        "run_id": _bound("a_run_id", c.run_id),
-        "seq": _bound("a_seq", c.seq),
-        "from_state": _bound("a_from", c.from_state),
-        "trigger": _bound("a_trigger", c.trigger),
-        "to_state": _bound("a_dest", c.to_state),
-        "attempt": _bound("a_attempt", c.attempt),
-        "token": _bound("a_token", c.token),
-        "at": _bound("a_now", c.at),
-        "duration_ms": _bound("a_duration", c.duration_ms),
-    }
-
-
-def _outbox_values() -> dict[str, Any]:
-    """The outbox row of the next step's message, column by column."""
-    c = OutboxMessage.__table__.c
-    return {
-        "task_name": _bound("a_task", c.task_name),
-        "args": literal([], c.args.type),
-        "kwargs": _bound("a_kwargs", c.kwargs),
-        "queue": _bound("a_queue", c.queue),
-        "run_id": _bound("a_run_id", c.run_id),
-        "token": _bound("a_new_token", c.token),
-        "not_before": _bound("a_now", c.not_before),
-        "created_at": _bound("a_now", c.created_at),
-    }
-
-
-@functools.cache
-def _advance_in_one_statement(terminal: bool, claim_next: bool = False) -> Select[Any]:
-    """PostgreSQL: the fenced move, its history row and the next outbox row (or, for a
-    finished run, the removal of its waiting timers) as one statement. The outbox row
-    is written only if the move did not claim the next step for this worker.
-
-    Returns no row when fenced off; otherwise the moved run's returned columns (see
-    ``_fenced_move``), the history row count and the outbox row's id."""
-    moved = _fenced_move(terminal, claim_next).cte("moved")
-
-    def from_moved(values: dict[str, Any]) -> Select[Any]:
-        # the rows are inserted only if the fenced move happened
-        return select(*(moved.c.id if name == "run_id" else v for name, v in values.items()))
-
-    history_values = _history_values()
-    history = (
-        insert(WorkflowTransition)
-        .from_select(list(history_values), from_moved(history_values))
-        .returning(WorkflowTransition.id)
-        .cte("history")
-    )
-    if terminal:
-        follow = (
-            delete(OutboxMessage)
-            .where(OutboxMessage.run_id == bindparam("a_run_id"), OutboxMessage.token.is_not(None))
-            .returning(OutboxMessage.id)
-            .cte("discarded")
-        )
-    else:
-        outbox_values = _outbox_values()
-        follow = (
-            insert(OutboxMessage)
-            .from_select(
-                list(outbox_values), from_moved(outbox_values).where(moved.c.claimed.is_(False))
-            )
-            .returning(OutboxMessage.id)
-            .cte("outbox")
-        )
-    # the data-modifying CTEs run whether or not the final select reads them
-    return select(
-        *moved.c,
-        select(func.count()).select_from(history).scalar_subquery().label("history_rows"),
-        select(func.max(follow.c.id)).scalar_subquery().label("outbox_id"),
-    ).select_from(moved)

@@ -26,6 +26,7 @@ from engine.context import Claim
 from engine.dispatch import TaskMessage
 from engine.queries import RunInfo
 from engine.registry import StepOptions
+from engine.step_events import StepClaimed, StepObserver
 from models.engine import WorkflowRun
 
 
@@ -50,15 +51,36 @@ class Delivery:
     at: datetime
 
 
+class InjectedFailures(StepObserver):
+    """Makes chosen attempts of chosen states fail just before their handler runs (an
+    error raised on ``claimed`` counts as the handler's)."""
+
+    def __init__(self) -> None:
+        self.failures: dict[tuple[str, int], BaseException] = {}
+
+    def claimed(self, event: StepClaimed) -> None:
+        error = self.failures.get((event.step.state, event.claim.attempt))
+        if error is not None:
+            raise error
+
+
 class WorkflowHarness:
     """Runs an engine's steps synchronously and deterministically.
 
     Each step is a delivery of its own: the harness turns off continuing in process,
     which depends on real time, unless ``continue_steps`` asks for it (then a delivery
-    goes on for the engine's ``continue_for``, as on a worker).
+    goes on for the engine's ``continue_for``, as on a worker). ``observers`` are told
+    what happens to each step (``engine.step_events``), after the failures injected
+    with ``fail_at``.
     """
 
-    def __init__(self, engine: Engine, *, continue_steps: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        continue_steps: bool = False,
+        observers: Sequence[StepObserver] = (),
+    ) -> None:
         if not isinstance(engine.clock, VirtualClock):
             raise TypeError("WorkflowHarness needs an engine built with a VirtualClock")
         self.engine = engine
@@ -66,25 +88,21 @@ class WorkflowHarness:
         self.clock: VirtualClock = engine.clock
         self.queue = LocalQueue()
         self.deliveries: list[Delivery] = []
-        self._failures: dict[tuple[str, int], BaseException] = {}
+        self._failures = InjectedFailures()
         engine.publisher = self.queue
-        engine.executor.before_handler = self._inject
+        for observer in (self._failures, *observers):
+            engine.step_observers.add(observer)
         self._schedules_synced = False
 
     def fail_at(self, state: str, attempt: int, error: BaseException | None = None) -> None:
         """Make ``state``'s handler raise ``error`` on ``attempt`` (1-based), before it runs."""
-        self._failures[(state, attempt)] = error or RuntimeError(
+        self._failures.failures[(state, attempt)] = error or RuntimeError(
             f"injected failure in {state!r} on attempt {attempt}"
         )
 
     def clear_failures(self) -> None:
         """Forget every failure injected with ``fail_at``."""
-        self._failures.clear()
-
-    def _inject(self, step: StepOptions, claim: Claim) -> None:
-        error = self._failures.get((step.state, claim.attempt))
-        if error is not None:
-            raise error
+        self._failures.failures.clear()
 
     def assert_transitions(self, run_id: str, expected: Sequence[str]) -> None:
         """Assert the run's history as ``from --trigger--> to`` lines, with a readable diff."""
