@@ -483,7 +483,7 @@ class Engine:
             metrics=self.metrics,
             _transaction=self.db.transaction,
             _enqueue=self.recorder.enqueue,
-            _postgresql=not self.db.is_sqlite,
+            _store=self.db.runs,
             delivery=current_delivery(),
         )
 

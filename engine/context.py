@@ -7,12 +7,18 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from engine.deliveries import TaskDelivery
+
+if TYPE_CHECKING:
+    from engine.stores import RunStore
+
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 def new_marker() -> int:
@@ -128,13 +134,23 @@ class TaskContext:
     metrics: Any
     _transaction: Callable[[], AbstractContextManager[Session]] = field(repr=False)
     _enqueue: Enqueue = field(repr=False)
-    _postgresql: bool = field(default=False, repr=False)
+    _store: RunStore | None = field(default=None, repr=False)
     delivery: TaskDelivery | None = None
 
     @property
     def is_postgresql(self) -> bool:
         """Whether row locks can skip locked rows (PostgreSQL) or not (SQLite)."""
-        return bool(self._postgresql)
+        return self._store is not None and self._store.dialect == "postgresql"
+
+    def skip_locked(self, statement: S) -> S:
+        """``statement`` locking its rows and skipping those another transaction holds,
+        where the database locks rows (on SQLite a write transaction is the lock)."""
+        return statement if self._store is None else self._store.skip_locked(statement)
+
+    def locked(self, statement: S) -> S:
+        """``statement`` locking its rows until the transaction ends, where the database
+        locks rows (on SQLite a write transaction is the lock)."""
+        return statement if self._store is None else self._store.locked(statement)
 
     def transaction(self) -> AbstractContextManager[Session]:
         """A session in one transaction (committed on success, rolled back on error)."""

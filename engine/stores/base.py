@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from engine.step_session import StepSession
 
 T = TypeVar("T")
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,11 @@ class RunStore(Protocol):
         database can; as it is where a write transaction is the lock."""
         ...
 
+    def locked(self, statement: S) -> S:
+        """``statement`` locking its rows until the transaction ends, waiting for them
+        where the database locks rows; as it is where a write transaction is the lock."""
+        ...
+
 
 class SharedStatements:
     """The statements both databases run alike; ``skip_locked`` tells them apart."""
@@ -111,6 +116,9 @@ class SharedStatements:
         self._db = db
 
     def skip_locked(self, statement: S) -> S:
+        return statement
+
+    def locked(self, statement: S) -> S:
         return statement
 
     def lock(self, session: Session, run_id: str) -> WorkflowRun | None:

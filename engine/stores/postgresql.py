@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from engine.step_session import StepSession
 
 T = TypeVar("T")
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 class PostgresRunStore(SharedStatements):
@@ -34,6 +34,9 @@ class PostgresRunStore(SharedStatements):
 
     def skip_locked(self, statement: S) -> S:
         return statement.with_for_update(skip_locked=True)
+
+    def locked(self, statement: S) -> S:
+        return statement.with_for_update()
 
     @contextmanager
     def delivery(self) -> Iterator[_PostgresStep]:

@@ -269,7 +269,7 @@ class Relocation(Workflow):
                     self.config.mailer,
                     self.config.email_from,
                     tc.now,
-                    lock=session.get_bind().dialect.name == "postgresql",
+                    lock=tc.skip_locked,
                     skip=later,
                 )
                 if attempt is None and not later:

@@ -186,7 +186,7 @@ class WeeklyReports(TaskGroup):
                     self.config.mailer,
                     self.config.email_from,
                     tc.now,
-                    lock=tc.is_postgresql,
+                    lock=tc.skip_locked,
                 ):
                     tc.done(session)
                     return
@@ -195,9 +195,7 @@ class WeeklyReports(TaskGroup):
 
 def _schedule(session: Session, day: date, tc: TaskContext) -> ReportSchedule:
     statement = select(ReportSchedule).where(ReportSchedule.report_date == day)
-    if tc.is_postgresql:
-        statement = statement.with_for_update()
-    schedule = session.execute(statement).scalar_one_or_none()
+    schedule = session.execute(tc.locked(statement)).scalar_one_or_none()
     if schedule is None:
         schedule = ReportSchedule(
             report_date=day, high_water=0, organizations=0, status="running", started_at=tc.now
