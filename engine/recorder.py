@@ -19,7 +19,7 @@ from engine.dispatch import Dispatcher
 from engine.metrics import Metrics
 from engine.polls import fold_poll
 from engine.redaction import redact_text, redact_value
-from engine.registry import Registry, task_queue
+from engine.registry import Registry, StepOptions, task_queue
 from engine.stores import RunStore
 from models.engine import WorkflowRun, WorkflowTransition
 
@@ -212,47 +212,25 @@ class RunRecorder:
         claim_lease: datetime | None = None,
     ) -> tuple[Advanced, Claim | None]:
         """``move`` for a step this worker holds, without loading the run: one fenced
-        ``UPDATE`` (the run is still running, claimed, under the claim's token) and the
-        inserts of its history and outbox rows.
+        ``UPDATE`` (running, claimed, under the claim's token) and the inserts of its
+        history and outbox rows, run by the run store (on PostgreSQL as one statement).
 
-        With ``claim_lease``, the same ``UPDATE`` also claims ``dest``'s step for this
-        worker (attempt 1, leased until ``claim_lease``) instead of dispatching it,
-        unless a pause or cancel is asked for, which the step's message then applies:
-        the result says which happened.
-
-        While a claim is ours nothing but the pause and cancel flags can change the run
-        (every other move bumps the token), so the claim is the run as it stands. The
-        statements are built once and bound per step; the run store runs them (on
-        PostgreSQL as one statement). A claimed next step comes back with its claim,
-        read from the row the statement wrote.
+        With ``claim_lease``, the ``UPDATE`` claims ``dest``'s step for this worker
+        (attempt 1, leased until ``claim_lease``) instead of dispatching it, unless a
+        pause or cancel is asked for (its message then applies it); a claimed next step
+        comes back with its claim. While a claim is ours nothing but the pause and
+        cancel flags can change the run (every other move bumps the token), so the
+        claim is the run as it stands.
         """
         terminal = self._registry.get(claim.workflow).is_terminal(dest)
         step = None if terminal else self._registry.step(claim.workflow, dest)
         claim_next = claim_lease is not None and not terminal
-        token = claim.token + 1
-        params: dict[str, Any] = {
-            "a_run_id": claim.run_id,
-            "a_token": claim.token,
-            "a_new_token": token,
-            "a_dest": dest,
-            "a_seq": claim.history_len + 1,
-            "a_now": now,
-            "a_context": context,
-            "a_from": claim.state,
-            "a_trigger": trigger,
-            "a_attempt": claim.attempt,
-            "a_duration": duration_ms,
-        }
+        params = _move_values(claim, trigger, dest, context, now, duration_ms)
         if step is not None:
-            params.update(
-                a_lease=now + timedelta(seconds=self._settings.dispatch_timeout),
-                a_task=step.task_name,
-                a_kwargs={"run_id": claim.run_id, "token": token},
-                a_queue=step.queue,
-            )
+            lease = now + timedelta(seconds=self._settings.dispatch_timeout)
+            params.update(_dispatch_values(step, claim, lease))
         if claim_next:
-            params["a_claim_lease"] = claim_lease
-            params["a_marker"] = claim.successor_marker
+            params.update(a_claim_lease=claim_lease, a_marker=claim.successor_marker)
         moved = self._store.advance(session, params, terminal=terminal, claim_next=claim_next)
         if moved is None:
             return Advanced.FENCED, None
@@ -371,3 +349,38 @@ class RunRecorder:
         run.failure_detail = redact_value("failure_detail", detail) if detail else detail
         run.finished_at = now
         self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
+
+
+def _move_values(
+    claim: Claim,
+    trigger: str,
+    dest: str,
+    context: dict[str, Any],
+    now: datetime,
+    duration_ms: float,
+) -> dict[str, Any]:
+    """What the statements of a claimed run's move to ``dest`` bind (see
+    ``engine.stores.statements``): the run's new values and its history row's."""
+    return {
+        "a_run_id": claim.run_id,
+        "a_token": claim.token,
+        "a_new_token": claim.token + 1,
+        "a_dest": dest,
+        "a_seq": claim.history_len + 1,
+        "a_now": now,
+        "a_context": context,
+        "a_from": claim.state,
+        "a_trigger": trigger,
+        "a_attempt": claim.attempt,
+        "a_duration": duration_ms,
+    }
+
+
+def _dispatch_values(step: StepOptions, claim: Claim, lease: datetime) -> dict[str, Any]:
+    """What the outbox row of the next step's message binds (its lease if dispatched)."""
+    return {
+        "a_lease": lease,
+        "a_task": step.task_name,
+        "a_kwargs": {"run_id": claim.run_id, "token": claim.token + 1},
+        "a_queue": step.queue,
+    }
