@@ -19,10 +19,10 @@ from typing import Any, Literal
 import psycopg
 from sqlalchemy import func, select
 
-from engine import Engine, Settings, StepContext, Workflow, step
-from engine.embedded import EmbeddedWorker
-from engine.migrate import upgrade
-from models.engine import WorkflowRun
+from statewright import Engine, Settings, StepContext, Workflow, step
+from statewright.embedded import EmbeddedWorker
+from statewright.migrate import upgrade
+from statewright.models.engine import WorkflowRun
 
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 WARM_UP = 5

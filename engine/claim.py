@@ -14,16 +14,16 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.config import Settings
-from engine.context import Claim
-from engine.decide import RunView, decide_lost_worker
-from engine.instrumentation import HARD_LIMIT_MARGIN
-from engine.recorder import RunRecorder
-from engine.registry import StepOptions
-from engine.step_events import StepDropped, StepFailed, StepObserver
-from engine.stores import RunStore, StepConnection
-from models.engine import WorkflowRun
+from statewright.clock import Clock
+from statewright.config import Settings
+from statewright.context import Claim
+from statewright.decide import RunView, decide_lost_worker
+from statewright.instrumentation import HARD_LIMIT_MARGIN
+from statewright.models.engine import WorkflowRun
+from statewright.recorder import RunRecorder
+from statewright.registry import StepOptions
+from statewright.step_events import StepDropped, StepFailed, StepObserver
+from statewright.stores import RunStore, StepConnection
 
 log = structlog.get_logger("statewright.execution")
 

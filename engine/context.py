@@ -13,10 +13,10 @@ import structlog
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from engine.deliveries import TaskDelivery
+from statewright.deliveries import TaskDelivery
 
 if TYPE_CHECKING:
-    from engine.stores import RunStore
+    from statewright.stores import RunStore
 
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 

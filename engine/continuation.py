@@ -16,17 +16,17 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
-from engine.claim import still_ours
-from engine.clock import Clock
-from engine.config import Settings
-from engine.context import Claim
-from engine.decide import Advance
-from engine.instrumentation import HARD_LIMIT_MARGIN
-from engine.persistence import Database
-from engine.recorder import RunRecorder
-from engine.registry import Registry, StepOptions
-from engine.step_events import StepCompleted, StepContinued, StepObserver
-from models.engine import WorkflowRun
+from statewright.claim import still_ours
+from statewright.clock import Clock
+from statewright.config import Settings
+from statewright.context import Claim
+from statewright.decide import Advance
+from statewright.instrumentation import HARD_LIMIT_MARGIN
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database
+from statewright.recorder import RunRecorder
+from statewright.registry import Registry, StepOptions
+from statewright.step_events import StepCompleted, StepContinued, StepObserver
 
 log = structlog.get_logger("statewright.execution")
 

@@ -1,6 +1,6 @@
 """Executing a step: claim (short transaction), execute, complete (one transaction).
 
-1. ``StepClaimer`` (``engine.claim``) locks the run and checks the message is
+1. ``StepClaimer`` (``statewright.claim``) locks the run and checks the message is
    current, counts the attempt and sets a lease, and commits.
 2. The handler runs with a session for its domain writes.
 3. ``_complete`` re-locks the run in the handler's own transaction and checks the
@@ -8,10 +8,10 @@
    commit together. On error, domain writes roll back and the retry or failure is
    recorded in a fresh transaction.
 4. When the step advances, the delivery may go on to the run's next step
-   (``engine.continuation``): its claim commits with the move, and no message is sent.
+   (``statewright.continuation``): its claim commits with the move, and no message is sent.
 
-What happens is told to observers (``engine.step_events``): metrics, logs and Sentry
-are observers in ``engine.hooks``.
+What happens is told to observers (``statewright.step_events``): metrics, logs and Sentry
+are observers in ``statewright.hooks``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from engine.claim import StepClaimer, claim_view, run_view, still_ours
-from engine.clock import Clock
-from engine.config import Settings
-from engine.context import Claim, StepContext
-from engine.continuation import Continuation, Continued, DeliveryWindow
-from engine.decide import (
+from statewright.claim import StepClaimer, claim_view, run_view, still_ours
+from statewright.clock import Clock
+from statewright.config import Settings
+from statewright.context import Claim, StepContext
+from statewright.continuation import Continuation, Continued, DeliveryWindow
+from statewright.decide import (
     Advance,
     Decision,
     FailRun,
@@ -38,13 +38,14 @@ from engine.decide import (
     decide_outcome,
     error_detail,
 )
-from engine.errors import InvalidParamsError
-from engine.instrumentation import bind_step
-from engine.jsonvalues import check_json_object
-from engine.persistence import Database
-from engine.recorder import Advanced, RunRecorder
-from engine.registry import Registry, StepOptions
-from engine.step_events import (
+from statewright.errors import InvalidParamsError
+from statewright.instrumentation import bind_step
+from statewright.jsonvalues import check_json_object
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database
+from statewright.recorder import Advanced, RunRecorder
+from statewright.registry import Registry, StepOptions
+from statewright.step_events import (
     StepClaimed,
     StepCompleted,
     StepDropped,
@@ -53,9 +54,8 @@ from engine.step_events import (
     StepPolled,
     StepRetried,
 )
-from engine.step_session import handler_running, misuse_of
-from engine.stores import StepConnection
-from models.engine import WorkflowRun
+from statewright.step_session import handler_running, misuse_of
+from statewright.stores import StepConnection
 
 #: The step a delivery goes on to, and its claim.
 _Next = tuple[StepOptions, Claim]
@@ -80,7 +80,7 @@ class StepExecutor:
         self._settings = settings
         self._clock = clock
         self._rng = rng
-        #: Told what happens to each step (see ``engine.step_events``).
+        #: Told what happens to each step (see ``statewright.step_events``).
         self.observers = observers
         self.claimer = StepClaimer(db.runs, recorder, settings, clock, observers)
         self.continuation = Continuation(db, registry, recorder, settings, clock, observers)
@@ -92,7 +92,7 @@ class StepExecutor:
         """Handle one delivery of ``step``'s message for ``run_id`` under ``token``.
 
         When the step advances, the delivery may go on to the run's next step in this
-        process (see ``engine.continuation``): its claim commits with the move, and no
+        process (see ``statewright.continuation``): its claim commits with the move, and no
         message is sent for it.
         """
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)

@@ -11,12 +11,12 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.dbtime import read_database_now
-from engine.errors import RunNotFoundError
-from engine.step_session import StepSession
-from engine.stores import RunStore, run_store_for
-from engine.stores.statements import lock_run
-from models.engine import WorkflowRun
+from statewright.dbtime import read_database_now
+from statewright.errors import RunNotFoundError
+from statewright.models.engine import WorkflowRun
+from statewright.step_session import StepSession
+from statewright.stores import RunStore, run_store_for
+from statewright.stores.statements import lock_run
 
 
 class Database:

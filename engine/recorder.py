@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.config import Settings
-from engine.context import Claim
-from engine.dispatch import Dispatcher
-from engine.metrics import Metrics
-from engine.polls import fold_poll
-from engine.redaction import redact_text, redact_value
-from engine.registry import Registry, StepOptions, task_queue
-from engine.stores import RunStore
-from models.engine import WorkflowRun, WorkflowTransition
+from statewright.config import Settings
+from statewright.context import Claim
+from statewright.dispatch import Dispatcher
+from statewright.metrics import Metrics
+from statewright.models.engine import WorkflowRun, WorkflowTransition
+from statewright.polls import fold_poll
+from statewright.redaction import redact_text, redact_value
+from statewright.registry import Registry, StepOptions, task_queue
+from statewright.stores import RunStore
 
 
 class Advanced(enum.Enum):
@@ -98,7 +98,7 @@ class RunRecorder:
         run_id: str | None = None,
     ) -> None:
         """Dispatch a task after ``session`` commits, on its own queue; its outbox row
-        stays until the task finishes (see ``engine.deliveries``)."""
+        stays until the task finishes (see ``statewright.deliveries``)."""
         found = self._registry.task_spec(task_name)
         if found is not None:
             queue = task_queue(*found, self._settings.default_queue)
@@ -360,7 +360,7 @@ def _move_values(
     duration_ms: float,
 ) -> dict[str, Any]:
     """What the statements of a claimed run's move to ``dest`` bind (see
-    ``engine.stores.statements``): the run's new values and its history row's."""
+    ``statewright.stores.statements``): the run's new values and its history row's."""
     return {
         "a_run_id": claim.run_id,
         "a_token": claim.token,

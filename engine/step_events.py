@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.context import Claim
-    from engine.registry import StepOptions
+    from statewright.context import Claim
+    from statewright.registry import StepOptions
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,14 @@ from datetime import datetime, timedelta
 from celery.exceptions import Retry
 from sqlalchemy import func, select
 
-from engine.api import Engine
-from engine.clock import VirtualClock
-from engine.context import Claim
-from engine.dispatch import TaskMessage
-from engine.queries import RunInfo
-from engine.registry import StepOptions
-from engine.step_events import StepClaimed, StepObserver
-from models.engine import WorkflowRun
+from statewright.api import Engine
+from statewright.clock import VirtualClock
+from statewright.context import Claim
+from statewright.dispatch import TaskMessage
+from statewright.models.engine import WorkflowRun
+from statewright.queries import RunInfo
+from statewright.registry import StepOptions
+from statewright.step_events import StepClaimed, StepObserver
 
 
 class LocalQueue:
@@ -70,7 +70,7 @@ class WorkflowHarness:
     Each step is a delivery of its own: the harness turns off continuing in process,
     which depends on real time, unless ``continue_steps`` asks for it (then a delivery
     goes on for the engine's ``continue_for``, as on a worker). ``observers`` are told
-    what happens to each step (``engine.step_events``), after the failures injected
+    what happens to each step (``statewright.step_events``), after the failures injected
     with ``fail_at``.
     """
 

@@ -3,7 +3,7 @@
 A task hook is a context manager factory taking the ``TaskCall``; hooks are entered
 in order around the task body and exited in reverse, like middleware. A step
 observer (``step_metrics``, ``step_logs``, ``step_sentry``) is a
-``engine.step_events.StepObserver`` told what happens to each step.
+``statewright.step_events.StepObserver`` told what happens to each step.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.metrics import Metrics
+from statewright.metrics import Metrics
 
 
 @dataclass(slots=True)

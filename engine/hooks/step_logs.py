@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import structlog
 
-from engine.hooks.logging import bind_log_fields
-from engine.step_events import (
+from statewright.hooks.logging import bind_log_fields
+from statewright.step_events import (
     StepClaimed,
     StepCompleted,
     StepContinued,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.metrics import Metrics
-from engine.registry import StepOptions
-from engine.step_events import (
+from statewright.metrics import Metrics
+from statewright.registry import StepOptions
+from statewright.step_events import (
     StepCompleted,
     StepContinued,
     StepDropped,

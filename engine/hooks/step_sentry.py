@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.hooks.sentry import report_failure, tag_scope
-from engine.step_events import StepContinued, StepFailed, StepObserver
+from statewright.hooks.sentry import report_failure, tag_scope
+from statewright.step_events import StepContinued, StepFailed, StepObserver
 
 
 class StepSentry(StepObserver):

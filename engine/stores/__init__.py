@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.stores.base import Moved, RunStore, StepConnection
-from engine.stores.postgresql import PostgresRunStore
-from engine.stores.sqlite import SqliteRunStore
+from statewright.stores.base import Moved, RunStore, StepConnection
+from statewright.stores.postgresql import PostgresRunStore
+from statewright.stores.sqlite import SqliteRunStore
 
 if TYPE_CHECKING:
-    from engine.persistence import Database
+    from statewright.persistence import Database
 
 
 def run_store_for(db: Database) -> RunStore:

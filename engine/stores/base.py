@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
-from engine.stores.statements import lock_run
-from models.engine import OutboxMessage, WorkflowRun
+from statewright.models.engine import OutboxMessage, WorkflowRun
+from statewright.stores.statements import lock_run
 
 if TYPE_CHECKING:
-    from engine.persistence import Database
-    from engine.step_session import StepSession
+    from statewright.persistence import Database
+    from statewright.step_session import StepSession
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from engine.stores.base import Moved, SharedStatements
-from engine.stores.statements import (
+from statewright.models.engine import OutboxMessage, WorkflowTransition
+from statewright.stores.base import Moved, SharedStatements
+from statewright.stores.statements import (
     claim_statement,
     fenced_move,
     history_values,
     outbox_values,
 )
-from models.engine import OutboxMessage, WorkflowTransition
 
 if TYPE_CHECKING:
-    from engine.persistence import Database
-    from engine.step_session import StepSession
+    from statewright.persistence import Database
+    from statewright.step_session import StepSession
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])

@@ -1,7 +1,7 @@
 """The run table's statements that both databases share, built once and bound per call.
 
 A claim, a fenced move and the history and outbox rows of a move are written here
-as SQLAlchemy Core; ``engine.stores.sqlite`` and ``engine.stores.postgresql`` put
+as SQLAlchemy Core; ``statewright.stores.sqlite`` and ``statewright.stores.postgresql`` put
 them together the way each database runs them best.
 """
 
@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.jsonvalues import is_run_id
-from models.base import UTCDateTime
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.jsonvalues import is_run_id
+from statewright.models.base import UTCDateTime
+from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
 #: The task name of a run's deadline timer (an outbox row without a token).
 DEADLINE_TASK = "statewright.deadline"
@@ -42,7 +42,7 @@ def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
     """The run row, locked until the transaction ends (``None`` if there is no such run).
 
     ``FOR UPDATE`` on PostgreSQL; on SQLite the statement takes the write lock (see
-    ``engine.persistence``)."""
+    ``statewright.persistence``)."""
     if not is_run_id(run_id):
         return None
     statement = select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update()

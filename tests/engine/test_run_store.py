@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from engine.stores import PostgresRunStore, SqliteRunStore
-from models import WorkflowRun
+from statewright.models import WorkflowRun
+from statewright.stores import PostgresRunStore, SqliteRunStore
 from tests.conftest import EngineFactory
 
 

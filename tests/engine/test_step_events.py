@@ -6,7 +6,7 @@ Each test runs on SQLite and on PostgreSQL, stepped by the harness on a virtual 
 
 from __future__ import annotations
 
-from engine.step_events import (
+from statewright.step_events import (
     StepClaimed,
     StepCompleted,
     StepContinued,
@@ -16,7 +16,7 @@ from engine.step_events import (
     StepPolled,
     StepRetried,
 )
-from engine.testing import WorkflowHarness
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from models.domain import Organization, OrganizationMember, Project, Team, User
-from models.reports import ReportDelivery
-from workflows.relocation.mail import MailBackend, compose
+from statewright.models.domain import Organization, OrganizationMember, Project, Team, User
+from statewright.models.reports import ReportDelivery
+from statewright.workflows.relocation.mail import MailBackend, compose
 
 
 @dataclass(frozen=True, slots=True)
