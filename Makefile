@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff format --check engine models workflows tests alembic bench
 
 typecheck: install
-	$(BIN)/mypy engine models workflows
+	$(BIN)/python .ci/typecheck
 
 unit: install
 	$(BIN)/pytest

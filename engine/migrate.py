@@ -11,15 +11,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+_HERE = Path(__file__).resolve().parent
+#: Installed from a wheel the migrations are ``statewright/migrations``; in the repository
+#: they are the top-level ``alembic`` folder beside ``engine``.
+_LOCATIONS = (_HERE / "migrations", _HERE.parent / "alembic")
+
+
+def script_location() -> Path:
+    """The folder holding statewright's ``env.py`` and ``versions``."""
+    for location in _LOCATIONS:
+        if (location / "env.py").is_file():
+            return location
+    searched = ", ".join(str(location) for location in _LOCATIONS)
+    raise FileNotFoundError(f"statewright's migrations are missing (looked in {searched})")
 
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic config for the project's migrations against ``database_url``."""
     from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
     config.attributes["database_url"] = database_url
     return config
 

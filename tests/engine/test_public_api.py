@@ -1,6 +1,6 @@
-"""The public API is deliberate: `engine.__all__` is pinned here."""
+"""The public API is deliberate: `statewright.__all__` is pinned here."""
 
-import engine
+import statewright as engine
 
 PUBLIC = {
     "Clock",
