@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from engine.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
 from engine.jsonvalues import is_run_id
+from engine.lifecycle import FINISHED
 from models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
-
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from engine.clock import Clock
 from engine.dbtime import now_in
 from engine.errors import InvalidParamsError
+from engine.lifecycle import FINISHED
 from engine.metrics import Metrics
 from engine.persistence import Database
-from engine.queries import FINISHED
 from models.engine import WorkflowRun, WorkflowTransition
 
 log = structlog.get_logger("statewright.retention")

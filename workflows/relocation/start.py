@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.api import Engine
 from engine.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
+from engine.lifecycle import ACTIVE
 from engine.queries import RunInfo
 from models.domain import User
 from models.engine import WorkflowRun
@@ -24,7 +25,6 @@ from workflows.relocation.crypto import is_encrypted
 from workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-ACTIVE = ("running", "paused")
 
 
 def start_relocation(
