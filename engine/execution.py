@@ -47,12 +47,12 @@ from engine.hooks.logging import bind_log_fields
 from engine.hooks.sentry import report_failure, tag_scope
 from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
 from engine.jsonvalues import check_json_object
+from engine.lifecycle.state import claiming
 from engine.metrics import Metrics
 from engine.persistence import Database, lock_run
 from engine.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
 from engine.registry import Registry, StepOptions
 from engine.run_rows import state_of
-from engine.run_state import claiming
 from engine.step_session import handler_running, misuse_of
 from models.base import UTCDateTime
 from models.engine import WorkflowRun

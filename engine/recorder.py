@@ -40,12 +40,12 @@ from engine.config import Settings
 from engine.context import Claim
 from engine.dispatch import Dispatcher
 from engine.lifecycle import CANCELLED, FAILED, PAUSED, RUNNING, SUCCEEDED
+from engine.lifecycle.state import Transition, claiming, dispatching, ending, entering, recording
 from engine.metrics import Metrics
 from engine.polls import fold_poll
 from engine.redaction import redact_text, redact_value
 from engine.registry import Registry, StepOptions, task_queue
 from engine.run_rows import apply_to, state_of
-from engine.run_state import Transition, claiming, dispatching, ending, entering, recording
 from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
 #: The events that end a run as failed; each carries a reason and the real error.

@@ -16,9 +16,9 @@ from typing import Any
 from engine import lifecycle
 from engine.definition import Definition
 from engine.errors import InvalidParamsError, StatewrightError
+from engine.lifecycle.state import RunState
 from engine.queries import RunInfo, TransitionInfo
 from engine.redaction import redact_value
-from engine.run_state import RunState
 
 FORMAT = "statewright.history"
 VERSION = 1

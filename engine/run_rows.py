@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import lifecycle
-from engine.run_state import FIELDS, RunState, Transition
+from engine.lifecycle.state import FIELDS, RunState, Transition
 from models.engine import WorkflowRun
 
 
