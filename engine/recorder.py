@@ -245,7 +245,7 @@ class RunRecorder:
         if run.status != RUNNING:
             return
         if self._registry.get(run.workflow).wait(run.state) is not None:
-            held = lifecycle.held(state_of(run))
+            held = lifecycle.held(state_of(run), entering_wait=True)
             if held is not None:
                 self.change(session, run, held, now=now)
                 return

@@ -18,7 +18,9 @@ definition or the settings (a lease, a destination) comes in on the event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 from engine.errors import IllegalOperationError
 from engine.lifecycle.operators import (
@@ -88,25 +90,32 @@ EVENTS: tuple[type[Event], ...] = (
 
 #: The event each engine trigger in a history row stands for (declared triggers are
 #: ``Advance``); replay walks rows through these.
-RECORDED: dict[str, Event] = {
-    "retry": Retry(),
-    "poll": Poll(),
-    "redispatch": Redispatch(),
-    "pause": Pause(at_boundary=True),
-    "resume": Resume(),
-    "cancel": Cancel(at_boundary=True),
-    "abort": Abort("", {}),
-    "fail": Fail("", {}),
-    "redrive": Redrive(),
-    "deadline": DeadlineFail("", {}),
-}
+RECORDED: Mapping[str, Event] = MappingProxyType(
+    {
+        "retry": Retry(),
+        "poll": Poll(),
+        "redispatch": Redispatch(),
+        "pause": Pause(at_boundary=True),
+        "resume": Resume(),
+        "cancel": Cancel(at_boundary=True),
+        "abort": Abort("", {}),
+        "fail": Fail("", {}),
+        "redrive": Redrive(),
+        "deadline": DeadlineFail("", {}),
+    }
+)
 
 
-def held(run: RunState) -> Event | None:
+def held(run: RunState, *, entering_wait: bool = False) -> Event | None:
     """What a step boundary in the run's state applies instead of a claim: a cancel
     asked for now or at this state (a cancel beats a pause), else such a pause; or
-    nothing. (``recorder.nothing_asked_at`` is the same rule in SQL.)"""
-    if run.cancel_requested or run.cancel_at == run.state:
+    nothing. (``recorder.nothing_asked_at`` is the same rule in SQL.)
+
+    On ``entering_wait`` (a waiting state, where no step is claimed), a cancel
+    scheduled at that state does not apply: the engine has always applied only a
+    cancel asked for now there."""
+    cancel_here = run.cancel_at == run.state and not entering_wait
+    if run.cancel_requested or cancel_here:
         return Cancel(at_boundary=True)
     if run.pause_requested or run.pause_at == run.state:
         return Pause(at_boundary=True)
