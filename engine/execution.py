@@ -223,7 +223,10 @@ class StepExecutor:
             held = lifecycle.held(state_of(run))  # a scheduled cancel or pause applies here
             if held is not None:
                 self._recorder.change(session, run, held, now=now)
-                log.info(f"run {run.status} at step boundary")
+                cancelled = run.status == lifecycle.CANCELLED
+                log.info(
+                    "run cancelled at step boundary" if cancelled else "run paused at step boundary"
+                )
                 return None
             counted = RunView(run.state, run.attempt + 1, run.polls, run.state_entered_at)
             lost = decide_lost_worker(step, counted)
