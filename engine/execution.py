@@ -26,11 +26,11 @@ from sqlalchemy import Connection, Row, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from engine import lifecycle
-from engine.clock import Clock
-from engine.config import Settings
-from engine.context import Claim, StepContext
-from engine.decide import (
+from statewright import lifecycle
+from statewright.clock import Clock
+from statewright.config import Settings
+from statewright.context import Claim, StepContext
+from statewright.decide import (
     Advance,
     Decision,
     FailRun,
@@ -42,20 +42,20 @@ from engine.decide import (
     decide_outcome,
     error_detail,
 )
-from engine.errors import InvalidParamsError
-from engine.hooks.logging import bind_log_fields
-from engine.hooks.sentry import report_failure, tag_scope
-from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
-from engine.jsonvalues import check_json_object
-from engine.lifecycle.state import claiming
-from engine.metrics import Metrics
-from engine.persistence import Database, lock_run
-from engine.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
-from engine.registry import Registry, StepOptions
-from engine.run_rows import state_of
-from engine.step_session import handler_running, misuse_of
-from models.base import UTCDateTime
-from models.engine import WorkflowRun
+from statewright.errors import InvalidParamsError
+from statewright.hooks.logging import bind_log_fields
+from statewright.hooks.sentry import report_failure, tag_scope
+from statewright.instrumentation import HARD_LIMIT_MARGIN, bind_step
+from statewright.jsonvalues import check_json_object
+from statewright.lifecycle.state import claiming
+from statewright.metrics import Metrics
+from statewright.models.base import UTCDateTime
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database, lock_run
+from statewright.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
+from statewright.registry import Registry, StepOptions
+from statewright.run_rows import state_of
+from statewright.step_session import handler_running, misuse_of
 
 log = structlog.get_logger("statewright.execution")
 

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, cast, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from engine.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
-from engine.jsonvalues import is_run_id
-from engine.lifecycle import FINISHED
-from models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
+from statewright.jsonvalues import is_run_id
+from statewright.lifecycle import FINISHED
+from statewright.models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
 
 
 @dataclass(frozen=True, slots=True)

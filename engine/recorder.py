@@ -2,7 +2,7 @@
 
 Every method takes a locked run inside the caller's transaction; nothing here
 commits, so a transition and its history and dispatch land atomically. What an
-event does to the run is ``engine.lifecycle``'s to say: ``change`` applies it and
+event does to the run is ``statewright.lifecycle``'s to say: ``change`` applies it and
 adds the history rows it wrote; the rest here is I/O around it (the outbox, the
 metrics). A run ends in one of four functions, one per kind: ``_succeeded``,
 ``_failed``, ``_cancelled``, ``_paused`` (the fast path's success in
@@ -35,18 +35,25 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine import lifecycle
-from engine.config import Settings
-from engine.context import Claim
-from engine.dispatch import Dispatcher
-from engine.lifecycle import CANCELLED, FAILED, PAUSED, RUNNING, SUCCEEDED
-from engine.lifecycle.state import Transition, claiming, dispatching, ending, entering, recording
-from engine.metrics import Metrics
-from engine.polls import fold_poll
-from engine.redaction import redact_text, redact_value
-from engine.registry import Registry, StepOptions, task_queue
-from engine.run_rows import apply_to, state_of
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright import lifecycle
+from statewright.config import Settings
+from statewright.context import Claim
+from statewright.dispatch import Dispatcher
+from statewright.lifecycle import CANCELLED, FAILED, PAUSED, RUNNING, SUCCEEDED
+from statewright.lifecycle.state import (
+    Transition,
+    claiming,
+    dispatching,
+    ending,
+    entering,
+    recording,
+)
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.polls import fold_poll
+from statewright.redaction import redact_text, redact_value
+from statewright.registry import Registry, StepOptions, task_queue
+from statewright.run_rows import apply_to, state_of
 
 #: The events that end a run as failed; each carries a reason and the real error.
 Failure = lifecycle.Fail | lifecycle.LostWorker | lifecycle.Abort | lifecycle.DeadlineFail
@@ -127,7 +134,7 @@ class RunRecorder:
         run_id: str | None = None,
     ) -> None:
         """Dispatch a task after ``session`` commits, on its own queue; its outbox row
-        stays until the task finishes (see ``engine.deliveries``)."""
+        stays until the task finishes (see ``statewright.deliveries``)."""
         found = self._registry.task_spec(task_name)
         if found is not None:
             queue = task_queue(*found, self._settings.default_queue)

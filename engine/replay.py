@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import lifecycle
-from engine.definition import Definition
-from engine.errors import InvalidParamsError, StatewrightError
-from engine.lifecycle.state import RunState
-from engine.queries import RunInfo, TransitionInfo
-from engine.redaction import redact_value
+from statewright import lifecycle
+from statewright.definition import Definition
+from statewright.errors import InvalidParamsError, StatewrightError
+from statewright.lifecycle.state import RunState
+from statewright.queries import RunInfo, TransitionInfo
+from statewright.redaction import redact_value
 
 FORMAT = "statewright.history"
 VERSION = 1

@@ -20,13 +20,13 @@ import structlog
 from sqlalchemy import ColumnElement, CursorResult, Delete, Row, and_, delete, func, select
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.dbtime import now_in
-from engine.errors import InvalidParamsError
-from engine.lifecycle import FINISHED
-from engine.metrics import Metrics
-from engine.persistence import Database
-from models.engine import WorkflowRun, WorkflowTransition
+from statewright.clock import Clock
+from statewright.dbtime import now_in
+from statewright.errors import InvalidParamsError
+from statewright.lifecycle import FINISHED
+from statewright.metrics import Metrics
+from statewright.models.engine import WorkflowRun, WorkflowTransition
+from statewright.persistence import Database
 
 log = structlog.get_logger("statewright.retention")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from engine import lifecycle
-from engine.lifecycle.state import FIELDS, RunState, Transition
-from models.engine import WorkflowRun
+from statewright import lifecycle
+from statewright.lifecycle.state import FIELDS, RunState, Transition
+from statewright.models.engine import WorkflowRun
 
 
 def state_of(run: WorkflowRun) -> RunState:

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
-from engine.errors import IllegalOperationError
-from engine.lifecycle.operators import (
+from statewright.errors import IllegalOperationError
+from statewright.lifecycle.operators import (
     Abort,
     Cancel,
     CancelAt,
@@ -34,7 +34,7 @@ from engine.lifecycle.operators import (
     Resume,
     Signal,
 )
-from engine.lifecycle.state import (
+from statewright.lifecycle.state import (
     ACTIVE,
     CANCELLED,
     FAILED,
@@ -48,7 +48,7 @@ from engine.lifecycle.state import (
     Transition,
     started,
 )
-from engine.lifecycle.steps import (
+from statewright.lifecycle.steps import (
     Advance,
     Claim,
     DeadlineFail,

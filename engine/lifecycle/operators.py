@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
-from engine.lifecycle.state import (
+from statewright.lifecycle.state import (
     ACTIVE,
     CANCELLED,
     FAILED,
@@ -25,7 +25,7 @@ from engine.lifecycle.state import (
     record,
     then,
 )
-from engine.lifecycle.steps import Event
+from statewright.lifecycle.steps import Event
 
 
 @dataclass(frozen=True, slots=True)

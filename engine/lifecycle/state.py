@@ -1,6 +1,6 @@
 """A run's state as a pure value, and the column values each part of a move writes.
 
-``engine.lifecycle`` builds every event's effect from these parts; the recorder's
+``statewright.lifecycle`` builds every event's effect from these parts; the recorder's
 fast SQL statements bind the same value functions (``entering``, ``dispatching``,
 ``claiming``, ``ending``), so the ORM path and the SQL path write the same columns.
 No database here.

@@ -2,7 +2,7 @@
 hand back), its messages (dispatch, redeliver, the reaper's redispatch) and its deadline.
 
 Each event's ``allowed`` statuses say when it may happen, its ``effect`` what it does;
-``engine.lifecycle.apply`` checks the one and applies the other.
+``statewright.lifecycle.apply`` checks the one and applies the other.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
-from engine.lifecycle.state import (
+from statewright.lifecycle.state import (
     ACTIVE,
     PAUSED,
     RUNNING,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine import lifecycle
-from engine.errors import IllegalOperationError
-from engine.lifecycle import (
+from statewright import lifecycle
+from statewright.errors import IllegalOperationError
+from statewright.lifecycle import (
     CANCELLED,
     FAILED,
     PAUSED,
@@ -19,7 +19,7 @@ from engine.lifecycle import (
     Event,
     RunState,
 )
-from models.engine import RUN_STATUSES
+from statewright.models.engine import RUN_STATUSES
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=5)

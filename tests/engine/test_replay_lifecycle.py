@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine import lifecycle
-from engine.lifecycle import RECORDED, STATUSES
-from engine.replay import Recorded, RecordedRun, ReplayDivergenceError, replay
+from statewright import lifecycle
+from statewright.lifecycle import RECORDED, STATUSES
+from statewright.replay import Recorded, RecordedRun, ReplayDivergenceError, replay
 from tests.sample_workflows import Brief
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
