@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Row, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
+from statewright import lifecycle
 from statewright.clock import Clock
 from statewright.config import Settings
 from statewright.context import Claim, StepContext
@@ -46,12 +47,14 @@ from statewright.hooks.logging import bind_log_fields
 from statewright.hooks.sentry import report_failure, tag_scope
 from statewright.instrumentation import HARD_LIMIT_MARGIN, bind_step
 from statewright.jsonvalues import check_json_object
+from statewright.lifecycle.state import claiming
 from statewright.metrics import Metrics
 from statewright.models.base import UTCDateTime
 from statewright.models.engine import WorkflowRun
 from statewright.persistence import Database, lock_run
 from statewright.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
 from statewright.registry import Registry, StepOptions
+from statewright.run_rows import state_of
 from statewright.step_session import handler_running, misuse_of
 
 log = structlog.get_logger("statewright.execution")
@@ -185,8 +188,7 @@ class StepExecutor:
                 if not _still_ours(run, claim):
                     return
                 assert run is not None
-                run.attempt -= 1
-                self._recorder.dispatch(session, run, now=self._clock.now())
+                self._recorder.hand_back(session, run, now=self._clock.now())
         except Exception as error:  # its lease still recovers it
             log.warning("continued step not handed back", why=why, error=repr(error))
             return
@@ -218,27 +220,24 @@ class StepExecutor:
                 return None
             assert run is not None
             now = self._clock.now()
-            if run.cancel_requested or run.cancel_at == run.state:  # a cancel beats a pause
-                self._recorder.halt(session, run, "cancelled", "cancel", now=now)
-                log.info("run cancelled at step boundary")
+            held = lifecycle.held(state_of(run))  # a scheduled cancel or pause applies here
+            if held is not None:
+                self._recorder.change(session, run, held, now=now)
+                cancelled = run.status == lifecycle.CANCELLED
+                log.info(
+                    "run cancelled at step boundary" if cancelled else "run paused at step boundary"
+                )
                 return None
-            if run.pause_requested or run.pause_at == run.state:
-                if run.pause_at == run.state:
-                    run.pause_at = None
-                self._recorder.halt(session, run, "paused", "pause", now=now)
-                log.info("run paused at step boundary")
-                return None
-            run.attempt += 1
-            lost = decide_lost_worker(step, _view(run))
+            counted = RunView(run.state, run.attempt + 1, run.polls, run.state_entered_at)
+            lost = decide_lost_worker(step, counted)
             if lost is not None:
-                run.attempt -= 1
-                self._recorder.fail(session, run, lost.reason, lost.detail, now=now)
+                lost_worker = lifecycle.LostWorker(lost.reason, lost.detail)
+                self._recorder.fail(session, run, lost_worker, now=now)
                 self._metrics.incr("step.failed", tags=_tags(step))
                 log.warning("run failed: worker lost", reason=lost.reason)
                 report_failure(lost.reason)
                 return None
-            run.claimed = True
-            run.lease_expires_at = self._lease(step, now)
+            self._recorder.change(session, run, lifecycle.Claim(self._lease(step, now)), now=now)
             return Claim.of(run)
 
     def _claim_in_autocommit(
@@ -385,7 +384,6 @@ class StepExecutor:
             )
             self._completed(step, decision, duration_ms)
         elif isinstance(decision, PollAgain):
-            run.polls += 1
             self._recorder.repeat(
                 session,
                 run,
@@ -395,7 +393,6 @@ class StepExecutor:
                 duration_ms=duration_ms,
                 detail={"not_before": decision.not_before.isoformat()},
             )
-            run.attempt -= 1  # a poll is not an attempt: the next claim counts the same one
             self._metrics.incr("step.polled", tags=_tags(step))
             log.info("step polls again", not_before=decision.not_before.isoformat())
 
@@ -428,8 +425,7 @@ class StepExecutor:
                 if run is not None and _continued_by(run, claim):
                     # the completing commit raised after it landed, claiming the next
                     # step for a handler that will not run: send it as a message
-                    run.attempt -= 1
-                    self._recorder.dispatch(session, run, now=self._clock.now())
+                    self._recorder.hand_back(session, run, now=self._clock.now())
                     log.warning("step completed though its commit raised; next step dispatched")
                 self._drop(step, "fenced")
                 return
@@ -468,9 +464,8 @@ class StepExecutor:
                 error=detail.get("error_message"),
             )
         elif isinstance(decision, FailRun):
-            self._recorder.fail(
-                session, run, decision.reason, decision.detail, now=now, duration_ms=duration_ms
-            )
+            failure = lifecycle.Fail(decision.reason, decision.detail)
+            self._recorder.fail(session, run, failure, now=now, duration_ms=duration_ms)
             self._metrics.incr("step.failed", tags=_tags(step))
             log.warning(
                 "run failed",
@@ -549,7 +544,7 @@ def _continued_by(run: WorkflowRun, claim: Claim) -> bool:
 def _stale_reason(run: WorkflowRun | None, step: StepOptions, token: int) -> str | None:
     if run is None:
         return "run_gone"
-    if run.status != "running":
+    if not lifecycle.allowed(lifecycle.Claim, run.status):
         return "not_running"
     if run.workflow != step.workflow or run.state != step.state or run.token != token:
         return "stale_token"
@@ -574,18 +569,14 @@ def _claim_template() -> ReturningUpdate[Any]:
         .where(
             run.id == bindparam("claim_run_id"),
             run.token == bindparam("claim_token"),
-            run.status == "running",
+            run.status == lifecycle.RUNNING,  # lifecycle.Claim.allowed
             run.workflow == bindparam("claim_workflow"),
             run.state == bindparam("claim_state"),
             run.claimed.is_(False),
             nothing_asked_at(bindparam("claim_state")),
             run.attempt < bindparam("claim_max_attempts"),
         )
-        .values(
-            attempt=run.attempt + 1,
-            claimed=True,
-            lease_expires_at=bindparam("claim_lease", type_=UTCDateTime()),
-        )
+        .values(claiming(run.attempt, bindparam("claim_lease", type_=UTCDateTime())))
         .returning(*CLAIM_COLUMNS)
     )
 

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.clock import Clock
 from statewright.dbtime import judged_now
 from statewright.dispatch import MAX_DOUBLINGS
@@ -71,7 +72,7 @@ class Reaper:
     def _running(self, only_run: str | None = None) -> Select[WorkflowRun]:
         """Running runs of the workflows this process knows (others belong to other code)."""
         statement = select(WorkflowRun).where(
-            WorkflowRun.status == "running",
+            WorkflowRun.status == lifecycle.RUNNING,  # lifecycle.Redispatch.allowed
             WorkflowRun.workflow.in_(list(self._registry.definitions)),
         )
         if only_run is not None:
@@ -116,7 +117,7 @@ class Reaper:
         copies = 0 if run.claimed else _copies_sent(session, run)
         if not run.claimed:
             detail["copy"] = copies + 1
-        self._recorder.history(session, run, "redispatch", run.state, now=now, detail=detail)
+        self._recorder.change(session, run, lifecycle.Redispatch(), now=now, detail=detail)
         if run.claimed:
             self._recorder.dispatch(session, run, now=now)
         else:

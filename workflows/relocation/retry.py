@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.api import Engine
 from statewright.errors import IllegalOperationError, InvalidParamsError
 from statewright.models.relocation import Relocation as RelocationRecord
@@ -77,10 +78,12 @@ def retry_relocation(
 
 
 def _require_failed(run_id: str, status: str) -> None:
-    if status != "failed":
-        hint = "; resume it instead" if status == "paused" else ""
+    """A relocation is retried where its run could be redriven: once it has failed."""
+    if not lifecycle.allowed(lifecycle.Redrive, status):
+        hint = "; resume it instead" if lifecycle.allowed(lifecycle.Resume, status) else ""
+        only = " or ".join(lifecycle.Redrive.allowed)
         raise IllegalOperationError(
-            f"run {run_id} is {status}; only a failed relocation can be retried{hint}"
+            f"run {run_id} is {status}; only a {only} relocation can be retried{hint}"
         )
 
 

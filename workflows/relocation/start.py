@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from statewright.api import Engine
 from statewright.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
+from statewright.lifecycle import ACTIVE
 from statewright.models.domain import User
 from statewright.models.engine import WorkflowRun
 from statewright.models.relocation import Relocation as RelocationRecord
@@ -24,7 +25,6 @@ from statewright.workflows.relocation.crypto import is_encrypted
 from statewright.workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-ACTIVE = ("running", "paused")
 
 
 def start_relocation(
