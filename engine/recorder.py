@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
+from statewright import run_end
 from statewright.config import Settings
 from statewright.context import Claim
 from statewright.dispatch import Dispatcher
@@ -195,6 +196,7 @@ class RunRecorder:
         run.entry_seq = seq
         if definition.is_terminal(dest):
             self.finish(session, run, "succeeded", now=now)
+            run_end.run_ended(session, definition, run, "succeeded")
         elif definition.wait(dest) is None or not self._held_on_entry(session, run, now):
             self.dispatch(session, run, now=now)
 
@@ -285,6 +287,9 @@ class RunRecorder:
                 outbox = insert(OutboxMessage).values(_outbox_values())
                 outbox_id = connection.execute(outbox.returning(OutboxMessage.id), params).scalar()
         if step is None:
+            run_end.claimed_run_succeeded(
+                session, self._registry.get(claim.workflow), claim, dest, context
+            )
             self._metrics.incr(
                 "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
             )
@@ -348,6 +353,8 @@ class RunRecorder:
             detail={"reason": reason, **summary},
         )
         self.finish(session, run, "failed", now=now, reason=reason, detail=detail)
+        ending = "aborted" if trigger == "abort" else "failed"
+        run_end.run_ended(session, self._registry.get(run.workflow), run, ending)
         failure_task = self._registry.get(run.workflow).failure_task
         if failure_task is not None:
             self.enqueue(
@@ -367,6 +374,8 @@ class RunRecorder:
         """Pause or cancel the run where it stands, fencing off its pending step."""
         self.history(session, run, trigger, run.state, now=now, detail=detail)
         self.finish(session, run, status, now=now)
+        if status == "cancelled":
+            run_end.run_ended(session, self._registry.get(run.workflow), run, "cancelled")
 
     def finish(
         self,
