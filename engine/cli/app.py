@@ -77,7 +77,7 @@ def migrate() -> None:
     settings = Settings.from_env()
     applied = upgrade(settings.database_url, load_workflow_modules(settings.workflow_modules))
     for line in describe(applied):
-        out.print(f"applied {line}", highlight=False)
+        out.print(f"applied {line}", highlight=False, soft_wrap=True)
     out.print(f"database {redact_url(settings.database_url)} is up to date")
     with engine_from_env() as engine:
         changed = engine.schedules.sync()
