@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         IdempotencyConflictError,
         IllegalOperationError,
         InvalidParamsError,
+        LifecycleHookError,
         PermanentError,
         RunNotFoundError,
         ScheduleError,
@@ -43,10 +44,12 @@ if TYPE_CHECKING:
         PrometheusMetrics,
         StatsdMetrics,
     )
+    from statewright.migrate import Migrations
     from statewright.outcomes import Poll
     from statewright.queries import RunFilter, RunInfo, RunPage, TransitionInfo
     from statewright.retention import PurgeResult
     from statewright.retry import RetryPolicy
+    from statewright.run_end import RunEnd, on_end
     from statewright.schedule import Schedule
     from statewright.scheduler import ScheduleInfo
     from statewright.silo import SiloMode
@@ -67,13 +70,16 @@ _LAZY: dict[str, tuple[str, str]] = {
     "InMemoryMetrics": ("statewright.metrics", "InMemoryMetrics"),
     "InstrumentedTask": ("statewright.instrumentation", "InstrumentedTask"),
     "InvalidParamsError": ("statewright.errors", "InvalidParamsError"),
+    "LifecycleHookError": ("statewright.errors", "LifecycleHookError"),
     "Metrics": ("statewright.metrics", "Metrics"),
+    "Migrations": ("statewright.migrate", "Migrations"),
     "NullMetrics": ("statewright.metrics", "NullMetrics"),
     "PermanentError": ("statewright.errors", "PermanentError"),
     "Poll": ("statewright.outcomes", "Poll"),
     "PrometheusMetrics": ("statewright.metrics", "PrometheusMetrics"),
     "PurgeResult": ("statewright.retention", "PurgeResult"),
     "RetryPolicy": ("statewright.retry", "RetryPolicy"),
+    "RunEnd": ("statewright.run_end", "RunEnd"),
     "RunFilter": ("statewright.queries", "RunFilter"),
     "RunInfo": ("statewright.queries", "RunInfo"),
     "RunNotFoundError": ("statewright.errors", "RunNotFoundError"),
@@ -98,6 +104,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "bind_step": ("statewright.instrumentation", "bind_step"),
     "instrumented_task": ("statewright.instrumentation", "instrumented_task"),
     "metrics_from_settings": ("statewright.api", "metrics_from_settings"),
+    "on_end": ("statewright.run_end", "on_end"),
     "on_signal": ("statewright.waits", "on_signal"),
     "step": ("statewright.definition", "step"),
 }
@@ -126,13 +133,16 @@ __all__ = [
     "InMemoryMetrics",
     "InstrumentedTask",
     "InvalidParamsError",
+    "LifecycleHookError",
     "Metrics",
+    "Migrations",
     "NullMetrics",
     "PermanentError",
     "Poll",
     "PrometheusMetrics",
     "PurgeResult",
     "RetryPolicy",
+    "RunEnd",
     "RunFilter",
     "RunInfo",
     "RunNotFoundError",
@@ -158,6 +168,7 @@ __all__ = [
     "instrumented_task",
     "metrics_from_settings",
     "migrate",
+    "on_end",
     "on_signal",
     "step",
 ]

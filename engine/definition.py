@@ -25,6 +25,7 @@ from transitions import Machine
 
 from statewright.business_key import KeyFunction, KeySource, key_function
 from statewright.errors import DefinitionError
+from statewright.migrate import Migrations
 from statewright.outcomes import Outcome
 from statewright.retry import RetryPolicy
 from statewright.schedule import Schedule, declared_schedules
@@ -288,6 +289,8 @@ class Workflow:
     schedules: ClassVar[Sequence[Schedule]] = ()
     #: What a run is about, to find it by: a param name, or a function of the params.
     business_key: ClassVar[KeySource | None] = None
+    #: The Alembic branch of the workflow's own tables, applied when it is registered.
+    migrations: ClassVar[Migrations | None] = None
     definition: ClassVar[Definition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -318,6 +321,8 @@ class TaskGroup:
 
     name: ClassVar[str]
     silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None
+    #: The Alembic branch of the group's own tables, applied when it is registered.
+    migrations: ClassVar[Migrations | None] = None
     definition: ClassVar[TaskGroupDefinition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -114,3 +114,18 @@ __all__ = [
 class SignalTooLateError(IllegalOperationError):
     """A signal for a waiting state that the run already left (its timeout, or another
     signal, won the race); the signal is dropped and counted, and nothing is written."""
+
+
+class LifecycleHookError(StatewrightError):
+    """A workflow's ``@on_end`` hook raised while a run ended; the run's change and the
+    hook's writes were rolled back together (see ``statewright.run_end``)."""
+
+    def __init__(self, workflow: str, hook: str, run_id: str, ending: str, error: Exception):
+        super().__init__(
+            f"workflow {workflow!r}: on_end hook {hook} raised while run {run_id} was "
+            f"{ending}, so the run stays as it was: {type(error).__name__}: {error}"
+        )
+        self.workflow = workflow
+        self.hook = hook
+        self.run_id = run_id
+        self.ending = ending

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from statewright import lifecycle
+from statewright import lifecycle, run_end
 from statewright.config import Settings
 from statewright.context import Claim
 from statewright.dispatch import Dispatcher
@@ -122,7 +122,7 @@ class RunRecorder:
                 )
             )
         if run.status != status and run.status != RUNNING:
-            self._ended(session, run)
+            self._ended(session, run, event)
         return moved
 
     def enqueue(
@@ -386,6 +386,9 @@ class RunRecorder:
                 outbox = insert(OutboxMessage).values(_outbox_values())
                 outbox_id = connection.execute(outbox.returning(OutboxMessage.id), params).scalar()
         if step is None:
+            run_end.claimed_run_succeeded(
+                session, self._registry.get(claim.workflow), claim, dest, context
+            )
             self._count_end(claim.workflow, SUCCEEDED)  # the fast path's end of a run
             return Advanced.FINISHED, None
         if claimed:
@@ -402,7 +405,7 @@ class RunRecorder:
 
     # -- the ends of a run: one function per kind --
 
-    def _ended(self, session: Session, run: WorkflowRun) -> None:
+    def _ended(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
         """A run just stopped: its messages of the old token go, and it is counted."""
         ends = {
             SUCCEEDED: self._succeeded,
@@ -410,26 +413,30 @@ class RunRecorder:
             CANCELLED: self._cancelled,
             PAUSED: self._paused,
         }
-        ends[run.status](session, run)
+        ends[run.status](session, run, event)
 
-    def _succeeded(self, session: Session, run: WorkflowRun) -> None:
+    def _succeeded(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
         self._dispatcher.discard_for_run(session, run.id)
         self._count_end(run.workflow, SUCCEEDED)
+        run_end.run_ended(session, self._registry.get(run.workflow), run, "succeeded")
 
-    def _failed(self, session: Session, run: WorkflowRun) -> None:
+    def _failed(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
         self._dispatcher.discard_for_run(session, run.id)
         self._count_end(run.workflow, FAILED)
+        ending = "aborted" if isinstance(event, lifecycle.Abort) else "failed"
+        run_end.run_ended(session, self._registry.get(run.workflow), run, ending)
         failure_task = self._registry.get(run.workflow).failure_task
         if failure_task is not None:
             self.enqueue(
                 session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id}, run_id=run.id
             )
 
-    def _cancelled(self, session: Session, run: WorkflowRun) -> None:
+    def _cancelled(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
         self._dispatcher.discard_for_run(session, run.id)
         self._count_end(run.workflow, CANCELLED)
+        run_end.run_ended(session, self._registry.get(run.workflow), run, "cancelled")
 
-    def _paused(self, session: Session, run: WorkflowRun) -> None:
+    def _paused(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
         """A paused run keeps its deadline timer (and what it scheduled ahead)."""
         self._dispatcher.discard_for_run(session, run.id, steps_only=True)
         self._metrics.incr("run.paused", tags={"workflow": run.workflow})

@@ -64,15 +64,20 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the configured database's schema to the latest revision.
 
+    The engine's tables, and the tables of each workflow STATEWRIGHT_WORKFLOWS
+    registers (its own migrations branch); it lists each revision it runs.
     Run it after installing or upgrading statewright, before starting workers.
 
     Example: STATEWRIGHT_DATABASE_URL=postgresql://localhost/app statewright migrate
     """
     from statewright.config import Settings, redact_url
-    from statewright.migrate import upgrade
+    from statewright.migrate import describe, upgrade
+    from statewright.registry import load_workflow_modules
 
     settings = Settings.from_env()
-    upgrade(settings.database_url)
+    applied = upgrade(settings.database_url, load_workflow_modules(settings.workflow_modules))
+    for line in describe(applied):
+        out.print(f"applied {line}", highlight=False, soft_wrap=True)
     out.print(f"database {redact_url(settings.database_url)} is up to date")
     with engine_from_env() as engine:
         changed = engine.schedules.sync()

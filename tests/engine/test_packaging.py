@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+PIP_INSTALL = (sys.executable, "-m", "pip", "install", "--quiet", "--no-deps")
 
 
 def package_folders() -> dict[str, str]:
@@ -71,8 +72,7 @@ def test_installed_wheel_migrates_and_runs_without_a_checkout(wheel: Path, tmp_p
     """Installed elsewhere, `statewright migrate` makes the schema and the CLI answers."""
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site)]
-        + [str(wheel)],
+        [*PIP_INSTALL, "--target", str(site), str(wheel)],
         check=True,
         capture_output=True,
         timeout=300,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from statewright.context import StepContext, TaskContext
 from statewright.definition import Workflow, step, task
 from statewright.errors import PermanentError
+from statewright.migrate import Migrations
 from statewright.models.domain import Organization, OrganizationMember, User
 from statewright.models.engine import WorkflowRun
 from statewright.models.relocation import (
@@ -69,6 +70,8 @@ class Relocation(Workflow):
     failure_task = "notify_failed"
     #: Runs are found by the slugs they relocate (``runs list --key acme``).
     business_key = staticmethod(lambda params: ",".join(params.get("orgs") or []) or None)
+    #: Its tables (and the installation's, which it imports into) come with it.
+    migrations = Migrations("relocation")
 
     def __init__(self, config: RelocationConfig | None = None) -> None:
         self._config = config

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from statewright.context import TaskContext
 from statewright.definition import TaskGroup, task
 from statewright.errors import ConfigurationError, InvalidParamsError
+from statewright.migrate import Migrations
 from statewright.models.reports import ReportSchedule
 from statewright.silo import SiloMode
 from statewright.workflows.relocation.mail import MailBackend, backend_from_url
@@ -108,6 +109,7 @@ class WeeklyReports(TaskGroup):
 
     name = "weekly_reports"
     silo_mode = SiloMode.REGION
+    migrations = Migrations("weekly_reports")
 
     def __init__(self, config: ReportsConfig | None = None) -> None:
         self._config = config
