@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from engine.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
-    from engine.api import Engine, metrics_from_settings
+    from engine.api import Engine
     from engine.clock import Clock, SystemClock, VirtualClock
     from engine.config import Settings
-    from engine.context import StepContext
-    from engine.definition import Definition, Workflow, step
-    from engine.dispatch import Dispatcher
+    from engine.context import StepContext, TaskContext
+    from engine.definition import Definition, TaskGroup, Workflow, step, task
+    from engine.dispatch import TaskMessage
     from engine.embedded import EmbeddedWorker
     from engine.errors import (
         ConfigurationError,
@@ -33,9 +33,10 @@ if TYPE_CHECKING:
         SignalTooLateError,
         SiloLimitError,
         StatewrightError,
+        UnknownTaskError,
         UnknownWorkflowError,
     )
-    from engine.instrumentation import InstrumentedTask, bind_step, instrumented_task
+    from engine.instrumentation import InstrumentedTask, instrumented_task
     from engine.metrics import (
         InMemoryMetrics,
         Metrics,
@@ -59,7 +60,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ConfigurationError": ("engine.errors", "ConfigurationError"),
     "Definition": ("engine.definition", "Definition"),
     "DefinitionError": ("engine.errors", "DefinitionError"),
-    "Dispatcher": ("engine.dispatch", "Dispatcher"),
     "EmbeddedWorker": ("engine.embedded", "EmbeddedWorker"),
     "Engine": ("engine.api", "Engine"),
     "IdempotencyConflictError": ("engine.errors", "IdempotencyConflictError"),
@@ -90,16 +90,19 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsdMetrics": ("engine.metrics", "StatsdMetrics"),
     "StepContext": ("engine.context", "StepContext"),
     "SystemClock": ("engine.clock", "SystemClock"),
+    "TaskContext": ("engine.context", "TaskContext"),
+    "TaskGroup": ("engine.definition", "TaskGroup"),
+    "TaskMessage": ("engine.dispatch", "TaskMessage"),
     "TransitionInfo": ("engine.queries", "TransitionInfo"),
+    "UnknownTaskError": ("engine.errors", "UnknownTaskError"),
     "UnknownWorkflowError": ("engine.errors", "UnknownWorkflowError"),
     "VirtualClock": ("engine.clock", "VirtualClock"),
     "Wait": ("engine.waits", "Wait"),
     "Workflow": ("engine.definition", "Workflow"),
-    "bind_step": ("engine.instrumentation", "bind_step"),
     "instrumented_task": ("engine.instrumentation", "instrumented_task"),
-    "metrics_from_settings": ("engine.api", "metrics_from_settings"),
     "on_signal": ("engine.waits", "on_signal"),
     "step": ("engine.definition", "step"),
+    "task": ("engine.definition", "task"),
 }
 
 
@@ -118,7 +121,6 @@ __all__ = [
     "ConfigurationError",
     "Definition",
     "DefinitionError",
-    "Dispatcher",
     "EmbeddedWorker",
     "Engine",
     "IdempotencyConflictError",
@@ -149,15 +151,18 @@ __all__ = [
     "StatsdMetrics",
     "StepContext",
     "SystemClock",
+    "TaskContext",
+    "TaskGroup",
+    "TaskMessage",
     "TransitionInfo",
+    "UnknownTaskError",
     "UnknownWorkflowError",
     "VirtualClock",
     "Wait",
     "Workflow",
-    "bind_step",
     "instrumented_task",
-    "metrics_from_settings",
     "migrate",
     "on_signal",
     "step",
+    "task",
 ]

@@ -6,7 +6,7 @@ Control-flow signals (``Poll``) are not errors and live in ``engine.outcomes``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def _choices(values: Iterable[str]) -> str:
@@ -23,7 +23,15 @@ class ConfigurationError(StatewrightError):
 
 
 class DefinitionError(StatewrightError):
-    """A workflow definition is inconsistent; raised when the class is declared."""
+    """A workflow definition is inconsistent; raised when the class is declared.
+
+    ``problems`` lists every problem found in the declaration (one sentence each);
+    the message names them all.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class UnknownWorkflowError(StatewrightError):

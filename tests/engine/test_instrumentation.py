@@ -27,12 +27,12 @@ from engine import (
     SiloMode,
     StepContext,
     Workflow,
-    bind_step,
     instrumented_task,
     step,
 )
 from engine.celery_app import StatewrightCelery, build_celery
 from engine.dispatch import ENQUEUED_AT_HEADER
+from engine.instrumentation import bind_step
 from engine.testing import WorkflowHarness, captured_queue
 from tests.conftest import EngineFactory
 from tests.sample_workflows import FAST_RETRY, WORKFLOWS
