@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.definition import Workflow
+    from engine import Workflow
     from workflows.document_review import DocumentReview
     from workflows.onboarding import Onboarding
     from workflows.relocation import Relocation

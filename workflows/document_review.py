@@ -13,12 +13,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from engine.context import StepContext
-from engine.definition import Workflow, step
-from engine.errors import InvalidParamsError
-from engine.outcomes import Poll
-from engine.timers import SignalContext
-from engine.waits import Wait, on_signal
+from engine import (
+    InvalidParamsError,
+    Poll,
+    SignalContext,
+    StepContext,
+    Wait,
+    Workflow,
+    on_signal,
+    step,
+)
 
 
 class DocumentReview(Workflow):

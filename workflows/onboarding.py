@@ -11,11 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from engine.context import StepContext
-from engine.definition import Workflow, step
-from engine.errors import PermanentError
-from engine.outcomes import Poll
-from engine.retry import RetryPolicy
+from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
 
 
 class ProvisioningBusyError(Exception):

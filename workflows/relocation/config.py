@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.errors import ConfigurationError
+from engine import ConfigurationError
 from workflows.relocation.crypto import load_private_key
 from workflows.relocation.format import Limits
 from workflows.relocation.mail import MailBackend, backend_from_url

@@ -12,9 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.api import Engine
-from engine.errors import InvalidParamsError
-from engine.queries import RunInfo
+from engine import Engine, InvalidParamsError, RunInfo
 from models.relocation import (
     Relocation,
     RelocationEmail,

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import InvalidParamsError
 from engine.config import parse_database_url
-from engine.errors import InvalidParamsError
 from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
 from workflows.relocation.format import Record, seal, write_document
 

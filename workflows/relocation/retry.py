@@ -7,10 +7,8 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from engine.api import Engine
-from engine.errors import IllegalOperationError, InvalidParamsError
+from engine import Engine, IllegalOperationError, InvalidParamsError, RunInfo
 from engine.persistence import require_run
-from engine.queries import RunInfo
 from models.relocation import Relocation as RelocationRecord
 from models.relocation import RelocationFile
 from workflows.relocation.start import claim_owner, require_user

@@ -13,9 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.api import Engine
-from engine.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
-from engine.queries import RunInfo
+from engine import ConfigurationError, Engine, IllegalOperationError, InvalidParamsError, RunInfo
 from models.domain import User
 from models.engine import WorkflowRun
 from models.relocation import Relocation as RelocationRecord

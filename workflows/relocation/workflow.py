@@ -15,11 +15,7 @@ from typing import BinaryIO, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.context import StepContext, TaskContext
-from engine.definition import Workflow, step, task
-from engine.errors import PermanentError
-from engine.outcomes import Poll
-from engine.retry import RetryPolicy
+from engine import PermanentError, Poll, RetryPolicy, StepContext, TaskContext, Workflow, step, task
 from models.domain import Organization, OrganizationMember, User
 from models.engine import WorkflowRun
 from models.relocation import (

@@ -19,10 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from engine.context import TaskContext
-from engine.definition import TaskGroup, task
-from engine.errors import ConfigurationError, InvalidParamsError
-from engine.silo import SiloMode
+from engine import ConfigurationError, InvalidParamsError, SiloMode, TaskContext, TaskGroup, task
 from models.reports import ReportSchedule
 from workflows.relocation.mail import MailBackend, backend_from_url
 from workflows.weekly_reports.report import (
