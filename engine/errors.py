@@ -46,10 +46,6 @@ class UnknownStateError(StatewrightError):
     """A state that a workflow (no longer) has a step for."""
 
 
-class UnknownTaskError(StatewrightError):
-    """A task name that neither a workflow nor an imported instrumented task has."""
-
-
 class RunNotFoundError(StatewrightError):
     """No run has this id."""
 
@@ -99,6 +95,23 @@ class PermanentError(StatewrightError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UnknownTaskError(PermanentError):
+    """A task name that neither a workflow nor an imported instrumented task has.
+
+    Permanent: a step that enqueues it (``ctx.enqueue``) fails its run at once, since
+    no retry can make the name known.
+    """
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        PermanentError.__init__(
+            self,
+            f"no task named {name!r} is registered with this engine: neither a workflow's "
+            f"@task nor an instrumented_task imported in this process; registered tasks: "
+            f"{_choices(known)}",
+        )
+        self.name = name
 
 
 __all__ = [
