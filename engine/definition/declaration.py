@@ -10,6 +10,7 @@ that instance's bound methods, so a workflow keeps no per-run state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from engine.business_key import KeySource
 from engine.definition.build import build_definition, build_task_group
 from engine.definition.specs import Definition, StepSpec, TaskGroupDefinition, TaskSpec
-from engine.definition.validation import check_not_async, check_options
+from engine.definition.validation import check_not_async, check_step_options
 from engine.outcomes import Outcome
 from engine.retry import RetryPolicy
 from engine.schedule import Schedule
@@ -46,34 +47,24 @@ def step(
     returns a trigger name or ``Poll``. ``state`` defaults to the method's name.
     ``reason`` is the sentence a person reads when the run fails in this state.
     """
-    deadline = (
-        timedelta(seconds=poll_deadline)
-        if isinstance(poll_deadline, int | float)
-        else poll_deadline
+    options = StepSpec(
+        state=state or "",
+        handler=_undeclared,
+        initial=initial,
+        retry=retry,
+        time_limit=time_limit,
+        queue=queue,
+        silo_mode=normalize_modes(silo_mode),
+        reason=reason,
+        poll_limit=poll_limit,
+        poll_deadline=_span(poll_deadline),
     )
 
     def mark(fn: Callable[[Any, StepContext], Outcome]) -> Any:
         check_not_async("@step", fn)
-        check_options(
-            f"@step of {fn.__qualname__}",
-            retry=retry,
-            time_limit=time_limit,
-            queue=queue,
-            poll_limit=poll_limit,
-            poll_deadline=deadline,
-        )
-        fn.__statewright_step__ = StepSpec(  # type: ignore[attr-defined]
-            state=state or fn.__name__,
-            handler=fn,
-            initial=initial,
-            retry=retry,
-            time_limit=time_limit,
-            queue=queue,
-            silo_mode=normalize_modes(silo_mode),
-            reason=reason,
-            poll_limit=poll_limit,
-            poll_deadline=deadline,
-        )
+        check_step_options(f"@step of {fn.__qualname__}", options)
+        spec = replace(options, state=state or fn.__name__, handler=fn)
+        fn.__statewright_step__ = spec  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -111,6 +102,15 @@ def task(
         return fn
 
     return mark
+
+
+def _span(value: timedelta | float | None) -> timedelta | None:
+    """Seconds as a ``timedelta``; a ``timedelta`` (or anything else, refused later) as given."""
+    return timedelta(seconds=value) if isinstance(value, int | float) else value
+
+
+def _undeclared(ctx: StepContext) -> Outcome:  # pragma: no cover - replaced when marked
+    raise AssertionError("a @step's handler is the method it marks")
 
 
 class Workflow:

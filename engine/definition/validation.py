@@ -94,6 +94,18 @@ def check_options(
     problems.raise_if_any()
 
 
+def check_step_options(where: str, spec: StepSpec) -> None:
+    """Refuse a ``@step``'s option values that cannot work, naming each one."""
+    check_options(
+        where,
+        retry=spec.retry,
+        time_limit=spec.time_limit,
+        queue=spec.queue,
+        poll_limit=spec.poll_limit,
+        poll_deadline=spec.poll_deadline,
+    )
+
+
 def option_problems(
     where: str,
     *,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from engine import ConfigurationError, Engine, Settings
 from engine.cli.app import app
 from engine.environment import unknown_variables
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 from workflows.weekly_reports import WeeklyReports
 
 

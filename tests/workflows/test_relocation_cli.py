@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 from workflows.relocation.crypto import MAGIC, generate_keypair
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, func, select
 
 from engine import Engine, Settings, migrate
 from models import ReportDelivery, ReportSchedule
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 from tests.workflows.test_weekly_reports import build_organizations
 from workflows.weekly_reports import WeeklyReports
 
