@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine import Engine
+from statewright import Engine
 from tests.sample_workflows import effect_counts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from engine import (
+from statewright import (
     InvalidParamsError,
     Poll,
     SignalContext,

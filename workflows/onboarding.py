@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
+from statewright import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
 
 
 class ProvisioningBusyError(Exception):

@@ -8,17 +8,17 @@
 - ``graph``: the declared moves, the one answer to which move is legal and what lies ahead.
 """
 
-from engine.definition.build import build_definition, build_task_group
-from engine.definition.declaration import TaskGroup, Workflow, step, task
-from engine.definition.graph import Edge, Graph
-from engine.definition.specs import (
+from statewright.definition.build import build_definition, build_task_group
+from statewright.definition.declaration import TaskGroup, Workflow, step, task
+from statewright.definition.graph import Edge, Graph
+from statewright.definition.specs import (
     Definition,
     Handler,
     StepSpec,
     TaskGroupDefinition,
     TaskSpec,
 )
-from engine.definition.validation import ENGINE_EVENTS, check_options
+from statewright.definition.validation import ENGINE_EVENTS, check_options
 
 __all__ = [
     "ENGINE_EVENTS",

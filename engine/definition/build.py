@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from engine.business_key import KeyFunction, key_function
-from engine.definition.graph import Edge, Graph
-from engine.definition.specs import (
+from statewright.business_key import KeyFunction, key_function
+from statewright.definition.graph import Edge, Graph
+from statewright.definition.specs import (
     Definition,
     StepSpec,
     TaskGroupDefinition,
@@ -23,7 +23,7 @@ from engine.definition.specs import (
     bind_handlers,
     machine_of,
 )
-from engine.definition.validation import (
+from statewright.definition.validation import (
     NAME,
     NAME_RULE,
     Problems,
@@ -36,14 +36,14 @@ from engine.definition.validation import (
     option_problems,
     parse_edges,
 )
-from engine.outcomes import Outcome
-from engine.schedule import Schedule, declared_schedules
-from engine.silo import normalize_modes
-from engine.waits import RunDeadline, collect_waits, run_deadline
+from statewright.outcomes import Outcome
+from statewright.schedule import Schedule, declared_schedules
+from statewright.silo import normalize_modes
+from statewright.waits import RunDeadline, collect_waits, run_deadline
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
-    from engine.definition.declaration import TaskGroup, Workflow
+    from statewright.context import StepContext
+    from statewright.definition.declaration import TaskGroup, Workflow
 
 
 def build_definition(cls: type[Workflow]) -> Definition:

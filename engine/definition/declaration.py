@@ -15,18 +15,18 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine.business_key import KeySource
-from engine.definition.build import build_definition, build_task_group
-from engine.definition.specs import Definition, StepSpec, TaskGroupDefinition, TaskSpec
-from engine.definition.validation import check_not_async, check_step_options
-from engine.outcomes import Outcome
-from engine.retry import RetryPolicy
-from engine.schedule import Schedule
-from engine.silo import SiloMode, normalize_modes
-from engine.waits import Wait
+from statewright.business_key import KeySource
+from statewright.definition.build import build_definition, build_task_group
+from statewright.definition.specs import Definition, StepSpec, TaskGroupDefinition, TaskSpec
+from statewright.definition.validation import check_not_async, check_step_options
+from statewright.outcomes import Outcome
+from statewright.retry import RetryPolicy
+from statewright.schedule import Schedule
+from statewright.silo import SiloMode, normalize_modes
+from statewright.waits import Wait
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
+    from statewright.context import StepContext
 
 
 def step(
@@ -116,7 +116,7 @@ def _undeclared(ctx: StepContext) -> Outcome:  # pragma: no cover - replaced whe
 class Workflow:
     """Base class of workflow declarations; subclasses are validated when declared."""
 
-    #: Marks the base class itself (not its subclasses) for ``engine.definition.build``.
+    #: Marks the base class itself (not its subclasses) for ``statewright.definition.build``.
     _statewright_base: ClassVar[bool] = True
     name: ClassVar[str]
     transitions: ClassVar[Sequence[tuple[str, str, str]]]
@@ -153,7 +153,7 @@ class Workflow:
 class TaskGroup:
     """Base class of task groups: a ``name`` and ``@task`` methods, validated when declared."""
 
-    #: Marks the base class itself (not its subclasses) for ``engine.definition.build``.
+    #: Marks the base class itself (not its subclasses) for ``statewright.definition.build``.
     _statewright_base: ClassVar[bool] = True
     name: ClassVar[str]
     silo_mode: ClassVar[SiloMode | Iterable[SiloMode] | None] = None

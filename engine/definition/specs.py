@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from transitions import Machine
 
-from engine.business_key import KeyFunction
-from engine.definition.graph import Edge, Graph
-from engine.errors import DefinitionError
-from engine.outcomes import Outcome
-from engine.retry import RetryPolicy
-from engine.schedule import Schedule
-from engine.silo import SiloMode
-from engine.waits import RunDeadline, Wait
+from statewright.business_key import KeyFunction
+from statewright.definition.graph import Edge, Graph
+from statewright.errors import DefinitionError
+from statewright.outcomes import Outcome
+from statewright.retry import RetryPolicy
+from statewright.schedule import Schedule
+from statewright.silo import SiloMode
+from statewright.waits import RunDeadline, Wait
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
-    from engine.definition.declaration import TaskGroup, Workflow
+    from statewright.context import StepContext
+    from statewright.definition.declaration import TaskGroup, Workflow
 
 #: A bound handler: takes the step's context, returns a trigger or ``Poll``.
 Handler = Callable[["StepContext"], Outcome]
@@ -96,9 +96,9 @@ class Definition:
     instance: Workflow = field(compare=False, repr=False)
     graph: Graph = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
-    #: Cron schedules that start runs of this workflow (see ``engine.scheduler``).
+    #: Cron schedules that start runs of this workflow (see ``statewright.scheduler``).
     schedules: tuple[Schedule, ...] = field(default=(), compare=False, repr=False)
-    #: The run's business key from its params (``engine.business_key``), if declared.
+    #: The run's business key from its params (``statewright.business_key``), if declared.
     business_key: KeyFunction | None = field(compare=False, repr=False, default=None)
 
     def task_name(self, state: str) -> str:

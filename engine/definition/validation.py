@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.definition.graph import Edge, Graph
-from engine.errors import DefinitionError
-from engine.retry import RetryPolicy
+from statewright.definition.graph import Edge, Graph
+from statewright.errors import DefinitionError
+from statewright.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from engine.definition.specs import StepSpec, TaskSpec
+    from statewright.definition.specs import StepSpec, TaskSpec
 
 #: Triggers the engine itself writes into history; a workflow may not declare them.
 ENGINE_EVENTS = frozenset(

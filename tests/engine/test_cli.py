@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-from engine.cli.common import waited_exit_code
-from engine.testing import WorkflowHarness
+from statewright import Engine
+from statewright.cli.common import waited_exit_code
+from statewright.testing import WorkflowHarness
 from tests.helpers import cli, cli_env
 
 

@@ -90,7 +90,7 @@ def test_fail_show_redrive_replay_and_draw(env: dict[str, str], tmp_path: Path) 
     run_id = run["id"]
     assert run["failure_reason"] == "the input cannot be storing"
     shown = ok("runs", "show", run_id, env=env)
-    assert shown["failure_detail"]["error_type"] == "engine.errors.PermanentError"  # type: ignore[index]
+    assert shown["failure_detail"]["error_type"] == "statewright.errors.PermanentError"  # type: ignore[index]
     table = cli("runs", "show", run_id, env=env).stdout
     assert "the input cannot be storing" in table
     assert "transformed" in table

@@ -6,8 +6,8 @@ from typing import Literal
 
 import pytest
 
-from engine import DefinitionError, Poll, StepContext, Workflow, on_signal, step, task
-from engine.definition import Edge, Graph
+from statewright import DefinitionError, Poll, StepContext, Workflow, on_signal, step, task
+from statewright.definition import Edge, Graph
 from tests.sample_workflows import Pipeline, Waiter
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-from engine import (
+from statewright import (
     Engine,
     InMemoryMetrics,
     Settings,
@@ -20,7 +20,7 @@ from engine import (
     step,
     task,
 )
-from engine.testing import WorkflowHarness
+from statewright.testing import WorkflowHarness
 
 #: What the tasks below did, in order: (task, argument).
 DONE: list[tuple[str, Any]] = []

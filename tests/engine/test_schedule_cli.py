@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from engine import Engine, Settings
-from models.engine import WorkflowRun
+from statewright import Engine, Settings
+from statewright.models.engine import WorkflowRun
 from tests.helpers import cli, cli_env, cli_json, cli_refused
 from tests.sample_workflows import WORKFLOWS
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Engine, TaskMessage
-from engine.errors import UnknownStateError, UnknownTaskError
-from engine.testing import WorkflowHarness
+from statewright import Engine, TaskMessage
+from statewright.errors import UnknownStateError, UnknownTaskError
+from statewright.testing import WorkflowHarness
 from tests.helpers import effects_of
 
 

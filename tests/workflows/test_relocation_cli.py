@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from statewright.workflows.relocation.crypto import MAGIC, generate_keypair
 from tests.helpers import ROOT, cli
-from workflows.relocation.crypto import MAGIC, generate_keypair
 
 
 @pytest.fixture

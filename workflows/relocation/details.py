@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import Engine, InvalidParamsError, RunInfo
-from models.relocation import (
+from statewright import Engine, InvalidParamsError, RunInfo
+from statewright.models.relocation import (
     Relocation,
     RelocationEmail,
     RelocationFile,

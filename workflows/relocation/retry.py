@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from engine import Engine, IllegalOperationError, InvalidParamsError, RunInfo
-from engine.persistence import require_run
-from models.relocation import Relocation as RelocationRecord
-from models.relocation import RelocationFile
-from workflows.relocation.start import claim_owner, require_user
+from statewright import Engine, IllegalOperationError, InvalidParamsError, RunInfo
+from statewright.models.relocation import Relocation as RelocationRecord
+from statewright.models.relocation import RelocationFile
+from statewright.persistence import require_run
+from statewright.workflows.relocation.start import claim_owner, require_user
 
 
 def retry_relocation(

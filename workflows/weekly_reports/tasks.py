@@ -19,10 +19,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from engine import ConfigurationError, InvalidParamsError, SiloMode, TaskContext, TaskGroup, task
-from models.reports import ReportSchedule
-from workflows.relocation.mail import MailBackend, backend_from_url
-from workflows.weekly_reports.report import (
+from statewright import (
+    ConfigurationError,
+    InvalidParamsError,
+    SiloMode,
+    TaskContext,
+    TaskGroup,
+    task,
+)
+from statewright.models.reports import ReportSchedule
+from statewright.workflows.relocation.mail import MailBackend, backend_from_url
+from statewright.workflows.weekly_reports.report import (
     active_organizations,
     build_report,
     record_deliveries,
