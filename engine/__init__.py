@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from statewright.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
-    from statewright.api import Engine, metrics_from_settings
+    from statewright.api import Engine
     from statewright.clock import Clock, SystemClock, VirtualClock
     from statewright.config import Settings
-    from statewright.context import StepContext
-    from statewright.definition import Definition, Workflow, step
-    from statewright.dispatch import Dispatcher
+    from statewright.context import StepContext, TaskContext
+    from statewright.definition import Definition, TaskGroup, Workflow, step, task
+    from statewright.dispatch import TaskMessage
     from statewright.embedded import EmbeddedWorker
     from statewright.errors import (
         ConfigurationError,
@@ -34,9 +34,10 @@ if TYPE_CHECKING:
         SignalTooLateError,
         SiloLimitError,
         StatewrightError,
+        UnknownTaskError,
         UnknownWorkflowError,
     )
-    from statewright.instrumentation import InstrumentedTask, bind_step, instrumented_task
+    from statewright.instrumentation import InstrumentedTask, instrumented_task
     from statewright.metrics import (
         InMemoryMetrics,
         Metrics,
@@ -62,7 +63,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ConfigurationError": ("statewright.errors", "ConfigurationError"),
     "Definition": ("statewright.definition", "Definition"),
     "DefinitionError": ("statewright.errors", "DefinitionError"),
-    "Dispatcher": ("statewright.dispatch", "Dispatcher"),
     "EmbeddedWorker": ("statewright.embedded", "EmbeddedWorker"),
     "Engine": ("statewright.api", "Engine"),
     "IdempotencyConflictError": ("statewright.errors", "IdempotencyConflictError"),
@@ -96,17 +96,20 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsdMetrics": ("statewright.metrics", "StatsdMetrics"),
     "StepContext": ("statewright.context", "StepContext"),
     "SystemClock": ("statewright.clock", "SystemClock"),
+    "TaskContext": ("statewright.context", "TaskContext"),
+    "TaskGroup": ("statewright.definition", "TaskGroup"),
+    "TaskMessage": ("statewright.dispatch", "TaskMessage"),
     "TransitionInfo": ("statewright.queries", "TransitionInfo"),
+    "UnknownTaskError": ("statewright.errors", "UnknownTaskError"),
     "UnknownWorkflowError": ("statewright.errors", "UnknownWorkflowError"),
     "VirtualClock": ("statewright.clock", "VirtualClock"),
     "Wait": ("statewright.waits", "Wait"),
     "Workflow": ("statewright.definition", "Workflow"),
-    "bind_step": ("statewright.instrumentation", "bind_step"),
     "instrumented_task": ("statewright.instrumentation", "instrumented_task"),
-    "metrics_from_settings": ("statewright.api", "metrics_from_settings"),
     "on_end": ("statewright.run_end", "on_end"),
     "on_signal": ("statewright.waits", "on_signal"),
     "step": ("statewright.definition", "step"),
+    "task": ("statewright.definition", "task"),
 }
 
 
@@ -125,7 +128,6 @@ __all__ = [
     "ConfigurationError",
     "Definition",
     "DefinitionError",
-    "Dispatcher",
     "EmbeddedWorker",
     "Engine",
     "IdempotencyConflictError",
@@ -159,16 +161,19 @@ __all__ = [
     "StatsdMetrics",
     "StepContext",
     "SystemClock",
+    "TaskContext",
+    "TaskGroup",
+    "TaskMessage",
     "TransitionInfo",
+    "UnknownTaskError",
     "UnknownWorkflowError",
     "VirtualClock",
     "Wait",
     "Workflow",
-    "bind_step",
     "instrumented_task",
-    "metrics_from_settings",
     "migrate",
     "on_end",
     "on_signal",
     "step",
+    "task",
 ]

@@ -444,11 +444,18 @@ class Engine:
 
     def _task_queue(self, task_name: str) -> str:
         if task_name not in self.celery.tasks:
-            raise UnknownTaskError(
-                f"no task named {task_name!r} is registered with this engine: neither a "
-                "workflow's @task nor an instrumented_task imported in this process"
-            )
+            raise UnknownTaskError(task_name, self._enqueueable_tasks())
         return declared_queue(self.celery, task_name)
+
+    def _enqueueable_tasks(self) -> builtins.list[str]:
+        """The tasks a step may enqueue: workflows' tasks and imported instrumented tasks
+        (not steps, Celery's own tasks or the engine's timers)."""
+        steps = {step.task_name for step in self.registry.steps()}
+        return sorted(
+            name
+            for name in self.celery.tasks
+            if name not in steps and not name.startswith(("celery.", "statewright."))
+        )
 
     def _run_task(self, definition: TaskOwner, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
         bind_step(workflow=definition.name)

@@ -21,7 +21,8 @@ from statewright.recorder import Advanced
 from statewright.registry import StepOptions
 from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
-from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
+from tests.helpers import effects_of
+from tests.sample_workflows import WORKFLOWS, record_effect
 
 CONTINUE_FOR = 5.0
 
@@ -80,11 +81,6 @@ def harness(engine: Engine) -> WorkflowHarness:
 
 def delivered(harness: WorkflowHarness) -> list[str]:
     return [d.message.task_name for d in harness.deliveries]
-
-
-def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
-    with engine.db.sessions() as session:
-        return effect_counts(session, run_id)
 
 
 def attempts(engine: Engine, run_id: str) -> list[tuple[str | None, str, int]]:

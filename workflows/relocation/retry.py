@@ -7,13 +7,10 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from statewright import lifecycle
-from statewright.api import Engine
-from statewright.errors import IllegalOperationError, InvalidParamsError
+from statewright import Engine, IllegalOperationError, InvalidParamsError, RunInfo, lifecycle
 from statewright.models.relocation import Relocation as RelocationRecord
 from statewright.models.relocation import RelocationFile
 from statewright.persistence import require_run
-from statewright.queries import RunInfo
 from statewright.workflows.relocation.start import claim_owner, require_user
 
 

@@ -15,9 +15,16 @@ from typing import BinaryIO, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from statewright.context import StepContext, TaskContext
-from statewright.definition import Workflow, step, task
-from statewright.errors import PermanentError
+from statewright import (
+    PermanentError,
+    Poll,
+    RetryPolicy,
+    StepContext,
+    TaskContext,
+    Workflow,
+    step,
+    task,
+)
 from statewright.migrate import Migrations
 from statewright.models.domain import Organization, OrganizationMember, User
 from statewright.models.engine import WorkflowRun
@@ -29,8 +36,6 @@ from statewright.models.relocation import (
     RelocationValidation,
     RelocationValidationAttempt,
 )
-from statewright.outcomes import Poll
-from statewright.retry import RetryPolicy
 from statewright.workflows.relocation.config import RelocationConfig
 from statewright.workflows.relocation.format import (
     SECTIONS,

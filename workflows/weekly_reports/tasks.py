@@ -19,12 +19,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from statewright.context import TaskContext
-from statewright.definition import TaskGroup, task
-from statewright.errors import ConfigurationError, InvalidParamsError
+from statewright import (
+    ConfigurationError,
+    InvalidParamsError,
+    SiloMode,
+    TaskContext,
+    TaskGroup,
+    task,
+)
 from statewright.migrate import Migrations
 from statewright.models.reports import ReportSchedule
-from statewright.silo import SiloMode
 from statewright.workflows.relocation.mail import MailBackend, backend_from_url
 from statewright.workflows.weekly_reports.report import (
     active_organizations,
