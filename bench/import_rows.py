@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import create_engine, insert
 from sqlalchemy.orm import Session
 
-from engine.demo import TABLES
+from workflows.relocation.demo import TABLES
 from workflows.relocation.format import Limits, read_records
 from workflows.relocation.importer import Importer
 

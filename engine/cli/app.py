@@ -18,11 +18,10 @@ import typer
 from engine.cli.common import engine_from_env, engine_without_database, err, fail, out
 from engine.cli.doctor import doctor
 from engine.cli.inspect import inspect_commands
+from engine.cli.plugins import add_plugin_commands, warn_problems
 from engine.cli.runs import runs_app
 from engine.errors import StatewrightError
 from engine.schedule_cli import runs_purge, schedules_app
-from workflows.relocation.cli import keys_app, relocation_app
-from workflows.weekly_reports.cli import reports_app
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -36,9 +35,6 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(runs_app, name="runs")
-app.add_typer(keys_app, name="keys")
-app.add_typer(relocation_app, name="relocation")
-app.add_typer(reports_app, name="reports")
 app.add_typer(schedules_app, name="schedules")
 runs_app.command("purge")(runs_purge)
 inspect_commands(app)
@@ -50,6 +46,7 @@ def main() -> None:
     from engine.environment import warn_unknown_variables
 
     warn_unknown_variables(os.environ, err)
+    warn_problems(PLUGIN_PROBLEMS)
     try:
         app()
     except StatewrightError as error:
@@ -275,3 +272,8 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+#: Workflow packages' commands (``statewright.cli`` entry points), after the built-ins
+#: so that none can take a built-in command's name.
+PLUGIN_PROBLEMS = add_plugin_commands(app)

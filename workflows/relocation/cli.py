@@ -1,4 +1,5 @@
-"""``statewright keys`` and ``statewright relocation``: export, start, follow."""
+"""``statewright keys``, ``statewright relocation`` and ``statewright demo``: export,
+start, follow; the demo relocates a sample end to end."""
 
 from __future__ import annotations
 
@@ -162,3 +163,33 @@ def relocation_show(run_id: RunId, as_json: JsonFlag = False) -> None:
         print_json(info.to_json())
         return
     print_relocation(out, info)
+
+
+def demo(
+    orgs: Annotated[int, typer.Option(min=1, max=20, help="Organizations in the sample.")] = 3,
+    users: Annotated[int, typer.Option(min=1, max=100_000, help="Users in the sample.")] = 300,
+    workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
+        ".statewright/demo"
+    ),
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the console while it runs, until Ctrl-C.")
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port.")] = 8080,
+) -> None:
+    """Relocate a sample installation end to end, embedded, with progress.
+
+    The quickest way to see statewright work; it touches nothing outside --workdir.
+    With --web the console serves the demo's database while it runs, until Ctrl-C.
+
+    Examples:
+
+      statewright demo --orgs 5 --users 2000
+
+      statewright demo --web --port 8080
+    """
+    from engine.logs import configure_logging
+    from workflows.relocation.demo import run_demo
+
+    configure_logging(level="WARNING")
+    code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
+    raise typer.Exit(code)
