@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -135,6 +135,22 @@ def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
     finally:
         if worker is not None:
             worker.stop()
+
+
+def operate(run_id: str, as_json: bool, act: Callable[[Engine, str], RunInfo]) -> None:
+    """Find the run ``run_id`` names (an id or a unique prefix), ``act`` on it and print
+    the run as the operation left it."""
+    with engine_from_env() as engine:
+        print_run(act(engine, engine.resolve_run_id(run_id)), as_json)
+
+
+def finish_started(engine: Engine, info: RunInfo, *, wait: bool, as_json: bool) -> NoReturn:
+    """Print a run (just started, or found to wait for), after following it with
+    ``wait``; exit 1 if it ended without succeeding."""
+    if wait:
+        info = wait_with_progress(engine, info)
+    print_run(info, as_json)
+    raise typer.Exit(waited_exit_code(info))
 
 
 def print_run(info: RunInfo, as_json: bool) -> None:

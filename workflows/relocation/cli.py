@@ -12,11 +12,9 @@ from engine.cli.common import (
     JsonFlag,
     RunId,
     engine_from_env,
+    finish_started,
     out,
     print_json,
-    print_run,
-    wait_with_progress,
-    waited_exit_code,
 )
 from engine.errors import StatewrightError
 
@@ -119,10 +117,7 @@ def relocation_start(
         info = start_relocation(
             engine, file, owner=owner, creator=creator, orgs=org, pause_at=pause_at
         )
-        if wait:
-            info = wait_with_progress(engine, info)
-        print_run(info, as_json)
-        raise typer.Exit(waited_exit_code(info))
+        finish_started(engine, info, wait=wait, as_json=as_json)
 
 
 @relocation_app.command("retry")
@@ -142,10 +137,7 @@ def relocation_retry(
 
     with engine_from_env() as engine:
         info = retry_relocation(engine, engine.resolve_run_id(run_id), creator=creator)
-        if wait:
-            info = wait_with_progress(engine, info)
-        print_run(info, as_json)
-        raise typer.Exit(waited_exit_code(info))
+        finish_started(engine, info, wait=wait, as_json=as_json)
 
 
 @relocation_app.command("show")
