@@ -11,12 +11,14 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from engine.api import Engine
+from engine.config import Settings
 from engine.logs import configure_logging
 from engine.observability import setup_sentry
 from engine.stats import serve_metrics
 
-configure_logging()
-engine = Engine()
+settings = Settings.from_env()
+configure_logging(settings.log_format)
+engine = Engine(settings)
 setup_sentry(engine.settings)
 app = engine.celery
 app.conf.beat_schedule = engine.beat_schedule()

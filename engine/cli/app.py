@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -107,10 +108,10 @@ def worker(
     chosen = parse_queues(queues)
     settings = Settings.from_env()
     if metrics_port is not None:
-        os.environ["STATEWRIGHT_METRICS_PORT"] = str(metrics_port)
+        settings = replace(settings, metrics_port=metrics_port)
     if not settings.embedded:
-        _become_celery_worker(settings, concurrency, pool, loglevel, chosen, metrics_port)
-    _run_embedded_worker(chosen, metrics_port)
+        _become_celery_worker(settings, concurrency, pool, loglevel, chosen)
+    _run_embedded_worker(settings, chosen)
 
 
 def parse_queues(value: str | None) -> list[str]:
@@ -133,12 +134,11 @@ def _become_celery_worker(
     pool: str,
     loglevel: str,
     queues: list[str],
-    metrics_port: int | None,
 ) -> NoReturn:
     """Replace this process with a Celery worker on ``queues`` (default: the silo's)."""
     from engine.stats import prepare_multiprocess_metrics
 
-    if metrics_port is not None:
+    if settings.metrics_port is not None:
         prepare_multiprocess_metrics()
     if not queues:
         from engine.celery_app import silo_queues
@@ -167,16 +167,24 @@ def _become_celery_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    os.execv(sys.executable, command)  # noqa: S606 - become the Celery worker
+    _become(command, STATEWRIGHT_METRICS_PORT=settings.metrics_port)
 
 
-def _run_embedded_worker(queues: list[str], metrics_port: int | None) -> None:
+def _become(command: list[str], **settings: object) -> NoReturn:
+    """Replace this process with ``command``, whose engine reads its settings from the
+    environment: this process's, with ``settings`` (those not ``None``) set in it."""
+    environment = dict(os.environ)
+    environment.update({name: str(value) for name, value in settings.items() if value is not None})
+    os.execve(sys.executable, command, environment)  # noqa: S606 - become Celery
+
+
+def _run_embedded_worker(settings: Settings, queues: list[str]) -> None:
     from engine.embedded import EmbeddedWorker
     from engine.stats import serve_metrics
 
-    with engine_from_env() as engine:
-        if metrics_port is not None:
-            serve_metrics(metrics_port, engine.metrics)
+    with engine_from_env(settings) as engine:
+        if settings.metrics_port is not None:
+            serve_metrics(settings.metrics_port, engine.metrics)
         embedded = EmbeddedWorker(engine, queues=queues or None)
         _stop_on_signals(embedded.stop)
         embedded.start()
@@ -201,8 +209,6 @@ def beat(
             "beat needs STATEWRIGHT_BROKER_URL; with the embedded worker run "
             "`statewright reports run` on a schedule of your own"
         )
-    if relay:
-        os.environ["STATEWRIGHT_BEAT_RELAY"] = "1"
     command = [
         sys.executable,
         "-m",
@@ -213,7 +219,7 @@ def beat(
         "--loglevel",
         loglevel,
     ]
-    os.execv(sys.executable, command)  # noqa: S606 - become Celery beat
+    _become(command, STATEWRIGHT_BEAT_RELAY="1" if relay else None)
 
 
 @app.command()

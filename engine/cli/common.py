@@ -20,6 +20,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from engine.api import Engine
+    from engine.config import Settings
     from engine.queries import RunInfo, TransitionInfo
 
 out = Console()
@@ -47,9 +48,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def engine_from_env() -> Iterator[Engine]:
-    """An engine built from ``STATEWRIGHT_*`` settings, on a migrated database."""
-    engine = engine_without_database()
+def engine_from_env(settings: Settings | None = None) -> Iterator[Engine]:
+    """An engine built from ``settings`` (default: the ``STATEWRIGHT_*`` variables), on a
+    migrated database."""
+    engine = engine_without_database(settings)
     try:
         ensure_migrated(engine)
         yield engine
@@ -57,15 +59,17 @@ def engine_from_env() -> Iterator[Engine]:
         engine.close()
 
 
-def engine_without_database() -> Engine:
-    """An engine from the environment for commands that may not touch the database."""
+def engine_without_database(settings: Settings | None = None) -> Engine:
+    """An engine from ``settings`` (default: the environment's) for commands that may not
+    touch the database."""
     from engine.api import Engine
     from engine.config import Settings
-    from engine.logs import configure_logging, log_level_from_env
+    from engine.logs import configure_logging
     from engine.observability import setup_sentry
 
-    configure_logging(level=log_level_from_env())
-    engine = Engine(Settings.from_env())
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_format, level=settings.log_level or "WARNING")
+    engine = Engine(settings)
     setup_sentry(engine.settings)
     return engine
 

@@ -179,9 +179,10 @@ def demo(
 
       statewright demo --web --port 8080
     """
+    from engine.config import log_format_from_env
     from engine.logs import configure_logging
     from workflows.relocation.demo import run_demo
 
-    configure_logging(level="WARNING")
+    configure_logging(log_format_from_env(), level="WARNING")
     code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
     raise typer.Exit(code)
