@@ -34,7 +34,7 @@ _KNOWN: set[str] = {
     "STATEWRIGHT_LOG_FORMAT",
     "STATEWRIGHT_LOG_LEVEL",
     "STATEWRIGHT_REQUIRE_SERVICES",
-    # shipped workflows (workflows.relocation.config, workflows.weekly_reports.tasks)
+    # shipped workflows (workflows.relocation.config, workflows.weekly_reports.config)
     "STATEWRIGHT_EMAIL_BACKEND",
     "STATEWRIGHT_EMAIL_FROM",
     "STATEWRIGHT_RELOCATION_PRIVATE_KEY",

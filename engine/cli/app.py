@@ -143,7 +143,7 @@ def _become_celery_worker(
     if not queues:
         from engine.celery_app import silo_queues
 
-        probe = engine_without_database()
+        probe = engine_without_database(settings)
         queues = silo_queues(probe.celery, settings.silo_mode)
         probe.close()
     command = [
