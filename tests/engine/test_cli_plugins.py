@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -160,3 +162,21 @@ def test_an_installed_broken_plugin_breaks_no_other_command(
         "error: the statewright.cli entry point broken = 'broken_plugin:app' did not load "
         "(RuntimeError: this plugin is broken)"
     ]
+
+
+def test_help_loads_the_plugins_but_no_engine_or_workflow() -> None:
+    """Building the command line (what --help does) imports the plugins' command modules,
+    but not SQLAlchemy, Celery, the engine or any workflow definition."""
+    script = "import sys\nfrom engine.cli.app import app\nprint(' '.join(sorted(sys.modules)))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(result.stdout.split())
+    assert {"workflows.relocation.cli", "workflows.weekly_reports.cli"} <= loaded
+    heavy = {"sqlalchemy", "celery", "engine.api", "workflows.relocation.workflow"}
+    assert loaded & heavy == set()
