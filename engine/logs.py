@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from engine.redaction import redact_event
+from statewright.redaction import redact_event
 
 FORMATS = ("console", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -67,7 +67,7 @@ def logs_to(console: LineConsole) -> Iterator[None]:
 def check_level(level: str) -> str:
     """``level`` in capitals, if it is one of ``LEVELS``; else a ``ConfigurationError``."""
     if level.upper() not in LEVELS:
-        from engine.errors import ConfigurationError
+        from statewright.errors import ConfigurationError
 
         raise ConfigurationError(
             f"STATEWRIGHT_LOG_LEVEL {level!r} is not a log level; allowed: {', '.join(LEVELS)}"
@@ -78,7 +78,7 @@ def check_level(level: str) -> str:
 def check_format(fmt: str) -> str:
     """``fmt``, if it is one of ``FORMATS``; else a ``ConfigurationError``."""
     if fmt not in FORMATS:
-        from engine.errors import ConfigurationError
+        from statewright.errors import ConfigurationError
 
         raise ConfigurationError(
             f"STATEWRIGHT_LOG_FORMAT {fmt!r} is not known; allowed: {', '.join(FORMATS)}"

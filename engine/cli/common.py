@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from engine.api import Engine
-    from engine.config import Settings
-    from engine.queries import RunInfo, TransitionInfo
+    from statewright.api import Engine
+    from statewright.config import Settings
+    from statewright.queries import RunInfo, TransitionInfo
 
 out = Console()
 err = Console(stderr=True)
@@ -62,10 +62,10 @@ def engine_from_env(settings: Settings | None = None) -> Iterator[Engine]:
 def engine_without_database(settings: Settings | None = None) -> Engine:
     """An engine from ``settings`` (default: the environment's) for commands that may not
     touch the database."""
-    from engine.api import Engine
-    from engine.config import Settings
-    from engine.logs import configure_logging
-    from engine.observability import setup_sentry
+    from statewright.api import Engine
+    from statewright.config import Settings
+    from statewright.logs import configure_logging
+    from statewright.observability import setup_sentry
 
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format, level=settings.log_level or "WARNING")
@@ -77,8 +77,8 @@ def engine_without_database(settings: Settings | None = None) -> Engine:
 def ensure_migrated(engine: Engine) -> None:
     from sqlalchemy import inspect
 
-    from engine.config import redact_url
-    from engine.errors import StatewrightError
+    from statewright.config import redact_url
+    from statewright.errors import StatewrightError
 
     if not inspect(engine.db.engine).has_table("workflow_runs"):
         raise StatewrightError(
@@ -112,11 +112,11 @@ def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
     it works for this run only: other pending runs are left for their own worker.
     Ctrl-C stops following (and that worker); the run itself goes on.
     """
-    from engine.progress import follow, follow_tasks
+    from statewright.progress import follow, follow_tasks
 
     worker = None
     if engine.settings.embedded and not info.finished:
-        from engine.embedded import EmbeddedWorker
+        from statewright.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine, only_run=info.id).start()
     try:

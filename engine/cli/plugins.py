@@ -6,8 +6,8 @@ is the command's name, and it names either a ``typer.Typer`` (a group of command
 command function::
 
     [project.entry-points."statewright.cli"]
-    relocation = "workflows.relocation.cli:relocation_app"
-    demo = "workflows.relocation.cli:demo"
+    relocation = "statewright.workflows.relocation.cli:relocation_app"
+    demo = "statewright.workflows.relocation.cli:demo"
 
 The engine's own commands import no workflow. A plugin that does not load (an import
 error, a wrong target, a name a built-in command has) costs only its own command: that
@@ -24,7 +24,7 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import err, fail
+from statewright.cli.common import err, fail
 
 GROUP = "statewright.cli"
 

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from engine.cli.plugins import GROUP, add_plugin_commands
+from statewright.cli.plugins import GROUP, add_plugin_commands
 from tests.engine.test_cli import ROOT, cli
 
 
@@ -54,10 +54,10 @@ def test_the_shipped_commands_come_from_entry_points() -> None:
 
     found = {point.name: point.value for point in entry_points(group=GROUP)}
     assert found == {
-        "keys": "workflows.relocation.cli:keys_app",
-        "relocation": "workflows.relocation.cli:relocation_app",
-        "demo": "workflows.relocation.cli:demo",
-        "reports": "workflows.weekly_reports.cli:reports_app",
+        "keys": "statewright.workflows.relocation.cli:keys_app",
+        "relocation": "statewright.workflows.relocation.cli:relocation_app",
+        "demo": "statewright.workflows.relocation.cli:demo",
+        "reports": "statewright.workflows.weekly_reports.cli:reports_app",
     }
 
 
@@ -80,8 +80,8 @@ def _app_with(*points: EntryPoint) -> tuple[typer.Typer, list[str]]:
 def test_a_plugin_adds_a_group_or_a_command() -> None:
     """A Typer target becomes a group of its entry point's name, a function a command."""
     app, problems = _app_with(
-        EntryPoint("keys", "workflows.relocation.cli:keys_app", GROUP),
-        EntryPoint("demo", "workflows.relocation.cli:demo", GROUP),
+        EntryPoint("keys", "statewright.workflows.relocation.cli:keys_app", GROUP),
+        EntryPoint("demo", "statewright.workflows.relocation.cli:demo", GROUP),
     )
     assert problems == []
     runner = CliRunner()
@@ -108,18 +108,20 @@ def test_a_plugin_that_does_not_import_fails_only_its_command() -> None:
 
 def test_a_plugin_naming_something_else_is_refused() -> None:
     """A target that is neither a Typer app nor a function is named, with what is allowed."""
-    _, problems = _app_with(EntryPoint("group", "engine.cli.plugins:GROUP", GROUP))
+    _, problems = _app_with(EntryPoint("group", "statewright.cli.plugins:GROUP", GROUP))
     assert problems == [
-        "the statewright.cli entry point group = 'engine.cli.plugins:GROUP' names a str; "
+        "the statewright.cli entry point group = 'statewright.cli.plugins:GROUP' names a str; "
         "allowed: a typer.Typer or a command function"
     ]
 
 
 def test_a_plugin_cannot_take_a_built_in_name() -> None:
     """A plugin named like an existing command is left out; the command stays."""
-    app, problems = _app_with(EntryPoint("hello", "workflows.relocation.cli:demo", GROUP))
+    app, problems = _app_with(
+        EntryPoint("hello", "statewright.workflows.relocation.cli:demo", GROUP)
+    )
     assert problems == [
-        "the statewright.cli entry point hello = 'workflows.relocation.cli:demo' is left "
+        "the statewright.cli entry point hello = 'statewright.workflows.relocation.cli:demo' is left "
         "out: a command has that name already"
     ]
     assert CliRunner().invoke(app, ["hello"]).output == "hello\n"
@@ -167,7 +169,9 @@ def test_an_installed_broken_plugin_breaks_no_other_command(
 def test_help_loads_the_plugins_but_no_engine_or_workflow() -> None:
     """Building the command line (what --help does) imports the plugins' command modules,
     but not SQLAlchemy, Celery, the engine or any workflow definition."""
-    script = "import sys\nfrom engine.cli.app import app\nprint(' '.join(sorted(sys.modules)))\n"
+    script = (
+        "import sys\nfrom statewright.cli.app import app\nprint(' '.join(sorted(sys.modules)))\n"
+    )
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -177,6 +181,9 @@ def test_help_loads_the_plugins_but_no_engine_or_workflow() -> None:
         check=True,
     )
     loaded = set(result.stdout.split())
-    assert {"workflows.relocation.cli", "workflows.weekly_reports.cli"} <= loaded
-    heavy = {"sqlalchemy", "celery", "engine.api", "workflows.relocation.workflow"}
+    assert {
+        "statewright.workflows.relocation.cli",
+        "statewright.workflows.weekly_reports.cli",
+    } <= loaded
+    heavy = {"sqlalchemy", "celery", "statewright.api", "statewright.workflows.relocation.workflow"}
     assert loaded & heavy == set()

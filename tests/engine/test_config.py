@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import ConfigurationError, Settings, SiloMode
+from statewright import ConfigurationError, Settings, SiloMode
 
 
 def test_defaults_are_embedded_sqlite_monolith() -> None:

@@ -8,10 +8,10 @@ from itertools import count
 
 import pytest
 
-from engine import Engine, InMemoryMetrics, Settings
-from engine.clock import VirtualClock
-from engine.operations import new_run_id
-from engine.testing import WorkflowHarness
+from statewright import Engine, InMemoryMetrics, Settings
+from statewright.clock import VirtualClock
+from statewright.operations import new_run_id
+from statewright.testing import WorkflowHarness
 from tests.sample_workflows import WORKFLOWS
 
 EngineWith = Callable[..., Engine]

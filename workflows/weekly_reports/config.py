@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from celery.schedules import crontab
 
-from engine.errors import ConfigurationError
-from workflows.relocation.mail import MailBackend, backend_from_url
+from statewright.errors import ConfigurationError
+from statewright.workflows.relocation.mail import MailBackend, backend_from_url
 
 
 def weekly_schedule(environ: Mapping[str, str] | None = None) -> crontab:
