@@ -20,7 +20,14 @@ from statewright.celery_app import (
     declared_queue,
     register_steps,
 )
-from statewright.clock import Clock, DatabaseClock, SystemClock, VirtualClock
+from statewright.clock import (
+    Clock,
+    DatabaseClock,
+    Monotonic,
+    SystemClock,
+    VirtualClock,
+    system_monotonic,
+)
 from statewright.config import Settings
 from statewright.context import TaskContext
 from statewright.definition import TaskSpec
@@ -78,7 +85,9 @@ class Engine:
     """Runs workflows: the operations API, the Celery app, the relay and the reaper.
 
     ``workflows`` defaults to the modules named by ``settings.workflow_modules``.
-    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic. A
+    ``clock``, ``metrics``, ``rng``, ``run_ids`` (new runs' ids) and ``monotonic`` (the
+    seconds a delivery measures its time limits on) are injectable so tests are
+    deterministic. A
     ``VirtualClock`` is used as it is (it stands for the database's clock too); any
     other clock is read through ``DatabaseClock``, so leases and timers follow the
     database's time whatever this machine's clock says.
@@ -94,8 +103,12 @@ class Engine:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        run_ids: Callable[[], str] | None = None,
+        monotonic: Monotonic | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: How long a delivery has run is measured on it (``time.monotonic`` by default).
+        self.monotonic: Monotonic = monotonic or system_monotonic
         self.db = Database(self.settings.database_url)
         #: Leases and due times are told by the database's clock (see ``statewright.clock``).
         self.clock: Clock = (
@@ -148,6 +161,7 @@ class Engine:
             self.clock,
             self.metrics,
             rng or random.Random(),
+            self.monotonic,
         )
         self.timers = Timers(
             self.db,
@@ -177,7 +191,7 @@ class Engine:
         )
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(
-            self.db, self.registry, self.recorder, self.clock, self.timers
+            self.db, self.registry, self.recorder, self.clock, self.timers, run_ids
         )
         #: Cron schedules that start runs: ``engine.schedules.add(...)``, ``.pause(name)``…
         self.schedules = ScheduleOperations(

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from statewright import lifecycle
-from statewright.clock import Clock
+from statewright.clock import Clock, Monotonic, system_monotonic
 from statewright.config import Settings
 from statewright.context import Claim, StepContext
 from statewright.decide import (
@@ -72,6 +72,7 @@ class StepExecutor:
         clock: Clock,
         metrics: Metrics,
         rng: random.Random,
+        monotonic: Monotonic = system_monotonic,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -80,6 +81,7 @@ class StepExecutor:
         self._clock = clock
         self._metrics = metrics
         self._rng = rng
+        self._monotonic = monotonic
         #: How long a delivery may go on to its run's next steps; the settings' value,
         #: which the step tasks' time limits include (the test harness sets 0).
         self.continue_for = settings.continue_for
@@ -95,7 +97,9 @@ class StepExecutor:
         message is sent for it.
         """
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
-        delivery = _Delivery.starting(step, self._settings.continue_for, self.continue_for)
+        delivery = _Delivery.starting(
+            step, self._settings.continue_for, self.continue_for, self._monotonic
+        )
         if self._db.is_sqlite:
             self._run_claimed(step, self.claim_step(step, run_id, token), None, delivery)
             return
@@ -492,12 +496,19 @@ class _Delivery:
     #: What the step tasks' time limits add to each step's own.
     registered: float
     continue_for: float
+    monotonic: Monotonic = system_monotonic
 
     @classmethod
-    def starting(cls, step: StepOptions, registered: float, continue_for: float) -> _Delivery:
+    def starting(
+        cls,
+        step: StepOptions,
+        registered: float,
+        continue_for: float,
+        monotonic: Monotonic = system_monotonic,
+    ) -> _Delivery:
         """A delivery of ``step``, whose task's limits are its own plus ``registered``."""
-        now = time.monotonic()
-        return cls(now, now + step.time_limit + registered, registered, continue_for)
+        now = monotonic()
+        return cls(now, now + step.time_limit + registered, registered, continue_for, monotonic)
 
     def time_left_for(self, step: StepOptions) -> float | None:
         """Seconds left before the soft limit if ``step`` may run on in this delivery:
@@ -507,7 +518,7 @@ class _Delivery:
         The pool's clock for the limit started a little before this delivery's (when
         it took the message), so the step's limit must fit with ``START_SLACK`` to spare.
         """
-        now = time.monotonic()
+        now = self.monotonic()
         left = self.soft_deadline - now
         if now - self.started > self.continue_for:
             return None

@@ -43,13 +43,21 @@ class Operations:
     """The write side of the engine API."""
 
     def __init__(
-        self, db: Database, registry: Registry, recorder: RunRecorder, clock: Clock, timers: Timers
+        self,
+        db: Database,
+        registry: Registry,
+        recorder: RunRecorder,
+        clock: Clock,
+        timers: Timers,
+        run_ids: Callable[[], str] | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
         self._recorder = recorder
         self._clock = clock
         self._timers = timers
+        #: Where new runs' ids come from (``new_run_id`` unless a test injects another).
+        self._run_ids = run_ids or new_run_id
 
     def start(
         self,
@@ -246,7 +254,7 @@ class Operations:
     ) -> WorkflowRun:
         now = self._clock.now()
         return WorkflowRun(
-            id=new_run_id(),
+            id=self._run_ids(),
             workflow=definition.name,
             definition_version=definition.version,
             params=params,
