@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from statewright.cli.plugins import GROUP, add_plugin_commands
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -99,6 +99,7 @@ READS_ENVIRONMENT = {
     "engine/config.py",
     "engine/cli/app.py",
     "engine/stats.py",
+    "engine/pytest_plugin.py",  # the test database a test session asks for
     "workflows/relocation/config.py",
     "workflows/weekly_reports/config.py",
 }
