@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from statewright.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
-    from statewright.api import Engine, metrics_from_settings
+    from statewright.api import Engine
     from statewright.clock import Clock, SystemClock, VirtualClock
     from statewright.config import Settings
-    from statewright.context import StepContext
-    from statewright.definition import Definition, Workflow, step
-    from statewright.dispatch import Dispatcher
+    from statewright.context import StepContext, TaskContext
+    from statewright.definition import Definition, TaskGroup, Workflow, step, task
+    from statewright.dispatch import TaskMessage
     from statewright.embedded import EmbeddedWorker
     from statewright.errors import (
         ConfigurationError,
@@ -27,15 +27,17 @@ if TYPE_CHECKING:
         IdempotencyConflictError,
         IllegalOperationError,
         InvalidParamsError,
+        LifecycleHookError,
         PermanentError,
         RunNotFoundError,
         ScheduleError,
         SignalTooLateError,
         SiloLimitError,
         StatewrightError,
+        UnknownTaskError,
         UnknownWorkflowError,
     )
-    from statewright.instrumentation import InstrumentedTask, bind_step, instrumented_task
+    from statewright.instrumentation import InstrumentedTask, instrumented_task
     from statewright.metrics import (
         InMemoryMetrics,
         Metrics,
@@ -43,10 +45,12 @@ if TYPE_CHECKING:
         PrometheusMetrics,
         StatsdMetrics,
     )
+    from statewright.migrate import Migrations
     from statewright.outcomes import Poll
     from statewright.queries import RunFilter, RunInfo, RunPage, TransitionInfo
     from statewright.retention import PurgeResult
     from statewright.retry import RetryPolicy
+    from statewright.run_end import RunEnd, on_end
     from statewright.schedule import Schedule
     from statewright.scheduler import ScheduleInfo
     from statewright.silo import SiloMode
@@ -59,7 +63,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ConfigurationError": ("statewright.errors", "ConfigurationError"),
     "Definition": ("statewright.definition", "Definition"),
     "DefinitionError": ("statewright.errors", "DefinitionError"),
-    "Dispatcher": ("statewright.dispatch", "Dispatcher"),
     "EmbeddedWorker": ("statewright.embedded", "EmbeddedWorker"),
     "Engine": ("statewright.api", "Engine"),
     "IdempotencyConflictError": ("statewright.errors", "IdempotencyConflictError"),
@@ -67,13 +70,16 @@ _LAZY: dict[str, tuple[str, str]] = {
     "InMemoryMetrics": ("statewright.metrics", "InMemoryMetrics"),
     "InstrumentedTask": ("statewright.instrumentation", "InstrumentedTask"),
     "InvalidParamsError": ("statewright.errors", "InvalidParamsError"),
+    "LifecycleHookError": ("statewright.errors", "LifecycleHookError"),
     "Metrics": ("statewright.metrics", "Metrics"),
+    "Migrations": ("statewright.migrate", "Migrations"),
     "NullMetrics": ("statewright.metrics", "NullMetrics"),
     "PermanentError": ("statewright.errors", "PermanentError"),
     "Poll": ("statewright.outcomes", "Poll"),
     "PrometheusMetrics": ("statewright.metrics", "PrometheusMetrics"),
     "PurgeResult": ("statewright.retention", "PurgeResult"),
     "RetryPolicy": ("statewright.retry", "RetryPolicy"),
+    "RunEnd": ("statewright.run_end", "RunEnd"),
     "RunFilter": ("statewright.queries", "RunFilter"),
     "RunInfo": ("statewright.queries", "RunInfo"),
     "RunNotFoundError": ("statewright.errors", "RunNotFoundError"),
@@ -90,16 +96,20 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsdMetrics": ("statewright.metrics", "StatsdMetrics"),
     "StepContext": ("statewright.context", "StepContext"),
     "SystemClock": ("statewright.clock", "SystemClock"),
+    "TaskContext": ("statewright.context", "TaskContext"),
+    "TaskGroup": ("statewright.definition", "TaskGroup"),
+    "TaskMessage": ("statewright.dispatch", "TaskMessage"),
     "TransitionInfo": ("statewright.queries", "TransitionInfo"),
+    "UnknownTaskError": ("statewright.errors", "UnknownTaskError"),
     "UnknownWorkflowError": ("statewright.errors", "UnknownWorkflowError"),
     "VirtualClock": ("statewright.clock", "VirtualClock"),
     "Wait": ("statewright.waits", "Wait"),
     "Workflow": ("statewright.definition", "Workflow"),
-    "bind_step": ("statewright.instrumentation", "bind_step"),
     "instrumented_task": ("statewright.instrumentation", "instrumented_task"),
-    "metrics_from_settings": ("statewright.api", "metrics_from_settings"),
+    "on_end": ("statewright.run_end", "on_end"),
     "on_signal": ("statewright.waits", "on_signal"),
     "step": ("statewright.definition", "step"),
+    "task": ("statewright.definition", "task"),
 }
 
 
@@ -118,7 +128,6 @@ __all__ = [
     "ConfigurationError",
     "Definition",
     "DefinitionError",
-    "Dispatcher",
     "EmbeddedWorker",
     "Engine",
     "IdempotencyConflictError",
@@ -126,13 +135,16 @@ __all__ = [
     "InMemoryMetrics",
     "InstrumentedTask",
     "InvalidParamsError",
+    "LifecycleHookError",
     "Metrics",
+    "Migrations",
     "NullMetrics",
     "PermanentError",
     "Poll",
     "PrometheusMetrics",
     "PurgeResult",
     "RetryPolicy",
+    "RunEnd",
     "RunFilter",
     "RunInfo",
     "RunNotFoundError",
@@ -149,15 +161,19 @@ __all__ = [
     "StatsdMetrics",
     "StepContext",
     "SystemClock",
+    "TaskContext",
+    "TaskGroup",
+    "TaskMessage",
     "TransitionInfo",
+    "UnknownTaskError",
     "UnknownWorkflowError",
     "VirtualClock",
     "Wait",
     "Workflow",
-    "bind_step",
     "instrumented_task",
-    "metrics_from_settings",
     "migrate",
+    "on_end",
     "on_signal",
     "step",
+    "task",
 ]

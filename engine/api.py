@@ -20,7 +20,14 @@ from statewright.celery_app import (
     declared_queue,
     register_steps,
 )
-from statewright.clock import Clock, DatabaseClock, SystemClock, VirtualClock
+from statewright.clock import (
+    Clock,
+    DatabaseClock,
+    Monotonic,
+    SystemClock,
+    VirtualClock,
+    system_monotonic,
+)
 from statewright.config import Settings
 from statewright.context import TaskContext
 from statewright.definition import TaskSpec
@@ -82,12 +89,13 @@ class Engine:
     """Runs workflows: the operations API, the Celery app, the relay and the reaper.
 
     ``workflows`` defaults to the modules named by ``settings.workflow_modules``.
-    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic.
-    ``observers`` are told what happens to each step (``statewright.step_events``), after
-    the engine's own metrics, logs and Sentry reports. A
-    ``VirtualClock`` is used as it is (it stands for the database's clock too); any
-    other clock is read through ``DatabaseClock``, so leases and timers follow the
-    database's time whatever this machine's clock says.
+    ``clock``, ``metrics``, ``rng``, ``run_ids`` (new runs' ids) and ``monotonic`` (the
+    seconds a delivery measures its time limits on) are injectable so tests are
+    deterministic. ``observers`` are told what happens to each step
+    (``statewright.step_events``), after the engine's own metrics, logs and Sentry
+    reports. A ``VirtualClock`` is used as it is (it stands for the database's clock
+    too); any other clock is read through ``DatabaseClock``, so leases and timers follow
+    the database's time whatever this machine's clock says.
     Fire times and retention cutoffs are judged by the database's clock too, unless a
     ``clock`` is given.
     """
@@ -101,8 +109,12 @@ class Engine:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         observers: Sequence[StepObserver] = (),
+        run_ids: Callable[[], str] | None = None,
+        monotonic: Monotonic | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: How long a delivery has run is measured on it (``time.monotonic`` by default).
+        self.monotonic: Monotonic = monotonic or system_monotonic
         self.db = Database(self.settings.database_url)
         #: Leases and due times are told by the database's clock (see ``statewright.clock``).
         self.clock: Clock = (
@@ -164,6 +176,7 @@ class Engine:
             self.clock,
             rng or random.Random(),
             self.step_observers,
+            self.monotonic,
         )
         self.timers = Timers(
             self.db,
@@ -193,7 +206,7 @@ class Engine:
         )
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(
-            self.db, self.registry, self.recorder, self.clock, self.timers
+            self.db, self.registry, self.recorder, self.clock, self.timers, run_ids
         )
         #: Cron schedules that start runs: ``engine.schedules.add(...)``, ``.pause(name)``…
         self.schedules = ScheduleOperations(
@@ -460,11 +473,18 @@ class Engine:
 
     def _task_queue(self, task_name: str) -> str:
         if task_name not in self.celery.tasks:
-            raise UnknownTaskError(
-                f"no task named {task_name!r} is registered with this engine: neither a "
-                "workflow's @task nor an instrumented_task imported in this process"
-            )
+            raise UnknownTaskError(task_name, self._enqueueable_tasks())
         return declared_queue(self.celery, task_name)
+
+    def _enqueueable_tasks(self) -> builtins.list[str]:
+        """The tasks a step may enqueue: workflows' tasks and imported instrumented tasks
+        (not steps, Celery's own tasks or the engine's timers)."""
+        steps = {step.task_name for step in self.registry.steps()}
+        return sorted(
+            name
+            for name in self.celery.tasks
+            if name not in steps and not name.startswith(("celery.", "statewright."))
+        )
 
     def _run_task(self, definition: TaskOwner, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
         bind_step(workflow=definition.name)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.clock import Clock
 from statewright.config import Settings
 from statewright.context import Claim
@@ -22,6 +23,7 @@ from statewright.instrumentation import HARD_LIMIT_MARGIN
 from statewright.models.engine import WorkflowRun
 from statewright.recorder import RunRecorder
 from statewright.registry import StepOptions
+from statewright.run_rows import state_of
 from statewright.step_events import StepDropped, StepFailed, StepObserver
 from statewright.stores import RunStore, StepConnection
 
@@ -86,39 +88,30 @@ class StepClaimer:
             return None
         assert run is not None
         now = self._clock.now()
-        if self._halted_at_boundary(session, run, now):
+        held = lifecycle.held(state_of(run))  # a scheduled cancel or pause applies here
+        if held is not None:
+            self._recorder.change(session, run, held, now=now)
+            cancelled = run.status == lifecycle.CANCELLED
+            log.info(
+                "run cancelled at step boundary" if cancelled else "run paused at step boundary"
+            )
             return None
-        run.attempt += 1
-        lost = decide_lost_worker(step, run_view(run))
+        counted = RunView(run.state, run.attempt + 1, run.polls, run.state_entered_at)
+        lost = decide_lost_worker(step, counted)
         if lost is not None:
-            run.attempt -= 1
-            self._recorder.fail(session, run, lost.reason, lost.detail, now=now)
+            lost_worker = lifecycle.LostWorker(lost.reason, lost.detail)
+            self._recorder.fail(session, run, lost_worker, now=now)
             self._observers.failed(StepFailed(step, lost.reason, lost.detail, worker_lost=True))
             return None
-        run.claimed = True
-        run.lease_expires_at = self.lease(step, now)
+        self._recorder.change(session, run, lifecycle.Claim(self.lease(step, now)), now=now)
         return Claim.of(run)
-
-    def _halted_at_boundary(self, session: Session, run: WorkflowRun, now: datetime) -> bool:
-        """Apply a cancel or pause scheduled for this step; whether one was."""
-        if run.cancel_requested or run.cancel_at == run.state:  # a cancel beats a pause
-            self._recorder.halt(session, run, "cancelled", "cancel", now=now)
-            log.info("run cancelled at step boundary")
-            return True
-        if run.pause_requested or run.pause_at == run.state:
-            if run.pause_at == run.state:
-                run.pause_at = None
-            self._recorder.halt(session, run, "paused", "pause", now=now)
-            log.info("run paused at step boundary")
-            return True
-        return False
 
 
 def stale_reason(run: WorkflowRun | None, step: StepOptions, token: int) -> str | None:
     """Why a message for ``step`` under ``token`` has nothing to do, if it has not."""
     if run is None:
         return "run_gone"
-    if run.status != "running":
+    if not lifecycle.allowed(lifecycle.Claim, run.status):
         return "not_running"
     if run.workflow != step.workflow or run.state != step.state or run.token != token:
         return "stale_token"
@@ -129,7 +122,12 @@ def stale_reason(run: WorkflowRun | None, step: StepOptions, token: int) -> str 
 
 def still_ours(run: WorkflowRun | None, claim: Claim) -> bool:
     """Whether ``run`` still stands as ``claim`` took it (nothing moved it since)."""
-    return run is not None and run.status == "running" and run.claimed and run.token == claim.token
+    return (
+        run is not None
+        and run.status == lifecycle.RUNNING
+        and run.claimed
+        and run.token == claim.token
+    )
 
 
 def run_view(run: WorkflowRun) -> RunView:

@@ -92,8 +92,12 @@ class StepContext:
     _enqueue: Enqueue | None = field(default=None, repr=False)
 
     def enqueue(self, task: str, **kwargs: Any) -> None:
-        """Dispatch ``task`` (a task of this workflow, or a full task name) after this step
-        commits; nothing is sent if the step fails."""
+        """Dispatch ``task`` after this step commits; nothing is sent if the step fails.
+
+        ``task`` is a task of this workflow by its short name (``"purge_documents"``) or
+        any registered task by its full name (``"loan_application.purge_documents"``,
+        ``"reports.send"``). A name no task has raises ``UnknownTaskError`` (naming the
+        registered tasks), which fails the run at once: no retry could make it known."""
         assert self._enqueue is not None
         name = task if "." in task else f"{self.workflow}.{task}"
         self._enqueue(self.session, name, kwargs=kwargs, run_id=self.run_id)
@@ -157,7 +161,10 @@ class TaskContext:
         return self._transaction()
 
     def enqueue(self, session: Session, task: str, **kwargs: Any) -> None:
-        """Dispatch ``task`` after ``session`` commits (tied to this task's run, if any)."""
+        """Dispatch ``task`` after ``session`` commits (tied to this task's run, if any).
+
+        ``task`` is a task of the same workflow or group by its short name, or any
+        registered task by its full name; an unknown name raises ``UnknownTaskError``."""
         name = task if "." in task else f"{self.workflow}.{task}"
         run_id = self.delivery.run_id if self.delivery is not None else None
         self._enqueue(session, name, kwargs=kwargs, run_id=run_id)

@@ -9,15 +9,15 @@ hands it back as a message, so it never waits for its lease.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.claim import still_ours
-from statewright.clock import Clock
+from statewright.clock import Clock, Monotonic, system_monotonic
 from statewright.config import Settings
 from statewright.context import Claim
 from statewright.decide import Advance
@@ -36,19 +36,27 @@ START_SLACK = 0.05
 
 @dataclass(frozen=True, slots=True)
 class DeliveryWindow:
-    """One message's task: when it began and when its soft time limit falls (monotonic)."""
+    """One message's task: when it began and when its soft time limit falls, in the
+    seconds of ``monotonic`` (the engine's injected source)."""
 
     started: float
     soft_deadline: float
     #: What the step tasks' time limits add to each step's own.
     registered: float
     continue_for: float
+    monotonic: Monotonic = system_monotonic
 
     @classmethod
-    def starting(cls, step: StepOptions, registered: float, continue_for: float) -> DeliveryWindow:
+    def starting(
+        cls,
+        step: StepOptions,
+        registered: float,
+        continue_for: float,
+        monotonic: Monotonic = system_monotonic,
+    ) -> DeliveryWindow:
         """A delivery of ``step``, whose task's limits are its own plus ``registered``."""
-        now = time.monotonic()
-        return cls(now, now + step.time_limit + registered, registered, continue_for)
+        now = monotonic()
+        return cls(now, now + step.time_limit + registered, registered, continue_for, monotonic)
 
     def time_left_for(self, step: StepOptions) -> float | None:
         """Seconds left before the soft limit if ``step`` may run on in this delivery:
@@ -58,7 +66,7 @@ class DeliveryWindow:
         The pool's clock for the limit started a little before this delivery's (when
         it took the message), so the step's limit must fit with ``START_SLACK`` to spare.
         """
-        now = time.monotonic()
+        now = self.monotonic()
         left = self.soft_deadline - now
         if now - self.started > self.continue_for:
             return None
@@ -146,8 +154,7 @@ class Continuation:
                 if not still_ours(run, claim):
                     return
                 assert run is not None
-                run.attempt -= 1
-                self._recorder.dispatch(session, run, now=self._clock.now())
+                self._recorder.hand_back(session, run, now=self._clock.now())
         except Exception as error:  # its lease still recovers it
             log.warning("continued step not handed back", why=why, error=repr(error))
             return
@@ -158,8 +165,7 @@ class Continuation:
         step for a handler that will not run, send that step as a message; whether so."""
         if not continued_by(run, claim):
             return False
-        run.attempt -= 1
-        self._recorder.dispatch(session, run, now=self._clock.now())
+        self._recorder.hand_back(session, run, now=self._clock.now())
         log.warning("step completed though its commit raised; next step dispatched")
         return True
 
@@ -171,7 +177,7 @@ def continued_by(run: WorkflowRun, claim: Claim) -> bool:
     The rest of the row cannot tell: a signal that moved the run along the same edge,
     followed by another worker's claim, leaves the same state, token and attempt."""
     return (
-        run.status == "running"
+        run.status == lifecycle.RUNNING
         and run.claimed
         and run.token == claim.token + 1
         and run.claim_marker == claim.successor_marker

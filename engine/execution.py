@@ -23,8 +23,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.claim import StepClaimer, claim_view, run_view, still_ours
-from statewright.clock import Clock
+from statewright.clock import Clock, Monotonic, system_monotonic
 from statewright.config import Settings
 from statewright.context import Claim, StepContext
 from statewright.continuation import Continuation, Continued, DeliveryWindow
@@ -73,6 +74,7 @@ class StepExecutor:
         clock: Clock,
         rng: random.Random,
         observers: StepObservers,
+        monotonic: Monotonic = system_monotonic,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -80,6 +82,8 @@ class StepExecutor:
         self._settings = settings
         self._clock = clock
         self._rng = rng
+        #: The seconds a delivery measures its time limits on (the engine's source).
+        self._monotonic = monotonic
         #: Told what happens to each step (see ``statewright.step_events``).
         self.observers = observers
         self.claimer = StepClaimer(db.runs, recorder, settings, clock, observers)
@@ -96,7 +100,9 @@ class StepExecutor:
         message is sent for it.
         """
         bind_step(workflow=step.workflow, run=run_id, state=step.state, token=token)
-        window = DeliveryWindow.starting(step, self._settings.continue_for, self.continue_for)
+        window = DeliveryWindow.starting(
+            step, self._settings.continue_for, self.continue_for, self._monotonic
+        )
         with self._db.runs.delivery() as connection:
             claim = self.claimer.claim(connection, step, run_id, token)
             while claim is not None:
@@ -258,7 +264,6 @@ class StepExecutor:
                 StepCompleted(step, decision.trigger, decision.dest, duration_ms)
             )
         elif isinstance(decision, PollAgain):
-            run.polls += 1
             self._recorder.repeat(
                 session,
                 run,
@@ -268,7 +273,6 @@ class StepExecutor:
                 duration_ms=duration_ms,
                 detail={"not_before": decision.not_before.isoformat()},
             )
-            run.attempt -= 1  # a poll is not an attempt: the next claim counts the same one
             self.observers.polled(StepPolled(step, decision.not_before))
 
     def _record_error(
@@ -321,9 +325,8 @@ class StepExecutor:
                 detail=detail,
             )
         elif isinstance(decision, FailRun):
-            self._recorder.fail(
-                session, run, decision.reason, decision.detail, now=now, duration_ms=duration_ms
-            )
+            failure = lifecycle.Fail(decision.reason, decision.detail)
+            self._recorder.fail(session, run, failure, now=now, duration_ms=duration_ms)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.clock import Clock
 from statewright.dbtime import judged_now
 from statewright.dispatch import MAX_DOUBLINGS
@@ -110,7 +111,7 @@ class Reaper:
         copies = 0 if run.claimed else _copies_sent(session, run)
         if not run.claimed:
             detail["copy"] = copies + 1
-        self._recorder.history(session, run, "redispatch", run.state, now=now, detail=detail)
+        self._recorder.change(session, run, lifecycle.Redispatch(), now=now, detail=detail)
         if run.claimed:
             self._recorder.dispatch(session, run, now=now)
         else:

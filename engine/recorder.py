@@ -1,27 +1,42 @@
 """Writing what happens to a run: state, token, history row and outbox row, together.
 
 Every method takes a locked run inside the caller's transaction; nothing here
-commits, so a transition and its history and dispatch land atomically.
+commits, so a transition and its history and dispatch land atomically. What an
+event does to the run is ``statewright.lifecycle``'s to say: ``change`` applies it and
+adds the history rows it wrote; the rest here is I/O around it (the outbox, the
+metrics). A run ends in one of four functions, one per kind: ``_succeeded``,
+``_failed``, ``_cancelled``, ``_paused`` (the fast path's success in
+``advance_claimed``).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle, run_end
 from statewright.config import Settings
 from statewright.context import Claim
 from statewright.dispatch import Dispatcher
+from statewright.lifecycle import CANCELLED, FAILED, PAUSED, RUNNING, SUCCEEDED
+from statewright.lifecycle.state import (
+    Transition,
+)
 from statewright.metrics import Metrics
 from statewright.models.engine import WorkflowRun, WorkflowTransition
 from statewright.polls import fold_poll
 from statewright.redaction import redact_text, redact_value
 from statewright.registry import Registry, StepOptions, task_queue
+from statewright.run_rows import apply_to, state_of
 from statewright.stores import RunStore
+
+#: The events that end a run as failed; each carries a reason and the real error.
+Failure = lifecycle.Fail | lifecycle.LostWorker | lifecycle.Abort | lifecycle.DeadlineFail
 
 
 class Advanced(enum.Enum):
@@ -38,7 +53,7 @@ class Advanced(enum.Enum):
 
 
 class RunRecorder:
-    """Applies moves to locked runs and records each one in the history."""
+    """Applies lifecycle events to locked runs and records each one in the history."""
 
     def __init__(
         self,
@@ -59,35 +74,40 @@ class RunRecorder:
         #: The queue of a task that is not a workflow's (raises for an unknown task).
         self._queue_of = queue_of
 
-    def history(
+    def change(
         self,
         session: Session,
         run: WorkflowRun,
-        trigger: str,
-        to_state: str,
+        event: lifecycle.Event,
         *,
         now: datetime,
         duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> int:
-        """Append one history row (from the run's current state) and return its position."""
-        run.history_len += 1
-        run.updated_at = now
-        session.add(
-            WorkflowTransition(
-                run_id=run.id,
-                seq=run.history_len,
-                from_state=run.state or None,
-                trigger=trigger,
-                to_state=to_state,
-                attempt=run.attempt,
-                token=run.token,
-                at=now,
-                duration_ms=duration_ms,
-                detail=redact_value("detail", detail) if detail else detail,
+    ) -> Transition:
+        """Apply ``event`` to the locked ``run`` and add the history rows it wrote (each
+        with ``duration_ms`` and ``detail``); a run it ends is ended here.
+
+        ``IllegalOperationError`` if the run's status refuses the event."""
+        status = run.status
+        moved = apply_to(run, event, now)
+        for row in moved.records:
+            session.add(
+                WorkflowTransition(
+                    run_id=run.id,
+                    seq=row.seq,
+                    from_state=row.from_state,
+                    trigger=row.trigger,
+                    to_state=row.to_state,
+                    attempt=row.attempt,
+                    token=row.token,
+                    at=now,
+                    duration_ms=duration_ms,
+                    detail=redact_value("detail", detail) if detail else detail,
+                )
             )
-        )
-        return run.history_len
+        if run.status != status and run.status != RUNNING:
+            self._ended(session, run, event)
+        return moved
 
     def enqueue(
         self,
@@ -117,9 +137,9 @@ class RunRecorder:
         not_before: datetime | None = None,
     ) -> None:
         """Send the current state's step under a new token; unclaimed until a worker claims it."""
-        run.token += 1
-        run.claimed = False
-        self.redeliver(session, run, now=now, not_before=not_before)
+        step, at, lease = self._due(run, now, not_before)
+        self.change(session, run, lifecycle.Dispatch(lease), now=now)
+        self._send(session, run, step, at)
 
     def redeliver(
         self,
@@ -134,17 +154,33 @@ class RunRecorder:
         it may wait ``backoff`` dispatch timeouts for a worker.
 
         If both copies arrive, the second finds the step claimed and is dropped.
-        A waiting state's message is its timeout timer, due when the timeout passes.
+        """
+        step, at, lease = self._due(run, now, not_before, backoff)
+        self.change(session, run, lifecycle.Redeliver(lease), now=now)
+        self._send(session, run, step, at)
+
+    def _due(
+        self, run: WorkflowRun, now: datetime, not_before: datetime | None, backoff: int = 1
+    ) -> tuple[StepOptions, datetime | None, datetime | None]:
+        """The run's step, when its message is due and until when a worker owes it.
+
+        A waiting state's message is its timeout timer, due when the timeout passes;
+        one without a timeout sends nothing (only a signal moves it): ``None``, ``None``.
         """
         step = self._registry.step(run.workflow, run.state)
         at = not_before or now
         if step.wait is not None:
             if step.wait.timeout is None:
-                run.lease_expires_at = None  # nothing to send: only a signal moves it
-                return
+                return step, None, None
             at = max(now, run.state_entered_at + step.wait.timeout)
         wait = self._settings.dispatch_timeout * backoff
-        run.lease_expires_at = at + timedelta(seconds=wait)
+        return step, at, at + timedelta(seconds=wait)
+
+    def _send(
+        self, session: Session, run: WorkflowRun, step: StepOptions, at: datetime | None
+    ) -> None:
+        if at is None:
+            return
         self._dispatcher.enqueue(
             session,
             step.task_name,
@@ -166,38 +202,98 @@ class RunRecorder:
         duration_ms: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Take a declared transition: enter ``dest``, then dispatch it or finish the run.
-
-        Leaving a waiting state drops its timeout timer; entering one with a pause or
-        cancel asked for applies it there, since no step will be claimed to apply it.
-        """
+        """Take a declared transition (``lifecycle.Advance``): enter ``dest``, then
+        dispatch it or finish the run. Leaving a waiting state drops its timeout timer."""
         definition = self._registry.get(run.workflow)
         if definition.wait(run.state) is not None:
             self._dispatcher.discard_for_run(session, run.id, steps_only=True)
-        seq = self.history(
-            session, run, trigger, dest, now=now, duration_ms=duration_ms, detail=detail
-        )
-        run.state = dest
-        run.attempt = 0
-        run.polls = 0
-        run.state_entered_at = now
-        run.entry_seq = seq
-        if definition.is_terminal(dest):
-            self.finish(session, run, "succeeded", now=now)
-        elif definition.wait(dest) is None or not self._held_on_entry(session, run, now):
-            self.dispatch(session, run, now=now)
+        event = lifecycle.Advance(trigger, dest, definition.is_terminal(dest))
+        self.change(session, run, event, now=now, duration_ms=duration_ms, detail=detail)
+        self._entered(session, run, now)
 
-    def _held_on_entry(self, session: Session, run: WorkflowRun, now: datetime) -> bool:
-        """Apply a cancel or pause asked for on entering a waiting state; whether one was."""
-        if run.cancel_requested:
-            self.halt(session, run, "cancelled", "cancel", now=now)
-        elif run.pause_requested or run.pause_at == run.state:
-            if run.pause_at == run.state:
-                run.pause_at = None
-            self.halt(session, run, "paused", "pause", now=now)
-        else:
-            return False
-        return True
+    def pass_deadline(
+        self,
+        session: Session,
+        run: WorkflowRun,
+        trigger: str,
+        dest: str,
+        *,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> None:
+        """The run's deadline passed where ``trigger`` leaves its state
+        (``lifecycle.DeadlineMove``): its waiting messages go, and it takes ``trigger``."""
+        self._dispatcher.discard_for_run(session, run.id, steps_only=True)
+        terminal = self._registry.get(run.workflow).is_terminal(dest)
+        event = lifecycle.DeadlineMove(trigger, dest, terminal)
+        self.change(session, run, event, now=now, detail=detail)
+        self._entered(session, run, now)
+
+    def _entered(self, session: Session, run: WorkflowRun, now: datetime) -> None:
+        """After a move: dispatch the state entered, unless the run finished there or it
+        is a waiting state entered with a pause or cancel asked for, which applies there
+        (no step will be claimed to apply it)."""
+        if run.status != RUNNING:
+            return
+        if self._registry.get(run.workflow).wait(run.state) is not None:
+            held = lifecycle.held(state_of(run), entering_wait=True)
+            if held is not None:
+                self.change(session, run, held, now=now)
+                return
+        self.dispatch(session, run, now=now)
+
+    def repeat(
+        self,
+        session: Session,
+        run: WorkflowRun,
+        trigger: str,
+        *,
+        now: datetime,
+        not_before: datetime,
+        duration_ms: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Stay in the state and run its step again at ``not_before``: a ``retry``
+        (``lifecycle.Retry``) or a ``poll`` (``lifecycle.Poll``).
+
+        Polls in a row fold into one history row: its ``detail`` counts them (``polls``)
+        and keeps the first one's time (``first_at``); its ``at`` is the latest one's.
+        """
+        event: lifecycle.Event = lifecycle.Retry()
+        if trigger == "poll":
+            folded = fold_poll(session, run, now, duration_ms, detail)
+            if not folded:
+                detail = {**(detail or {}), "polls": 1, "first_at": now.isoformat()}
+            event = lifecycle.Poll(folded=folded)
+        self.change(session, run, event, now=now, duration_ms=duration_ms, detail=detail)
+        self.dispatch(session, run, now=now, not_before=not_before)
+
+    def hand_back(self, session: Session, run: WorkflowRun, *, now: datetime) -> None:
+        """A claimed step that never started goes back as a message, its attempt not
+        counted (``lifecycle.HandBack``)."""
+        self.change(session, run, lifecycle.HandBack(), now=now)
+        self.dispatch(session, run, now=now)
+
+    def fail(
+        self,
+        session: Session,
+        run: WorkflowRun,
+        failure: Failure,
+        *,
+        now: datetime,
+        duration_ms: float | None = None,
+    ) -> None:
+        """End the run as failed, keeping the readable reason beside the real error."""
+        summary = {k: v for k, v in failure.detail.items() if k != "traceback"}
+        row = {"reason": failure.reason, **summary}
+        kept = replace(
+            failure,
+            reason=redact_text(failure.reason) if failure.reason else failure.reason,
+            detail=redact_value("failure_detail", failure.detail)
+            if failure.detail
+            else failure.detail,
+        )
+        self.change(session, run, kept, now=now, duration_ms=duration_ms, detail=row)
 
     def advance_claimed(
         self,
@@ -235,9 +331,10 @@ class RunRecorder:
         if moved is None:
             return Advanced.FENCED, None
         if step is None:
-            self._metrics.incr(
-                "run.finished", tags={"workflow": claim.workflow, "status": "succeeded"}
+            run_end.claimed_run_succeeded(
+                session, self._registry.get(claim.workflow), claim, dest, context
             )
+            self._count_end(claim.workflow, SUCCEEDED)  # the fast path's end of a run
             return Advanced.FINISHED, None
         if moved.claimed:
             return Advanced.CLAIMED, Claim.of(moved.row)
@@ -251,104 +348,46 @@ class RunRecorder:
         )
         return Advanced.DISPATCHED, None
 
-    def repeat(
-        self,
-        session: Session,
-        run: WorkflowRun,
-        trigger: str,
-        *,
-        now: datetime,
-        not_before: datetime,
-        duration_ms: float | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Stay in the state and run its step again at ``not_before`` (a retry or a poll).
+    # -- the ends of a run: one function per kind --
 
-        Polls in a row fold into one history row: its ``detail`` counts them (``polls``)
-        and keeps the first one's time (``first_at``); its ``at`` is the latest one's.
-        """
-        if trigger != "poll" or not fold_poll(session, run, now, duration_ms, detail):
-            if trigger == "poll":
-                detail = {**(detail or {}), "polls": 1, "first_at": now.isoformat()}
-            self.history(
-                session, run, trigger, run.state, now=now, duration_ms=duration_ms, detail=detail
-            )
-        self.dispatch(session, run, now=now, not_before=not_before)
+    def _ended(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
+        """A run just stopped: its messages of the old token go, and it is counted."""
+        ends = {
+            SUCCEEDED: self._succeeded,
+            FAILED: self._failed,
+            CANCELLED: self._cancelled,
+            PAUSED: self._paused,
+        }
+        ends[run.status](session, run, event)
 
-    def fail(
-        self,
-        session: Session,
-        run: WorkflowRun,
-        reason: str,
-        detail: dict[str, Any],
-        *,
-        now: datetime,
-        trigger: str = "fail",
-        duration_ms: float | None = None,
-    ) -> None:
-        """End the run as failed, keeping the readable reason beside the real error."""
-        summary = {k: v for k, v in detail.items() if k != "traceback"}
-        self.history(
-            session,
-            run,
-            trigger,
-            run.state,
-            now=now,
-            duration_ms=duration_ms,
-            detail={"reason": reason, **summary},
-        )
-        self.finish(session, run, "failed", now=now, reason=reason, detail=detail)
+    def _succeeded(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
+        self._dispatcher.discard_for_run(session, run.id)
+        self._count_end(run.workflow, SUCCEEDED)
+        run_end.run_ended(session, self._registry.get(run.workflow), run, "succeeded")
+
+    def _failed(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
+        self._dispatcher.discard_for_run(session, run.id)
+        self._count_end(run.workflow, FAILED)
+        ending = "aborted" if isinstance(event, lifecycle.Abort) else "failed"
+        run_end.run_ended(session, self._registry.get(run.workflow), run, ending)
         failure_task = self._registry.get(run.workflow).failure_task
         if failure_task is not None:
             self.enqueue(
                 session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id}, run_id=run.id
             )
 
-    def halt(
-        self,
-        session: Session,
-        run: WorkflowRun,
-        status: str,
-        trigger: str,
-        *,
-        now: datetime,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Pause or cancel the run where it stands, fencing off its pending step."""
-        self.history(session, run, trigger, run.state, now=now, detail=detail)
-        self.finish(session, run, status, now=now)
+    def _cancelled(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
+        self._dispatcher.discard_for_run(session, run.id)
+        self._count_end(run.workflow, CANCELLED)
+        run_end.run_ended(session, self._registry.get(run.workflow), run, "cancelled")
 
-    def finish(
-        self,
-        session: Session,
-        run: WorkflowRun,
-        status: str,
-        *,
-        now: datetime,
-        reason: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Set a non-running status; the token bump fences off any step still in flight,
-        and the run's waiting timers are dropped (they belong to the old token). A paused
-        run keeps the pause and cancel it has scheduled for states ahead, and its deadline
-        timer; a finished one drops it and any kept signals."""
-        self._dispatcher.discard_for_run(session, run.id, steps_only=status == "paused")
-        run.status = status
-        run.token += 1
-        run.claimed = False
-        run.lease_expires_at = None
-        run.pause_requested = False
-        run.cancel_requested = False
-        if status == "paused":
-            self._metrics.incr("run.paused", tags={"workflow": run.workflow})
-            return
-        run.pause_at = None
-        run.cancel_at = None
-        run.kept_signals = None
-        run.failure_reason = redact_text(reason) if reason else reason
-        run.failure_detail = redact_value("failure_detail", detail) if detail else detail
-        run.finished_at = now
-        self._metrics.incr("run.finished", tags={"workflow": run.workflow, "status": status})
+    def _paused(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
+        """A paused run keeps its deadline timer (and what it scheduled ahead)."""
+        self._dispatcher.discard_for_run(session, run.id, steps_only=True)
+        self._metrics.incr("run.paused", tags={"workflow": run.workflow})
+
+    def _count_end(self, workflow: str, status: str) -> None:
+        self._metrics.incr("run.finished", tags={"workflow": workflow, "status": status})
 
 
 def _move_values(

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from statewright.clock import Clock
 from statewright.dbtime import now_in
 from statewright.errors import InvalidParamsError
+from statewright.lifecycle import FINISHED
 from statewright.metrics import Metrics
 from statewright.models.engine import WorkflowRun, WorkflowTransition
 from statewright.persistence import Database
-from statewright.queries import FINISHED
 
 log = structlog.get_logger("statewright.retention")
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
+from statewright.lifecycle import RUNNING
 from statewright.models.engine import OutboxMessage, WorkflowRun
 from statewright.stores.statements import lock_run
 
@@ -135,7 +136,10 @@ class SharedStatements:
         limit: int | None = None,
     ) -> Sequence[WorkflowRun]:
         run = WorkflowRun
-        statement = select(run).where(run.status == "running", run.workflow.in_(list(workflows)))
+        statement = select(run).where(
+            run.status == RUNNING,  # lifecycle.Redispatch.allowed
+            run.workflow.in_(list(workflows)),
+        )
         if only_run is not None:
             statement = statement.where(run.id == only_run)
         statement = self.skip_locked(statement)

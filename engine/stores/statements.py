@@ -16,6 +16,8 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
 from statewright.jsonvalues import is_run_id
+from statewright.lifecycle import RUNNING, SUCCEEDED
+from statewright.lifecycle.state import claiming, dispatching, ending, entering, recording
 from statewright.models.base import UTCDateTime
 from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
 
@@ -76,18 +78,14 @@ def claim_statement() -> ReturningUpdate[Any]:
         .where(
             run.id == bindparam("claim_run_id"),
             run.token == bindparam("claim_token"),
-            run.status == "running",
+            run.status == RUNNING,  # lifecycle.Claim.allowed
             run.workflow == bindparam("claim_workflow"),
             run.state == bindparam("claim_state"),
             run.claimed.is_(False),
             nothing_asked_at(bindparam("claim_state")),
             run.attempt < bindparam("claim_max_attempts"),
         )
-        .values(
-            attempt=run.attempt + 1,
-            claimed=True,
-            lease_expires_at=bindparam("claim_lease", type_=UTCDateTime()),
-        )
+        .values(claiming(run.attempt, bindparam("claim_lease", type_=UTCDateTime())))
         .returning(*CLAIM_COLUMNS)
     )
 
@@ -96,27 +94,50 @@ def _bound(name: str, column: Any) -> Any:
     return bindparam(name, type_=column.type)
 
 
+#: Columns ``ending`` clears that a claimed running run never has set.
+_UNSET_WHILE_RUNNING = frozenset({"failure_reason", "failure_detail", "kept_signals"})
+
+
 @functools.cache
 def fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[Any]:
     """The move of a claimed run to ``a_dest``, fenced on the claim's token; returns the
     run's id and whether ``a_dest``'s step is claimed by this worker (with
     ``claim_next``, also the columns of that claim).
 
-    With ``claim_next``, the step is claimed (attempt 1, leased until
+    The values are the lifecycle's (``statewright.lifecycle.state``): the history row
+    recorded, ``a_dest`` entered, then the run ended (``terminal``) or its step
+    dispatched. With ``claim_next``, the step is claimed (attempt 1, leased until
     ``a_claim_lease``, marked with ``a_marker``) unless the run has a pause or cancel
     asked for, as a claim would.
     """
     run = WorkflowRun
-    values = _moved_values(claim_next)
+    runs = WorkflowRun.__table__.c
+    moment = _bound("a_now", runs.updated_at)
+    dest = _bound("a_dest", runs.state)
+    token = _bound("a_new_token", runs.token)
+    values: dict[str, Any] = {
+        **recording(_bound("a_seq", runs.history_len), moment),
+        **entering(dest, moment, _bound("a_seq", runs.entry_seq)),
+        "context": _bound("a_context", runs.context),
+    }
     if terminal:
+        ended = ending(SUCCEEDED, moment, token)
+        # a claimed running run has no failure and no kept signals: left as they are
+        values.update({k: v for k, v in ended.items() if k not in _UNSET_WHILE_RUNNING})
+    else:
+        values.update(dispatching(token, _bound("a_lease", runs.lease_expires_at)))
+    if claim_next:
+        # claimed (lifecycle.Claim) where nothing is asked at dest (the SQL form of
+        # lifecycle.held), else dispatched as above
+        claimed = nothing_asked_at(dest)
+        claim = claiming(values["attempt"], _bound("a_claim_lease", runs.lease_expires_at))
         values.update(
-            status="succeeded",
-            lease_expires_at=None,
-            pause_requested=False,
-            cancel_requested=False,
-            pause_at=None,
-            cancel_at=None,
-            finished_at=_bound("a_now", WorkflowRun.__table__.c.updated_at),
+            claimed=claimed,
+            attempt=case((claimed, claim["attempt"]), else_=values["attempt"]),
+            lease_expires_at=case(
+                (claimed, claim["lease_expires_at"]), else_=values["lease_expires_at"]
+            ),
+            claim_marker=case((claimed, _bound("a_marker", runs.claim_marker)), else_=None),
         )
     return (
         update(run)
@@ -124,41 +145,11 @@ def fenced_move(terminal: bool, claim_next: bool = False) -> ReturningUpdate[Any
             run.id == bindparam("a_run_id"),
             run.token == bindparam("a_token"),
             run.claimed.is_(True),
-            run.status == "running",
+            run.status == RUNNING,  # lifecycle.Advance.allowed
         )
         .values(values)
         .returning(run.claimed, *(CLAIM_COLUMNS if claim_next else (run.id,)))
     )
-
-
-def _moved_values(claim_next: bool) -> dict[str, Any]:
-    """The columns a move to ``a_dest`` sets (its lease: dispatched, or claimed here)."""
-    runs = WorkflowRun.__table__.c
-    moment = _bound("a_now", runs.updated_at)
-    dest = _bound("a_dest", runs.state)
-    lease = _bound("a_lease", runs.lease_expires_at)
-    claimed: Any = False
-    attempt: Any = 0
-    values: dict[str, Any] = {}
-    if claim_next:
-        claimed = nothing_asked_at(dest)
-        attempt = case((claimed, 1), else_=0)
-        lease = case((claimed, _bound("a_claim_lease", runs.lease_expires_at)), else_=lease)
-        values["claim_marker"] = case((claimed, _bound("a_marker", runs.claim_marker)), else_=None)
-    values.update(
-        state=dest,
-        attempt=attempt,
-        polls=0,
-        token=_bound("a_new_token", runs.token),
-        claimed=claimed,
-        state_entered_at=moment,
-        entry_seq=_bound("a_seq", runs.entry_seq),
-        history_len=_bound("a_seq", runs.history_len),
-        updated_at=moment,
-        context=_bound("a_context", runs.context),
-        lease_expires_at=lease,
-    )
-    return values
 
 
 def history_values() -> dict[str, Any]:

@@ -23,7 +23,8 @@ from statewright.registry import StepOptions
 from statewright.step_events import StepClaimed, StepCompleted, StepObserver
 from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
-from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
+from tests.helpers import effects_of
+from tests.sample_workflows import WORKFLOWS, record_effect
 
 CONTINUE_FOR = 5.0
 
@@ -92,11 +93,6 @@ def harness(engine: Engine) -> WorkflowHarness:
 
 def delivered(harness: WorkflowHarness) -> list[str]:
     return [d.message.task_name for d in harness.deliveries]
-
-
-def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
-    with engine.db.sessions() as session:
-        return effect_counts(session, run_id)
 
 
 def attempts(engine: Engine, run_id: str) -> list[tuple[str | None, str, int]]:
@@ -282,7 +278,6 @@ def test_the_harness_steps_one_delivery_at_a_time_unless_asked(engine: Engine) -
 )
 def test_a_delivery_goes_on_only_within_its_window_and_limits(
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     elapsed: float,
     next_limit: float,
     left: float | None,
@@ -291,10 +286,11 @@ def test_a_delivery_goes_on_only_within_its_window_and_limits(
     its first 5 s and only if that step's limit fits what is left, with no more than
     5 s to spare."""
     now = [100.0]
-    monkeypatch.setattr(continuation.time, "monotonic", lambda: now[0])
     first = engine.registry.step("pipeline", "transforming")
     assert first.time_limit == 20.0
-    delivery = continuation.DeliveryWindow.starting(first, CONTINUE_FOR, CONTINUE_FOR)
+    delivery = continuation.DeliveryWindow.starting(
+        first, CONTINUE_FOR, CONTINUE_FOR, lambda: now[0]
+    )
     now[0] += elapsed
     assert delivery.time_left_for(replace(first, time_limit=next_limit)) == left
 
