@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit diagrams bench clean
+.PHONY: install demo test lint typecheck unit example diagrams bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,18 +25,22 @@ $(BENCH_STAMP): $(STAMP)
 demo: install
 	$(BIN)/statewright demo $(if $(WEB),--web)
 
-## Lint, type-check and run the whole suite.
-test: install lint typecheck unit
+## Lint, type-check, run the whole suite and the example application (from the wheel).
+test: install lint typecheck unit example
 
 lint: install
 	$(BIN)/ruff check engine models workflows tests alembic bench
 	$(BIN)/ruff format --check engine models workflows tests alembic bench
 
 typecheck: install
-	$(BIN)/mypy engine models workflows
+	$(BIN)/python .ci/typecheck
 
 unit: install
 	$(BIN)/pytest
+
+## The loan service in tests/example_app, on statewright's wheel in a fresh virtualenv.
+example: install
+	PYTHON=$(BIN)/python .ci/example
 
 ## Benchmarks against raw Celery and DBOS on PostgreSQL + Redis (not part of `make test`).
 bench: $(BENCH_STAMP)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
 from statewright.config import Settings
+from statewright.migrate import record_applied
 from statewright.models import metadata
 
 config = context.config
@@ -22,6 +23,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         compare_type=True,
         render_as_batch=connection.dialect.name == "sqlite",
+        on_version_apply=lambda ctx, step, heads, run_args: record_applied(config, step),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import create_engine, insert
 from sqlalchemy.orm import Session
 
-from statewright.demo import TABLES
+from statewright.workflows.relocation.demo import TABLES
 from statewright.workflows.relocation.format import Limits, read_records
 from statewright.workflows.relocation.importer import Importer
 

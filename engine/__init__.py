@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from statewright.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
-    from statewright.api import Engine, metrics_from_settings
+    from statewright.api import Engine
     from statewright.children import ChildInfo
     from statewright.clock import Clock, SystemClock, VirtualClock
     from statewright.config import Settings
-    from statewright.context import StepContext
-    from statewright.definition import Definition, Workflow, step
-    from statewright.dispatch import Dispatcher
+    from statewright.context import StepContext, TaskContext
+    from statewright.definition import Definition, TaskGroup, Workflow, step, task
+    from statewright.dispatch import TaskMessage
     from statewright.embedded import EmbeddedWorker
     from statewright.errors import (
         ConfigurationError,
@@ -28,16 +28,18 @@ if TYPE_CHECKING:
         IdempotencyConflictError,
         IllegalOperationError,
         InvalidParamsError,
+        LifecycleHookError,
         PermanentError,
         RunNotFoundError,
         ScheduleError,
         SignalTooLateError,
         SiloLimitError,
         StatewrightError,
+        UnknownTaskError,
         UnknownWorkflowError,
     )
     from statewright.fanout import FailedItem, ItemContext, MapInfo, PageContext
-    from statewright.instrumentation import InstrumentedTask, bind_step, instrumented_task
+    from statewright.instrumentation import InstrumentedTask, instrumented_task
     from statewright.joins import Map
     from statewright.metrics import (
         InMemoryMetrics,
@@ -46,10 +48,12 @@ if TYPE_CHECKING:
         PrometheusMetrics,
         StatsdMetrics,
     )
+    from statewright.migrate import Migrations
     from statewright.outcomes import Poll
     from statewright.queries import RunFilter, RunInfo, RunPage, TransitionInfo
     from statewright.retention import PurgeResult
     from statewright.retry import RetryPolicy
+    from statewright.run_end import RunEnd, on_end
     from statewright.schedule import Schedule
     from statewright.scheduler import ScheduleInfo
     from statewright.silo import SiloMode
@@ -63,7 +67,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ConfigurationError": ("statewright.errors", "ConfigurationError"),
     "Definition": ("statewright.definition", "Definition"),
     "DefinitionError": ("statewright.errors", "DefinitionError"),
-    "Dispatcher": ("statewright.dispatch", "Dispatcher"),
     "EmbeddedWorker": ("statewright.embedded", "EmbeddedWorker"),
     "Engine": ("statewright.api", "Engine"),
     "FailedItem": ("statewright.fanout", "FailedItem"),
@@ -73,9 +76,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "InstrumentedTask": ("statewright.instrumentation", "InstrumentedTask"),
     "InvalidParamsError": ("statewright.errors", "InvalidParamsError"),
     "ItemContext": ("statewright.fanout", "ItemContext"),
+    "LifecycleHookError": ("statewright.errors", "LifecycleHookError"),
     "Map": ("statewright.joins", "Map"),
     "MapInfo": ("statewright.fanout", "MapInfo"),
     "Metrics": ("statewright.metrics", "Metrics"),
+    "Migrations": ("statewright.migrate", "Migrations"),
     "NullMetrics": ("statewright.metrics", "NullMetrics"),
     "PageContext": ("statewright.fanout", "PageContext"),
     "PermanentError": ("statewright.errors", "PermanentError"),
@@ -83,6 +88,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "PrometheusMetrics": ("statewright.metrics", "PrometheusMetrics"),
     "PurgeResult": ("statewright.retention", "PurgeResult"),
     "RetryPolicy": ("statewright.retry", "RetryPolicy"),
+    "RunEnd": ("statewright.run_end", "RunEnd"),
     "RunFilter": ("statewright.queries", "RunFilter"),
     "RunInfo": ("statewright.queries", "RunInfo"),
     "RunNotFoundError": ("statewright.errors", "RunNotFoundError"),
@@ -99,16 +105,20 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsdMetrics": ("statewright.metrics", "StatsdMetrics"),
     "StepContext": ("statewright.context", "StepContext"),
     "SystemClock": ("statewright.clock", "SystemClock"),
+    "TaskContext": ("statewright.context", "TaskContext"),
+    "TaskGroup": ("statewright.definition", "TaskGroup"),
+    "TaskMessage": ("statewright.dispatch", "TaskMessage"),
     "TransitionInfo": ("statewright.queries", "TransitionInfo"),
+    "UnknownTaskError": ("statewright.errors", "UnknownTaskError"),
     "UnknownWorkflowError": ("statewright.errors", "UnknownWorkflowError"),
     "VirtualClock": ("statewright.clock", "VirtualClock"),
     "Wait": ("statewright.waits", "Wait"),
     "Workflow": ("statewright.definition", "Workflow"),
-    "bind_step": ("statewright.instrumentation", "bind_step"),
     "instrumented_task": ("statewright.instrumentation", "instrumented_task"),
-    "metrics_from_settings": ("statewright.api", "metrics_from_settings"),
+    "on_end": ("statewright.run_end", "on_end"),
     "on_signal": ("statewright.waits", "on_signal"),
     "step": ("statewright.definition", "step"),
+    "task": ("statewright.definition", "task"),
 }
 
 
@@ -128,7 +138,6 @@ __all__ = [
     "ConfigurationError",
     "Definition",
     "DefinitionError",
-    "Dispatcher",
     "EmbeddedWorker",
     "Engine",
     "FailedItem",
@@ -138,9 +147,11 @@ __all__ = [
     "InstrumentedTask",
     "InvalidParamsError",
     "ItemContext",
+    "LifecycleHookError",
     "Map",
     "MapInfo",
     "Metrics",
+    "Migrations",
     "NullMetrics",
     "PageContext",
     "PermanentError",
@@ -148,6 +159,7 @@ __all__ = [
     "PrometheusMetrics",
     "PurgeResult",
     "RetryPolicy",
+    "RunEnd",
     "RunFilter",
     "RunInfo",
     "RunNotFoundError",
@@ -164,15 +176,19 @@ __all__ = [
     "StatsdMetrics",
     "StepContext",
     "SystemClock",
+    "TaskContext",
+    "TaskGroup",
+    "TaskMessage",
     "TransitionInfo",
+    "UnknownTaskError",
     "UnknownWorkflowError",
     "VirtualClock",
     "Wait",
     "Workflow",
-    "bind_step",
     "instrumented_task",
-    "metrics_from_settings",
     "migrate",
+    "on_end",
     "on_signal",
     "step",
+    "task",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,14 @@ from statewright.celery_app import (
     register_steps,
 )
 from statewright.children import ChildInfo, Children, ParentLink, parent_of
-from statewright.clock import Clock, DatabaseClock, SystemClock, VirtualClock
+from statewright.clock import (
+    Clock,
+    DatabaseClock,
+    Monotonic,
+    SystemClock,
+    VirtualClock,
+    system_monotonic,
+)
 from statewright.config import Settings
 from statewright.context import TaskContext
 from statewright.definition import TaskSpec
@@ -37,6 +44,9 @@ from statewright.fanout import (
     maps_of,
     register_child_tasks,
 )
+from statewright.hooks.step_logs import StepLogs
+from statewright.hooks.step_metrics import StepMetrics
+from statewright.hooks.step_sentry import StepSentry
 from statewright.instrumentation import InstrumentedTask, bind_step
 from statewright.metrics import (
     FanoutMetrics,
@@ -76,6 +86,7 @@ from statewright.replay import ReplayedState, export_history, load_history, repl
 from statewright.retention import DEFAULT_BATCH, PurgeResult, Retention
 from statewright.schedule_operations import ScheduleOperations
 from statewright.scheduler import Scheduler
+from statewright.step_events import StepObserver, StepObservers
 from statewright.timers import Timers
 
 #: Seconds a published outbox row waits to be deleted together with others (well under
@@ -87,10 +98,13 @@ class Engine:
     """Runs workflows: the operations API, the Celery app, the relay and the reaper.
 
     ``workflows`` defaults to the modules named by ``settings.workflow_modules``.
-    ``clock``, ``metrics`` and ``rng`` are injectable so tests are deterministic. A
-    ``VirtualClock`` is used as it is (it stands for the database's clock too); any
-    other clock is read through ``DatabaseClock``, so leases and timers follow the
-    database's time whatever this machine's clock says.
+    ``clock``, ``metrics``, ``rng``, ``run_ids`` (new runs' ids) and ``monotonic`` (the
+    seconds a delivery measures its time limits on) are injectable so tests are
+    deterministic. ``observers`` are told what happens to each step
+    (``statewright.step_events``), after the engine's own metrics, logs and Sentry
+    reports. A ``VirtualClock`` is used as it is (it stands for the database's clock
+    too); any other clock is read through ``DatabaseClock``, so leases and timers follow
+    the database's time whatever this machine's clock says.
     Fire times and retention cutoffs are judged by the database's clock too, unless a
     ``clock`` is given.
     """
@@ -103,8 +117,13 @@ class Engine:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        observers: Sequence[StepObserver] = (),
+        run_ids: Callable[[], str] | None = None,
+        monotonic: Monotonic | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: How long a delivery has run is measured on it (``time.monotonic`` by default).
+        self.monotonic: Monotonic = monotonic or system_monotonic
         self.db = Database(self.settings.database_url)
         #: Leases and due times are told by the database's clock (see ``statewright.clock``).
         self.clock: Clock = (
@@ -147,7 +166,16 @@ class Engine:
             dispatch_timeout=self.settings.dispatch_timeout,
         )
         self.recorder = RunRecorder(
-            self.registry, self.dispatcher, self.settings, self.metrics, self._task_queue
+            self.registry,
+            self.dispatcher,
+            self.settings,
+            self.metrics,
+            self._task_queue,
+            store=self.db.runs,
+        )
+        #: Told what happens to each step: metrics, logs and Sentry, then ``observers``.
+        self.step_observers = StepObservers(
+            [StepMetrics(self.metrics), StepLogs(), StepSentry(), *observers]
         )
         self.executor = StepExecutor(
             self.db,
@@ -155,8 +183,9 @@ class Engine:
             self.recorder,
             self.settings,
             self.clock,
-            self.metrics,
             rng or random.Random(),
+            self.step_observers,
+            self.monotonic,
         )
         self.timers = Timers(
             self.db,
@@ -186,7 +215,7 @@ class Engine:
         )
         self.reaper = Reaper(self.db, self.registry, self.recorder, self.clock, self.metrics)
         self._operations = Operations(
-            self.db, self.registry, self.recorder, self.clock, self.timers
+            self.db, self.registry, self.recorder, self.clock, self.timers, run_ids
         )
         #: Child runs and Maps: started by steps, counted down where each one finishes.
         self.child_runs = Children(
@@ -494,11 +523,18 @@ class Engine:
 
     def _task_queue(self, task_name: str) -> str:
         if task_name not in self.celery.tasks:
-            raise UnknownTaskError(
-                f"no task named {task_name!r} is registered with this engine: neither a "
-                "workflow's @task nor an instrumented_task imported in this process"
-            )
+            raise UnknownTaskError(task_name, self._enqueueable_tasks())
         return declared_queue(self.celery, task_name)
+
+    def _enqueueable_tasks(self) -> builtins.list[str]:
+        """The tasks a step may enqueue: workflows' tasks and imported instrumented tasks
+        (not steps, Celery's own tasks or the engine's timers)."""
+        steps = {step.task_name for step in self.registry.steps()}
+        return sorted(
+            name
+            for name in self.celery.tasks
+            if name not in steps and not name.startswith(("celery.", "statewright."))
+        )
 
     def _run_task(self, definition: TaskOwner, spec: TaskSpec, kwargs: dict[str, Any]) -> None:
         bind_step(workflow=definition.name)
@@ -517,7 +553,7 @@ class Engine:
             metrics=self.metrics,
             _transaction=self.db.transaction,
             _enqueue=self.recorder.enqueue,
-            _postgresql=not self.db.is_sqlite,
+            _store=self.db.runs,
             delivery=current_delivery(),
             _start=self._operations.start_in,
         )

@@ -19,6 +19,16 @@ import structlog
 log = structlog.get_logger("statewright.clock")
 
 
+#: Seconds from an arbitrary moment, never going back: how long a delivery has run and
+#: may go on (``system_monotonic`` unless a test injects another source).
+Monotonic = Callable[[], float]
+
+
+def system_monotonic() -> float:
+    """``time.monotonic()``, looked up at each call."""
+    return time.monotonic()
+
+
 class Clock(Protocol):
     """Tells the current time as an aware UTC datetime."""
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from statewright.errors import ConfigurationError
+from statewright.logs import check_format, check_level
 from statewright.retry import RetryPolicy
 from statewright.silo import SiloMode
 
@@ -34,7 +35,7 @@ class Settings:
     broker_url: str | None = None
     silo_mode: SiloMode = SiloMode.MONOLITH
     #: Modules whose ``Workflow`` subclasses the engine registers.
-    workflow_modules: tuple[str, ...] = ("workflows",)
+    workflow_modules: tuple[str, ...] = ("statewright.workflows",)
     statsd_addr: tuple[str, int] | None = None
     sentry_dsn: str | None = None
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -61,6 +62,10 @@ class Settings:
     metrics_port: int | None = None
     #: Whether Celery beat also runs the relay (``statewright beat --relay``).
     beat_relay: bool = False
+    #: How much commands log (``None``: WARNING; workers log at INFO).
+    log_level: str | None = None
+    #: ``console`` or ``json`` (``None``: console on a terminal, else JSON lines).
+    log_format: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
@@ -88,11 +93,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``STATEWRIGHT_*`` variables, validating each."""
         env = os.environ if environ is None else environ
-        modules = env.get("STATEWRIGHT_WORKFLOWS", "workflows")
+        modules = env.get("STATEWRIGHT_WORKFLOWS", "statewright.workflows")
         return cls(
             database_url=env.get("STATEWRIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
             broker_url=env.get("STATEWRIGHT_BROKER_URL"),
-            silo_mode=env_silo_mode(env),
+            silo_mode=_silo_mode(env),
             workflow_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
             statsd_addr=parse_statsd_addr(env.get("STATEWRIGHT_STATSD_ADDR")),
             sentry_dsn=env.get("STATEWRIGHT_SENTRY_DSN") or None,
@@ -106,6 +111,8 @@ class Settings:
             console_user=parse_console_user(env.get("STATEWRIGHT_CONSOLE_USER")),
             metrics_port=parse_port(env.get("STATEWRIGHT_METRICS_PORT")),
             beat_relay=env.get("STATEWRIGHT_BEAT_RELAY", "") == "1",
+            log_level=_log_level(env),
+            log_format=log_format_from_env(env),
         )
 
 
@@ -196,9 +203,19 @@ def parse_port(value: str | None) -> int | None:
     return int(value)
 
 
-def env_silo_mode(environ: Mapping[str, str] | None = None) -> SiloMode:
-    """``STATEWRIGHT_SILO_MODE`` of a process whose tasks have no engine (shared tasks)."""
+def _log_level(env: Mapping[str, str]) -> str | None:
+    raw = env.get("STATEWRIGHT_LOG_LEVEL")
+    return check_level(raw) if raw else None
+
+
+def log_format_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``STATEWRIGHT_LOG_FORMAT``, checked (for commands that build no settings too)."""
     env = os.environ if environ is None else environ
+    raw = env.get("STATEWRIGHT_LOG_FORMAT")
+    return check_format(raw) if raw else None
+
+
+def _silo_mode(env: Mapping[str, str]) -> SiloMode:
     try:
         return SiloMode.parse(env.get("STATEWRIGHT_SILO_MODE", "monolith"))
     except ConfigurationError as error:

@@ -7,12 +7,18 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from statewright.deliveries import TaskDelivery
+
+if TYPE_CHECKING:
+    from statewright.stores import RunStore
+
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 def new_marker() -> int:
@@ -106,8 +112,12 @@ class StepContext:
         return found
 
     def enqueue(self, task: str, **kwargs: Any) -> None:
-        """Dispatch ``task`` (a task of this workflow, or a full task name) after this step
-        commits; nothing is sent if the step fails."""
+        """Dispatch ``task`` after this step commits; nothing is sent if the step fails.
+
+        ``task`` is a task of this workflow by its short name (``"purge_documents"``) or
+        any registered task by its full name (``"loan_application.purge_documents"``,
+        ``"reports.send"``). A name no task has raises ``UnknownTaskError`` (naming the
+        registered tasks), which fails the run at once: no retry could make it known."""
         assert self._enqueue is not None
         name = task if "." in task else f"{self.workflow}.{task}"
         self._enqueue(self.session, name, kwargs=kwargs, run_id=self.run_id)
@@ -155,7 +165,7 @@ class TaskContext:
     metrics: Any
     _transaction: Callable[[], AbstractContextManager[Session]] = field(repr=False)
     _enqueue: Enqueue = field(repr=False)
-    _postgresql: bool = field(default=False, repr=False)
+    _store: RunStore | None = field(default=None, repr=False)
     delivery: TaskDelivery | None = None
     _start: Callable[..., Any] | None = field(default=None, repr=False)
 
@@ -172,14 +182,27 @@ class TaskContext:
     @property
     def is_postgresql(self) -> bool:
         """Whether row locks can skip locked rows (PostgreSQL) or not (SQLite)."""
-        return bool(self._postgresql)
+        return self._store is not None and self._store.dialect == "postgresql"
+
+    def skip_locked(self, statement: S) -> S:
+        """``statement`` locking its rows and skipping those another transaction holds,
+        where the database locks rows (on SQLite a write transaction is the lock)."""
+        return statement if self._store is None else self._store.skip_locked(statement)
+
+    def locked(self, statement: S) -> S:
+        """``statement`` locking its rows until the transaction ends, where the database
+        locks rows (on SQLite a write transaction is the lock)."""
+        return statement if self._store is None else self._store.locked(statement)
 
     def transaction(self) -> AbstractContextManager[Session]:
         """A session in one transaction (committed on success, rolled back on error)."""
         return self._transaction()
 
     def enqueue(self, session: Session, task: str, **kwargs: Any) -> None:
-        """Dispatch ``task`` after ``session`` commits (tied to this task's run, if any)."""
+        """Dispatch ``task`` after ``session`` commits (tied to this task's run, if any).
+
+        ``task`` is a task of the same workflow or group by its short name, or any
+        registered task by its full name; an unknown name raises ``UnknownTaskError``."""
         name = task if "." in task else f"{self.workflow}.{task}"
         run_id = self.delivery.run_id if self.delivery is not None else None
         self._enqueue(session, name, kwargs=kwargs, run_id=run_id)

@@ -34,6 +34,9 @@ from statewright.clock import Clock
 from statewright.metrics import Metrics
 from statewright.models.engine import OutboxMessage
 from statewright.persistence import Database
+from statewright.stores.statements import (
+    DEADLINE_TASK as DEADLINE_TASK,  # the deadline timer's task
+)
 
 log = structlog.get_logger("statewright.dispatch")
 
@@ -47,9 +50,6 @@ ENQUEUED_AT_HEADER = "statewright_enqueued_at"
 DELIVERY_HEADER = "statewright_delivery"
 #: A message sent again for the sixth time and later waits 64 dispatch timeouts.
 MAX_DOUBLINGS = 6
-#: The task of a run's deadline timer: the one row of a run that carries no token and
-#: is not a plain task it started.
-DEADLINE_TASK = "statewright.deadline"
 
 
 @dataclass(frozen=True, slots=True)

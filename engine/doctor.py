@@ -46,7 +46,7 @@ def run_checks(engine: Engine, *, timeout: float = 2.0) -> list[Check]:
 
 
 def check_database(engine: Engine) -> Check:
-    from statewright.migrate import current_revisions, head_revisions
+    from statewright.migrate import current_revisions, missing_revisions
 
     url = engine.settings.database_url
     shown = redact_url(url)
@@ -59,14 +59,16 @@ def check_database(engine: Engine) -> Check:
             f"{shown} cannot be reached: {_first_line(error)}",
             "check STATEWRIGHT_DATABASE_URL and that the database server is running",
         )
-    heads = head_revisions()
-    if current == heads:
-        return Check("database", "ok", f"{shown}, migrated to {', '.join(sorted(heads))}")
+    missing = missing_revisions(
+        url, [*engine.registry.definitions.values(), *engine.registry.groups.values()]
+    )
+    if not missing:
+        return Check("database", "ok", f"{shown}, migrated to {', '.join(sorted(current))}")
     where = ", ".join(sorted(current)) or "no statewright tables"
     return Check(
         "database",
         "problem",
-        f"{shown} is at {where}; this code needs {', '.join(sorted(heads))}",
+        f"{shown} is at {where}; this code also needs {', '.join(missing)}",
         "statewright migrate",
     )
 

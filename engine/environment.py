@@ -34,7 +34,7 @@ _KNOWN: set[str] = {
     "STATEWRIGHT_LOG_FORMAT",
     "STATEWRIGHT_LOG_LEVEL",
     "STATEWRIGHT_REQUIRE_SERVICES",
-    # shipped workflows (statewright.workflows.relocation.config, statewright.workflows.weekly_reports.tasks)
+    # shipped workflows (relocation.config, weekly_reports.tasks)
     "STATEWRIGHT_EMAIL_BACKEND",
     "STATEWRIGHT_EMAIL_FROM",
     "STATEWRIGHT_RELOCATION_PRIVATE_KEY",

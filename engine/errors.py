@@ -6,7 +6,7 @@ Control-flow signals (``Poll``) are not errors and live in ``statewright.outcome
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def _choices(values: Iterable[str]) -> str:
@@ -23,7 +23,15 @@ class ConfigurationError(StatewrightError):
 
 
 class DefinitionError(StatewrightError):
-    """A workflow definition is inconsistent; raised when the class is declared."""
+    """A workflow definition is inconsistent; raised when the class is declared.
+
+    ``problems`` lists every problem found in the declaration (one sentence each);
+    the message names them all.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class UnknownWorkflowError(StatewrightError):
@@ -36,10 +44,6 @@ class UnknownWorkflowError(StatewrightError):
 
 class UnknownStateError(StatewrightError):
     """A state that a workflow (no longer) has a step for."""
-
-
-class UnknownTaskError(StatewrightError):
-    """A task name that neither a workflow nor an imported instrumented task has."""
 
 
 class RunNotFoundError(StatewrightError):
@@ -93,6 +97,23 @@ class PermanentError(StatewrightError):
         self.reason = reason
 
 
+class UnknownTaskError(PermanentError):
+    """A task name that neither a workflow nor an imported instrumented task has.
+
+    Permanent: a step that enqueues it (``ctx.enqueue``) fails its run at once, since
+    no retry can make the name known.
+    """
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        PermanentError.__init__(
+            self,
+            f"no task named {name!r} is registered with this engine: neither a workflow's "
+            f"@task nor an instrumented_task imported in this process; registered tasks: "
+            f"{_choices(known)}",
+        )
+        self.name = name
+
+
 __all__ = [
     "AmbiguousRunIdError",
     "ConfigurationError",
@@ -114,3 +135,18 @@ __all__ = [
 class SignalTooLateError(IllegalOperationError):
     """A signal for a waiting state that the run already left (its timeout, or another
     signal, won the race); the signal is dropped and counted, and nothing is written."""
+
+
+class LifecycleHookError(StatewrightError):
+    """A workflow's ``@on_end`` hook raised while a run ended; the run's change and the
+    hook's writes were rolled back together (see ``statewright.run_end``)."""
+
+    def __init__(self, workflow: str, hook: str, run_id: str, ending: str, error: Exception):
+        super().__init__(
+            f"workflow {workflow!r}: on_end hook {hook} raised while run {run_id} was "
+            f"{ending}, so the run stays as it was: {type(error).__name__}: {error}"
+        )
+        self.workflow = workflow
+        self.hook = hook
+        self.run_id = run_id
+        self.ending = ending

@@ -24,6 +24,7 @@ from celery.exceptions import Retry
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.children import STOP_CHILDREN_TASK as STOP_CHILDREN
 from statewright.children import Children
 from statewright.clock import Clock
@@ -257,17 +258,19 @@ class Fanout:
                 return started
 
     def _fail_map(self, map_id: int, error: Exception) -> None:
-        """The Map's source (or its fill) keeps failing: fail its run, saying why."""
+        """The Map's source (or its fill) keeps failing: fail its run, saying why. A run
+        paused meanwhile is left as it is: its resume asks for the fill again."""
         with self._db.transaction() as session:
             row = session.get(WorkflowMap, map_id)
             parent = lock_run(session, row.parent_run_id) if row is not None else None
-            if row is None or parent is None or parent.status not in ("running", "paused"):
+            if row is None or parent is None or parent.status != lifecycle.RUNNING:
                 return
             if (parent.state, parent.entry_seq) != (row.state, row.visit):
                 return
             reason = f"The items of {row.state!r} could not be listed or started: {error}"
             detail = {"error_type": type(error).__name__, "error_message": str(error)}
-            self._recorder.fail(session, parent, reason, detail, now=self._clock.now())
+            failure = lifecycle.Fail(reason, detail)
+            self._recorder.fail(session, parent, failure, now=self._clock.now())
         log.warning("Map fill gave up; run failed", map=map_id, error=repr(error))
 
     def _fill_page(self, session: Session, map_id: int) -> tuple[int, bool]:

@@ -220,12 +220,10 @@ def bind_step(**fields: Any) -> None:
 
 
 def process_silo_mode(app: Celery) -> SiloMode:
+    """The silo mode of the engine that built ``app`` (its ``Settings.silo_mode``); an app
+    no engine built has no settings, and runs as the default, monolith."""
     mode = getattr(app, "statewright_silo_mode", None)
-    if isinstance(mode, SiloMode):
-        return mode
-    from statewright.config import env_silo_mode
-
-    return env_silo_mode()
+    return mode if isinstance(mode, SiloMode) else SiloMode.MONOLITH
 
 
 def process_deliveries(app: Celery) -> TaskDeliveries | None:

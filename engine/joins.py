@@ -154,17 +154,20 @@ def check_child_policy(name: str, policy: object) -> str:
 def collect_joins(
     name: str, declared: object, steps: Mapping[str, StepSpec], edges: Sequence[Edge]
 ) -> frozenset[str]:
-    """The workflow's join states, each checked to have a step and a way out."""
+    """The workflow's join states, each checked to have a step; one ``DefinitionError``
+    names every problem."""
     if isinstance(declared, str) or not isinstance(declared, Iterable):
         raise DefinitionError(f"workflow {name!r}: joins must list state names; got {declared!r}")
     joins = frozenset(declared)
+    found: list[str] = []
     for state in sorted(joins):
         if state not in steps or steps[state].wait is not None:
-            raise DefinitionError(
+            found.append(
                 f"workflow {name!r}: join state {state!r} needs a @step handler (it runs once "
                 "the run's children have finished); states with handlers: "
                 f"{', '.join(sorted(s for s in steps if steps[s].wait is None)) or '(none)'}"
             )
+    _raise_all(found)
     return joins
 
 
@@ -175,34 +178,43 @@ def collect_maps(
     steps: Mapping[str, StepSpec],
     edges: Sequence[Edge],
 ) -> dict[str, Map]:
-    """The workflow's Map states, checked against its edges and methods."""
+    """The workflow's Map states, checked against its edges and methods; one
+    ``DefinitionError`` names every problem."""
     if not isinstance(declared, Mapping) or not all(
         isinstance(state, str) and isinstance(spec, Map) for state, spec in declared.items()
     ):
         raise DefinitionError(
             f"workflow {name!r}: maps must map state names to Map(...); got {declared!r}"
         )
+    found: list[str] = []
     for state, spec in declared.items():
         if state in steps:
-            raise DefinitionError(
+            found.append(
                 f"workflow {name!r}: Map state {state!r} also has a @step handler or a wait; "
                 "a Map state's step is the engine's (it takes on_done or on_failed)"
             )
         out = sorted(e.trigger for e in edges if e.source == state)
         for trigger in spec.triggers:
             if trigger not in out:
-                raise DefinitionError(
+                found.append(
                     f"workflow {name!r}: Map state {state!r} takes trigger {trigger!r}, which "
                     f"is not declared from it; declared: {', '.join(map(repr, out)) or '(none)'}"
                 )
         for label in ("items", "each", "params"):
             method = getattr(spec, label)
             if method is not None and not callable(members.get(method)):
-                raise DefinitionError(
+                found.append(
                     f"workflow {name!r}: Map state {state!r} names {label}={method!r}, which "
                     "is not a method of the workflow"
                 )
+    _raise_all(found)
     return dict(declared)
+
+
+def _raise_all(found: Sequence[str]) -> None:
+    """One ``DefinitionError`` naming every problem in ``found``, if there is any."""
+    if found:
+        raise DefinitionError("; ".join(found), found)
 
 
 def map_step(workflow: Any, ctx: StepContext) -> str:

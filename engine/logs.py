@@ -8,7 +8,6 @@ display's console, so they print above it instead of tearing its frames.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,12 +64,8 @@ def logs_to(console: LineConsole) -> Iterator[None]:
         SINK.console = previous
 
 
-def log_level_from_env() -> str:
-    """``STATEWRIGHT_LOG_LEVEL`` (WARNING by default for commands), checked."""
-    return check_level(os.environ.get("STATEWRIGHT_LOG_LEVEL") or "WARNING")
-
-
 def check_level(level: str) -> str:
+    """``level`` in capitals, if it is one of ``LEVELS``; else a ``ConfigurationError``."""
     if level.upper() not in LEVELS:
         from statewright.errors import ConfigurationError
 
@@ -80,19 +75,21 @@ def check_level(level: str) -> str:
     return level.upper()
 
 
-def configure_logging(fmt: str | None = None, *, level: str = "INFO") -> None:
-    """Configure structlog once per process (``STATEWRIGHT_LOG_FORMAT`` overrides)."""
-    chosen = (
-        fmt
-        or os.environ.get("STATEWRIGHT_LOG_FORMAT")
-        or ("console" if sys.stderr.isatty() else "json")
-    )
-    if chosen not in FORMATS:
+def check_format(fmt: str) -> str:
+    """``fmt``, if it is one of ``FORMATS``; else a ``ConfigurationError``."""
+    if fmt not in FORMATS:
         from statewright.errors import ConfigurationError
 
         raise ConfigurationError(
-            f"STATEWRIGHT_LOG_FORMAT {chosen!r} is not known; allowed: {', '.join(FORMATS)}"
+            f"STATEWRIGHT_LOG_FORMAT {fmt!r} is not known; allowed: {', '.join(FORMATS)}"
         )
+    return fmt
+
+
+def configure_logging(fmt: str | None = None, *, level: str = "INFO") -> None:
+    """Configure structlog once per process: ``fmt`` (``Settings.log_format``), by
+    default readable on a terminal and JSON lines otherwise."""
+    chosen = check_format(fmt or ("console" if sys.stderr.isatty() else "json"))
     renderer: Any = (
         structlog.dev.ConsoleRenderer()
         if chosen == "console"

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.business_key import compute_key
 from statewright.clock import Clock
 from statewright.definition import Definition
@@ -23,9 +24,10 @@ from statewright.errors import IdempotencyConflictError, IllegalOperationError, 
 from statewright.jsonvalues import canonical, check_json_object, is_unicode
 from statewright.models.engine import WorkflowRun
 from statewright.persistence import Database, require_run
-from statewright.queries import FINISHED, RunInfo
+from statewright.queries import RunInfo
 from statewright.recorder import RunRecorder
 from statewright.registry import Registry
+from statewright.run_rows import new_row_columns
 from statewright.timers import Timers, merged_context
 
 MAX_KEY = 200
@@ -41,13 +43,21 @@ class Operations:
     """The write side of the engine API."""
 
     def __init__(
-        self, db: Database, registry: Registry, recorder: RunRecorder, clock: Clock, timers: Timers
+        self,
+        db: Database,
+        registry: Registry,
+        recorder: RunRecorder,
+        clock: Clock,
+        timers: Timers,
+        run_ids: Callable[[], str] | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
         self._recorder = recorder
         self._clock = clock
         self._timers = timers
+        #: Where new runs' ids come from (``new_run_id`` unless a test injects another).
+        self._run_ids = run_ids or new_run_id
 
     def start(
         self,
@@ -126,24 +136,20 @@ class Operations:
         with self._db.transaction() as session:
             run = require_run(session, run_id)
             if at is not None:
-                return self._pause_at(run, at)
-            _require_status(run, ("running",), "paused")
+                return self._pause_at(session, run, at)
+            _require(lifecycle.Pause, run)
             if run.claimed:
                 self._require_state_after(run)
-                run.pause_requested = True  # applies when the running step's successor is claimed
-                run.updated_at = self._clock.now()
-            else:
-                self._recorder.halt(session, run, "paused", "pause", now=self._clock.now())
+            self._recorder.change(session, run, lifecycle.Pause(), now=self._clock.now())
             return RunInfo.of(run)
 
-    def _pause_at(self, run: WorkflowRun, at: str) -> RunInfo:
-        _require_status(run, ("running", "paused"), "paused at a later state")
+    def _pause_at(self, session: Session, run: WorkflowRun, at: str) -> RunInfo:
+        _require(lifecycle.PauseAt, run)
         definition = self._registry.get(run.workflow)
         _check_ahead(
             definition, "pause", at, run.state, including_current=not run.claimed, run_id=run.id
         )
-        run.pause_at = at
-        run.updated_at = self._clock.now()
+        self._recorder.change(session, run, lifecycle.PauseAt(at), now=self._clock.now())
         return RunInfo.of(run)
 
     def _require_state_after(self, run: WorkflowRun) -> None:
@@ -161,11 +167,8 @@ class Operations:
         run stays paused. Nothing scheduled: nothing changes."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            _require_status(run, ("running", "paused"), "cleared of a scheduled pause")
-            if run.pause_requested or run.pause_at is not None:
-                run.pause_requested = False
-                run.pause_at = None
-                run.updated_at = self._clock.now()
+            _require(lifecycle.ClearPause, run)
+            self._recorder.change(session, run, lifecycle.ClearPause(), now=self._clock.now())
             return RunInfo.of(run)
 
     def resume(self, run_id: str) -> RunInfo:
@@ -173,13 +176,12 @@ class Operations:
         budget for that step (attempts spent before the pause no longer count)."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            _require_status(run, ("paused",), "resumed")
+            _require(lifecycle.Resume, run)
             self._check_state_known(run)
             now = self._clock.now()
-            run.status = "running"
-            self._recorder.history(session, run, "resume", run.state, now=now)
-            run.attempt = 0
-            if not self._timers.deliver_kept(session, run):
+            kept = list(run.kept_signals or [])
+            self._recorder.change(session, run, lifecycle.Resume(), now=now)
+            if not self._timers.deliver_kept(session, run, kept):
                 self._recorder.dispatch(session, run, now=now)
             return RunInfo.of(run)
 
@@ -191,60 +193,45 @@ class Operations:
         """
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            if run.status == "cancelled":
+            if run.status == lifecycle.CANCELLED:
                 return RunInfo.of(run)
             if at is not None:
-                return self._cancel_at(run, at)
-            _require_status(run, ("running", "paused"), "cancelled")
-            if run.status == "running" and run.claimed:
-                run.cancel_requested = True
-                run.updated_at = self._clock.now()
-            else:
-                self._recorder.halt(session, run, "cancelled", "cancel", now=self._clock.now())
+                return self._cancel_at(session, run, at)
+            _require(lifecycle.Cancel, run)
+            self._recorder.change(session, run, lifecycle.Cancel(), now=self._clock.now())
             return RunInfo.of(run)
 
-    def _cancel_at(self, run: WorkflowRun, at: str) -> RunInfo:
-        _require_status(run, ("running", "paused"), "cancelled at a later state")
+    def _cancel_at(self, session: Session, run: WorkflowRun, at: str) -> RunInfo:
+        _require(lifecycle.CancelAt, run)
         definition = self._registry.get(run.workflow)
         _check_ahead(
             definition, "cancel", at, run.state, including_current=not run.claimed, run_id=run.id
         )
-        run.cancel_at = at
-        run.updated_at = self._clock.now()
+        self._recorder.change(session, run, lifecycle.CancelAt(at), now=self._clock.now())
         return RunInfo.of(run)
 
     def abort(self, run_id: str, *, reason: str = "Aborted by an operator") -> RunInfo:
         """Stop now: the run fails, and a running step's completion is fenced off."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            _require_status(run, ("running", "paused"), "aborted")
+            _require(lifecycle.Abort, run)
             detail = {
                 "error_type": "Aborted",
                 "error_message": reason,
                 "step_was_running": run.claimed,
             }
-            self._recorder.fail(
-                session, run, reason, detail, now=self._clock.now(), trigger="abort"
-            )
+            abort = lifecycle.Abort(reason, detail)
+            self._recorder.fail(session, run, abort, now=self._clock.now())
             return RunInfo.of(run)
 
     def redrive(self, run_id: str) -> RunInfo:
         """Continue a failed run from its failed state with a fresh attempt budget."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            _require_status(run, ("failed",), "redriven")
+            _require(lifecycle.Redrive, run)
             self._check_state_known(run)
             now = self._clock.now()
-            run.status = "running"
-            run.failure_reason = None
-            run.failure_detail = None
-            run.finished_at = None
-            run.attempt = 0
-            run.polls = 0
-            run.state_entered_at = now
-            if run.deadline_at is not None and run.deadline_at <= now:
-                run.deadline_at = None  # a deadline already passed no longer applies
-            self._recorder.history(session, run, "redrive", run.state, now=now)
+            self._recorder.change(session, run, lifecycle.Redrive(), now=now)
             self._recorder.dispatch(session, run, now=now)
             self._timers.arm_deadline(session, run)
             return RunInfo.of(run)
@@ -258,12 +245,12 @@ class Operations:
             run = require_run(session, run_id)
             if clean:
                 merged_context(run, clean)  # refused now, not at the next step
-            if run.status == "paused":
+            if run.status == lifecycle.PAUSED:
                 self._timers.keep(session, run, trigger, clean)
                 return RunInfo.of(run)
-            if run.status != "running":
+            if run.status != lifecycle.RUNNING:
                 self._timers.refuse_late(session, run, trigger)
-            _require_status(run, ("running", "paused"), "signalled")
+            _require(lifecycle.Signal, run)
             self._timers.signal(session, run, trigger, clean)
             return RunInfo.of(run)
 
@@ -276,27 +263,14 @@ class Operations:
     ) -> WorkflowRun:
         now = self._clock.now()
         return WorkflowRun(
-            id=new_run_id(),
+            id=self._run_ids(),
             workflow=definition.name,
             definition_version=definition.version,
-            state="",
-            status="running",
             params=params,
             context={},
-            attempt=0,
-            polls=0,
-            token=0,
-            claimed=False,
-            state_entered_at=now,
-            entry_seq=0,
-            history_len=0,
-            pause_requested=False,
-            pause_at=pause_at,
-            cancel_requested=False,
-            cancel_at=None,
             idempotency_key=key,
             created_at=now,
-            updated_at=now,
+            **new_row_columns(lifecycle.started(now, pause_at=pause_at)),
         )
 
     def _check_state_known(self, run: WorkflowRun) -> None:
@@ -308,14 +282,11 @@ class Operations:
             )
 
 
-def _require_status(run: WorkflowRun, allowed: tuple[str, ...], verb: str) -> None:
-    if run.status in allowed:
-        return
-    finished = " (it has finished)" if run.status in FINISHED else ""
-    raise IllegalOperationError(
-        f"run {run.id} is {run.status}{finished}; only a run that is "
-        f"{' or '.join(allowed)} can be {verb}"
-    )
+def _require(event: type[lifecycle.Event], run: WorkflowRun) -> None:
+    """Refuse, naming the run's status and those allowed, unless ``event`` may happen."""
+    why = lifecycle.refusal(event, run.status)
+    if why is not None:
+        raise IllegalOperationError(f"run {run.id} {why}")
 
 
 def _check_ahead(

@@ -7,15 +7,16 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from statewright.dbtime import read_database_now
 from statewright.errors import RunNotFoundError
-from statewright.jsonvalues import is_run_id
 from statewright.models.engine import WorkflowRun
 from statewright.step_session import StepSession
+from statewright.stores import RunStore, run_store_for
+from statewright.stores.statements import lock_run
 
 
 class Database:
@@ -53,6 +54,8 @@ class Database:
             if self.is_sqlite
             else self.sessions
         )
+        #: The run table's statements as this database runs them.
+        self.runs: RunStore = run_store_for(self)
 
     def now(self) -> datetime:
         """The database's clock (a query of its own, on a reading connection)."""
@@ -124,19 +127,12 @@ def _writes(statement: str, context: Any) -> bool:
     return statement.lstrip()[:6].upper() != "SELECT"
 
 
-def lock_run(session: Session, run_id: str) -> WorkflowRun | None:
-    """The run row, locked until the transaction ends (``None`` if there is no such run)."""
-    if not is_run_id(run_id):
-        return None
-    statement = select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update()
-    # the locked row's values win over anything this session loaded earlier
-    statement = statement.execution_options(populate_existing=True)
-    return session.execute(statement).scalar_one_or_none()
-
-
 def require_run(session: Session, run_id: str) -> WorkflowRun:
     """The run row, locked; ``RunNotFoundError`` if there is none."""
     run = lock_run(session, run_id)
     if run is None:
         raise RunNotFoundError(run_id)
     return run
+
+
+__all__ = ["LAZY_WRITE_LOCK", "Database", "lock_run", "require_run"]

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from statewright.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
 from statewright.jsonvalues import is_run_id
+from statewright.lifecycle import FINISHED
 from statewright.models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
-
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.clock import Clock
 from statewright.dbtime import judged_now
 from statewright.dispatch import MAX_DOUBLINGS
@@ -51,11 +52,15 @@ class Reaper:
 
     def run_once(self, *, only_run: str | None = None) -> int:
         """Re-dispatch one batch of expired runs (``only_run``: that run if expired)."""
-        expired = WorkflowRun.lease_expires_at < judged_now(self._clock)
-        statement = self._running(only_run).where(expired)
-        statement = statement.order_by(WorkflowRun.lease_expires_at).limit(self._batch)
         with self._db.transaction() as session:
-            return self._redispatch_all(session, statement, "lease expired")
+            runs = self._db.runs.running_runs(
+                session,
+                list(self._registry.definitions),
+                only_run=only_run,
+                expired_before=judged_now(self._clock),
+                limit=self._batch,
+            )
+            return self._redispatch_all(session, runs, "lease expired")
 
     def recover_all(self, *, only_run: str | None = None) -> int:
         """Re-dispatch every unclaimed running run with nothing in the outbox (``only_run``:
@@ -64,24 +69,14 @@ class Reaper:
         Used when an embedded worker starts: its in-memory queue died with the last
         process, so whatever had been published to it is gone.
         """
-        statement = self._running(only_run).where(WorkflowRun.claimed.is_(False))
         with self._db.transaction() as session:
-            return self._redispatch_all(session, statement, "worker restarted")
+            runs = self._db.runs.running_runs(
+                session, list(self._registry.definitions), only_run=only_run, unclaimed=True
+            )
+            return self._redispatch_all(session, runs, "worker restarted")
 
-    def _running(self, only_run: str | None = None) -> Select[WorkflowRun]:
-        """Running runs of the workflows this process knows (others belong to other code)."""
-        statement = select(WorkflowRun).where(
-            WorkflowRun.status == "running",
-            WorkflowRun.workflow.in_(list(self._registry.definitions)),
-        )
-        if only_run is not None:
-            statement = statement.where(WorkflowRun.id == only_run)
-        if not self._db.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
-        return statement
-
-    def _redispatch_all(self, session: Session, statement: Select[WorkflowRun], why: str) -> int:
-        runs = session.execute(statement).scalars().all()
+    def _redispatch_all(self, session: Session, runs: Sequence[WorkflowRun], why: str) -> int:
+        """Re-dispatch ``runs`` (running runs of this process's workflows, locked)."""
         pending = _with_pending_messages(session, runs)
         now = self._clock.now()
         count = 0
@@ -116,7 +111,7 @@ class Reaper:
         copies = 0 if run.claimed else _copies_sent(session, run)
         if not run.claimed:
             detail["copy"] = copies + 1
-        self._recorder.history(session, run, "redispatch", run.state, now=now, detail=detail)
+        self._recorder.change(session, run, lifecycle.Redispatch(), now=now, detail=detail)
         if run.claimed:
             self._recorder.dispatch(session, run, now=now)
         else:

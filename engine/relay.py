@@ -49,18 +49,9 @@ class OutboxRelay:
         """Send one batch of due rows (``only_run``: of that run only); returns how many."""
         now = self._clock.now()
         skip = self._dispatcher.in_flight()
-        statement = (
-            select(OutboxMessage)
-            .where(OutboxMessage.not_before <= judged_now(self._clock, minus=self._grace))
-            .order_by(OutboxMessage.not_before, OutboxMessage.id)
-            .limit(self._batch)
-        )
-        if only_run is not None:
-            statement = statement.where(OutboxMessage.run_id == only_run)
-        if not self._db.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
+        due = judged_now(self._clock, minus=self._grace)
         with self._db.transaction() as session:
-            rows = session.execute(statement).scalars().all()
+            rows = self._db.runs.due_outbox(session, due, limit=self._batch, only_run=only_run)
             messages = [TaskMessage.from_row(r) for r in rows if r.id not in skip]
             if not messages:
                 return 0

@@ -9,30 +9,19 @@ recorded are followed through ``Workflow.renames``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
+from statewright import lifecycle
 from statewright.definition import Definition
 from statewright.errors import InvalidParamsError, StatewrightError
+from statewright.lifecycle.state import RunState
 from statewright.queries import RunInfo, TransitionInfo
 from statewright.redaction import redact_value
 
 FORMAT = "statewright.history"
 VERSION = 1
-
-#: Engine events that keep the run in its state, and the status each leaves it in.
-STAYS = {
-    "retry": None,
-    "poll": None,
-    "redispatch": None,
-    "pause": "paused",
-    "resume": "running",
-    "cancel": "cancelled",
-    "abort": "failed",
-    "fail": "failed",
-    "redrive": "running",
-    "deadline": "failed",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,92 +151,78 @@ def _row_ok(row: object) -> bool:
 def replay(definition: Definition, run: RecordedRun, *, until: int | None = None) -> ReplayedState:
     """Walk ``run`` through ``definition``; the run as it stood after ``until`` rows (or all).
 
-    Raises ``ReplayDivergenceError`` at the first transition no longer allowed.
+    Each row is the lifecycle event it records (``lifecycle.RECORDED``; a declared
+    trigger is an ``Advance``), refused where the lifecycle refuses it. Raises
+    ``ReplayDivergenceError`` at the first transition no longer allowed.
     """
     if run.workflow != definition.name:
         raise InvalidParamsError(
             f"run {run.run_id} is a {run.workflow!r} run; cannot replay it as {definition.name!r}"
         )
-    rename = definition.renames
-    state, status, attempt, polls = "", "running", 0, 0
+    walked = lifecycle.started(_NO_TIME)
     for position, row in enumerate(run.transitions, start=1):
         if until is not None and position > until:
             break
-        source = rename.get(row.from_state, row.from_state) if row.from_state else None
-        dest = rename.get(row.to_state, row.to_state)
-        if row.trigger == "start" or position == 1:
-            if position != 1 or row.trigger != "start":
-                raise ReplayDivergenceError(
-                    run,
-                    row,
-                    "is not where a run can begin or begin again"
-                    if position != 1
-                    else "does not start the run",
-                    [],
-                )
-            if dest != definition.initial:
-                raise ReplayDivergenceError(
-                    run,
-                    row,
-                    f"starts in {dest!r}, but runs now start in {definition.initial!r}",
-                    [],
-                )
-        elif source != state:
-            raise ReplayDivergenceError(
-                run,
-                row,
-                f"leaves {source!r}, but the run was in {state!r}",
-                definition.triggers_from(state),
-            )
-        elif problem := _status_refuses(row.trigger, status):
-            raise ReplayDivergenceError(run, row, problem, definition.triggers_from(state))
-        elif row.trigger in STAYS:
-            if dest != state or state not in definition.steps:
-                raise ReplayDivergenceError(
-                    run,
-                    row,
-                    f"is an engine event in {state!r}, which has no step now",
-                    definition.triggers_from(state),
-                )
-            status = STAYS[row.trigger] or status
-            polls = (
-                polls + row.polls
-                if row.trigger == "poll"
-                else 0
-                if row.trigger == "redrive"
-                else polls
-            )
-        elif definition.destination(state, row.trigger) != dest:
-            raise ReplayDivergenceError(
-                run, row, "is no longer allowed", definition.triggers_from(state)
-            )
-        else:
-            polls = 0
-            status = "succeeded" if definition.is_terminal(dest) else status
-        state, attempt = dest, row.attempt
+        event = _event_of(definition, run, row, position, walked)
+        walked = replace(lifecycle.apply(walked, event, _NO_TIME), attempt=row.attempt)
     total = len(run.transitions)
     return ReplayedState(
-        total if until is None else min(until, total), state, status, attempt, polls
+        total if until is None else min(until, total),
+        walked.state,
+        walked.status,
+        walked.attempt,
+        walked.polls,
     )
 
 
-#: Which status each engine event needs; declared triggers need a running run.
-NEEDS = {
-    "resume": ("paused",),
-    "redrive": ("failed",),
-    "pause": ("running",),
-    "cancel": ("running", "paused"),
-    "abort": ("running", "paused"),
-    "fail": ("running",),
-    "retry": ("running",),
-    "poll": ("running",),
-    "redispatch": ("running",),
-    "deadline": ("running", "paused"),
-}
+#: Replay has no clock: the times the lifecycle writes while replaying are not read.
+_NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _status_refuses(trigger: str, status: str) -> str | None:
-    allowed = NEEDS.get(trigger, ("running",))
-    if status in allowed:
-        return None
-    return f"happens to a {status} run, but only to a {' or '.join(allowed)} one"
+def _event_of(
+    definition: Definition, run: RecordedRun, row: Recorded, position: int, walked: RunState
+) -> lifecycle.Event:
+    """The lifecycle event ``row`` records, if the definition and the run's status, as
+    replayed so far (``walked``), still allow it."""
+    source = definition.renames.get(row.from_state, row.from_state) if row.from_state else None
+    dest = definition.renames.get(row.to_state, row.to_state)
+    if row.trigger == "start" or position == 1:
+        _check_start(definition, run, row, position, dest)
+        return lifecycle.Advance("start", dest, terminal=False)
+    state = walked.state
+    allowed = definition.triggers_from(state)
+    if source != state:
+        raise ReplayDivergenceError(
+            run, row, f"leaves {source!r}, but the run was in {state!r}", allowed
+        )
+    event = lifecycle.RECORDED.get(row.trigger)
+    if event is None:
+        event = lifecycle.Advance(row.trigger, dest, definition.is_terminal(dest))
+    if not lifecycle.allowed(event, walked.status):
+        only = " or ".join(event.allowed)
+        why = f"happens to a {walked.status} run, but only to a {only} one"
+        raise ReplayDivergenceError(run, row, why, allowed)
+    if not isinstance(event, lifecycle.Advance):
+        if dest != state or state not in definition.steps:
+            why = f"is an engine event in {state!r}, which has no step now"
+            raise ReplayDivergenceError(run, row, why, allowed)
+        return lifecycle.Poll(count=row.polls) if isinstance(event, lifecycle.Poll) else event
+    if definition.destination(state, row.trigger) != dest:
+        raise ReplayDivergenceError(run, row, "is no longer allowed", allowed)
+    return event
+
+
+def _check_start(
+    definition: Definition, run: RecordedRun, row: Recorded, position: int, dest: str
+) -> None:
+    """A run begins with one ``start`` row, into the definition's initial state."""
+    if position != 1 or row.trigger != "start":
+        why = (
+            "is not where a run can begin or begin again"
+            if position != 1
+            else "does not start the run"
+        )
+        raise ReplayDivergenceError(run, row, why, [])
+    if dest != definition.initial:
+        why = f"starts in {dest!r}, but runs now start in {definition.initial!r}"
+        raise ReplayDivergenceError(run, row, why, [])

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from statewright.clock import Clock
 from statewright.dbtime import now_in
 from statewright.errors import InvalidParamsError
+from statewright.lifecycle import FINISHED
 from statewright.metrics import Metrics
 from statewright.models.engine import WorkflowRun, WorkflowTransition
 from statewright.persistence import Database
-from statewright.queries import FINISHED
 
 log = structlog.get_logger("statewright.retention")
 
@@ -107,10 +107,8 @@ class Retention:
             .order_by(WorkflowRun.finished_at, WorkflowRun.id)
             .limit(batch)
         )
-        if not self._db.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
         with self._db.transaction() as session:
-            ids = _within_budget(session.execute(statement).all())
+            ids = _within_budget(session.execute(self._db.runs.skip_locked(statement)).all())
             if not ids:
                 return 0, 0
             history = _deleted(

@@ -29,6 +29,7 @@ from statewright.operations import Operations
 from statewright.persistence import Database
 from statewright.registry import Registry
 from statewright.schedule import Schedule, next_fire, plan_fires
+from statewright.stores import RunStore
 
 log = structlog.get_logger("statewright.scheduler")
 
@@ -163,9 +164,7 @@ class Scheduler:
             .order_by(WorkflowSchedule.next_fire_at, WorkflowSchedule.name)
             .limit(BATCH)
         )
-        if lock and not self._db.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
-        return statement
+        return self._db.runs.skip_locked(statement) if lock else statement
 
     def _fire(self, session: Session, row: WorkflowSchedule, now: datetime) -> int:
         """Start the fire times the policy keeps and move the row on; a schedule that
@@ -241,7 +240,7 @@ class Scheduler:
         wanted = {declared_name(definition.name, s.name): s for s in definition.schedules}
         with self._db.transaction() as session:
             now = self.now(session)
-            rows = _declared_rows(session, definition.name, lock=not self._db.is_sqlite)
+            rows = _declared_rows(session, definition.name, self._db.runs)
             gone = [name for name in rows if name not in wanted]
             if gone:
                 session.execute(delete(WorkflowSchedule).where(WorkflowSchedule.name.in_(gone)))
@@ -277,15 +276,13 @@ def new_row(
     )
 
 
-def _declared_rows(session: Session, workflow: str, *, lock: bool) -> dict[str, WorkflowSchedule]:
+def _declared_rows(session: Session, workflow: str, store: RunStore) -> dict[str, WorkflowSchedule]:
     statement = (
         select(WorkflowSchedule)
         .where(WorkflowSchedule.workflow == workflow, WorkflowSchedule.declared.is_(True))
         .order_by(WorkflowSchedule.name)  # relays starting together lock in one order
     )
-    if lock:
-        statement = statement.with_for_update()
-    return {row.name: row for row in session.execute(statement).scalars()}
+    return {row.name: row for row in session.execute(store.locked(statement)).scalars()}
 
 
 def _update(row: WorkflowSchedule, schedule: Schedule, now: datetime) -> bool:

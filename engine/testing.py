@@ -6,16 +6,18 @@ worker runs, minus the broker). When nothing is queued it moves the virtual cloc
 to the next due timer or expired lease, so backoff, polls, waits' timeouts and run
 deadlines are honoured without sleeping. Schedules fire when a test moves time on
 purpose (``advance``), or looks at them after an outage (``fire_schedules``).
+A test loses a message with ``drop`` and delays one with ``hold`` and ``release``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from celery.exceptions import Retry
 from sqlalchemy import func, select
@@ -24,9 +26,11 @@ from statewright.api import Engine
 from statewright.clock import VirtualClock
 from statewright.context import Claim
 from statewright.dispatch import TaskMessage
+from statewright.errors import UnknownStateError, UnknownTaskError
 from statewright.models.engine import WorkflowRun
 from statewright.queries import RunInfo
 from statewright.registry import StepOptions
+from statewright.step_events import StepClaimed, StepObserver
 
 
 class LocalQueue:
@@ -50,15 +54,49 @@ class Delivery:
     at: datetime
 
 
+class InjectedFailures(StepObserver):
+    """Makes chosen attempts of chosen states fail just before their handler runs (an
+    error raised on ``claimed`` counts as the handler's)."""
+
+    def __init__(self) -> None:
+        self.failures: dict[tuple[str, int], BaseException] = {}
+
+    def claimed(self, event: StepClaimed) -> None:
+        error = self.failures.get((event.step.state, event.claim.attempt))
+        if error is not None:
+            raise error
+
+
+#: Which messages a rule applies to: a task name, or a test of the message.
+MessageMatch = str | Callable[[TaskMessage], bool]
+
+
+@dataclass(slots=True)
+class _Rule:
+    """Drop or hold the next ``remaining`` messages that ``matches`` accepts."""
+
+    matches: Callable[[TaskMessage], bool]
+    action: Literal["drop", "hold"]
+    remaining: int
+
+
 class WorkflowHarness:
     """Runs an engine's steps synchronously and deterministically.
 
     Each step is a delivery of its own: the harness turns off continuing in process,
     which depends on real time, unless ``continue_steps`` asks for it (then a delivery
-    goes on for the engine's ``continue_for``, as on a worker).
+    goes on for the engine's ``continue_for``, as on a worker). ``observers`` are told
+    what happens to each step (``statewright.step_events``), after the failures injected
+    with ``fail_at``.
     """
 
-    def __init__(self, engine: Engine, *, continue_steps: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        continue_steps: bool = False,
+        observers: Sequence[StepObserver] = (),
+    ) -> None:
         if not isinstance(engine.clock, VirtualClock):
             raise TypeError("WorkflowHarness needs an engine built with a VirtualClock")
         self.engine = engine
@@ -66,25 +104,72 @@ class WorkflowHarness:
         self.clock: VirtualClock = engine.clock
         self.queue = LocalQueue()
         self.deliveries: list[Delivery] = []
-        self._failures: dict[tuple[str, int], BaseException] = {}
+        self._failures = InjectedFailures()
+        self._rules: list[_Rule] = []
+        #: Messages lost on purpose (``drop``), and those held back (``hold``), in order.
+        self.dropped: list[TaskMessage] = []
+        self.held: list[TaskMessage] = []
         engine.publisher = self.queue
-        engine.executor.before_handler = self._inject
+        for observer in (self._failures, *observers):
+            engine.step_observers.add(observer)
         self._schedules_synced = False
 
     def fail_at(self, state: str, attempt: int, error: BaseException | None = None) -> None:
         """Make ``state``'s handler raise ``error`` on ``attempt`` (1-based), before it runs."""
-        self._failures[(state, attempt)] = error or RuntimeError(
+        self._failures.failures[(state, attempt)] = error or RuntimeError(
             f"injected failure in {state!r} on attempt {attempt}"
         )
 
     def clear_failures(self) -> None:
         """Forget every failure injected with ``fail_at``."""
-        self._failures.clear()
+        self._failures.failures.clear()
 
-    def _inject(self, step: StepOptions, claim: Claim) -> None:
-        error = self._failures.get((step.state, claim.attempt))
-        if error is not None:
-            raise error
+    def drop(self, task: MessageMatch, *, times: int = 1) -> None:
+        """Lose the next ``times`` messages of ``task`` (a task name such as
+        ``"loan.underwriting"``, or a test of the message): they are taken off the queue
+        and never run, as if the broker lost them. They are kept in ``dropped``."""
+        self._rules.append(_Rule(self._matcher(task), "drop", self._times(times)))
+
+    def hold(self, task: MessageMatch, *, times: int = 1) -> None:
+        """Hold back the next ``times`` messages of ``task``: they are taken off the queue
+        and kept in ``held`` until ``release`` delivers them (a late delivery)."""
+        self._rules.append(_Rule(self._matcher(task), "hold", self._times(times)))
+
+    def release(self) -> list[TaskMessage]:
+        """Deliver every held message now, in the order held, as a worker would when
+        late messages finally arrive; returns them."""
+        released, self.held = self.held, []
+        for message in released:
+            self.deliver(message)
+        return released
+
+    def _matcher(self, task: MessageMatch) -> Callable[[TaskMessage], bool]:
+        if callable(task):
+            return task
+        if task not in self.engine.celery.tasks:
+            known = [name for name in self.engine.celery.tasks if not name.startswith("celery.")]
+            raise UnknownTaskError(task, known)
+        return lambda message: message.task_name == task
+
+    @staticmethod
+    def _times(times: int) -> int:
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be a whole number of at least 1; got {times!r}")
+        return times
+
+    def _take(self) -> TaskMessage | None:
+        """The next queued message to run, after dropping or holding those the rules
+        claim; ``None`` once the queue is empty."""
+        while self.queue.messages:
+            message = self.queue.messages.popleft()
+            rule = next((r for r in self._rules if r.matches(message)), None)
+            if rule is None:
+                return message
+            rule.remaining -= 1
+            if rule.remaining == 0:
+                self._rules.remove(rule)
+            (self.dropped if rule.action == "drop" else self.held).append(message)
+        return None
 
     def assert_transitions(self, run_id: str, expected: Sequence[str]) -> None:
         """Assert the run's history as ``from --trigger--> to`` lines, with a readable diff."""
@@ -112,17 +197,19 @@ class WorkflowHarness:
 
     def step(self) -> TaskMessage | None:
         """Run the next message, moving time forward if nothing is due; ``None`` when idle."""
-        if not self.queue.messages:
-            self.engine.relay.drain()
-        if not self.queue.messages and self._advance():
-            self.engine.relay.drain()
-            self.engine.reaper.run_once()
-            self.engine.relay.drain()
-        if not self.queue.messages:
-            return None
-        message = self.queue.messages.popleft()
-        self.deliver(message)
-        return message
+        while True:
+            if not self.queue.messages:
+                self.engine.relay.drain()
+            if not self.queue.messages and self._advance():
+                self.engine.relay.drain()
+                self.engine.reaper.run_once()
+                self.engine.relay.drain()
+            if not self.queue.messages:
+                return None
+            message = self._take()
+            if message is not None:  # else every queued message was dropped or held
+                self.deliver(message)
+                return message
 
     def claim_next(self) -> ClaimedStep:
         """Claim the next step without running it (a worker mid-step).
@@ -132,9 +219,9 @@ class WorkflowHarness:
         while True:
             if not self.queue.messages:
                 self.engine.relay.drain()
-            if not self.queue.messages:
+            message = self._take()
+            if message is None:
                 raise AssertionError("no step message is waiting to be claimed")
-            message = self.queue.messages.popleft()
             workflow, _, state = message.task_name.partition(".")
             registry = self.engine.registry
             if registry.has_step(workflow, state) and registry.step(workflow, state).wait is None:
@@ -148,22 +235,45 @@ class WorkflowHarness:
             raise AssertionError(f"{message.task_name} for {message.kwargs} was not claimable")
         return ClaimedStep(self.engine, step, claim, message)
 
-    def run(self, run_id: str, *, until_waiting: bool = False, max_steps: int = 10_000) -> RunInfo:
+    def run(
+        self,
+        run_id: str,
+        *,
+        until: str | None = None,
+        until_waiting: bool = False,
+        max_steps: int = 10_000,
+    ) -> RunInfo:
         """Step until ``run_id`` finishes or pauses (or nothing is left to do).
 
-        The clock moves on to due timers, so a waiting run runs into its timeout unless
-        ``until_waiting`` stops it as soon as it waits in a waiting state (for a signal).
+        ``until`` stops as soon as the run is in that state (before its step runs); a
+        state the workflow does not have is refused, and a run that finishes, pauses or
+        goes idle without reaching it fails the test, naming the state. The clock moves
+        on to due timers, so a waiting run runs into its timeout unless ``until_waiting``
+        stops it as soon as it waits in a waiting state (for a signal).
         """
         definition = self.engine.registry.get(self.engine.get(run_id).workflow)
+        if until is not None and until not in definition.states:
+            raise UnknownStateError(
+                f"workflow {definition.name!r} has no state {until!r}; its states: "
+                f"{', '.join(map(repr, definition.states))}"
+            )
         for _ in range(max_steps):
             info = self.engine.get(run_id)
-            if info.finished or info.status == "paused":
+            if info.state == until or (until_waiting and definition.wait(info.state) is not None):
                 return info
-            if until_waiting and definition.wait(info.state) is not None:
-                return info
-            if self.step() is None:
-                return self.engine.get(run_id)
+            if info.finished or info.status == "paused" or self.step() is None:
+                return self._stopped(self.engine.get(run_id), until)
         raise AssertionError(f"run {run_id} did not finish within {max_steps} steps")
+
+    @staticmethod
+    def _stopped(info: RunInfo, until: str | None) -> RunInfo:
+        """The run where stepping stopped; a failed test if it never reached ``until``."""
+        if until is not None and info.state != until:
+            raise AssertionError(
+                f"run {info.id} is {info.status} in state {info.state!r} and nothing is left "
+                f"to run: it did not reach state {until!r}"
+            )
+        return info
 
     def run_all(self, *, max_steps: int = 100_000) -> int:
         """Step until nothing is left to do; returns the number of messages run."""

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from statewright import lifecycle
 from statewright.clock import Clock
 from statewright.config import Settings
 from statewright.definition import Definition
@@ -108,7 +109,8 @@ class Timers:
         assert wait.on_timeout is not None
         with self._db.transaction() as session:
             run = lock_run(session, run_id)
-            if run is None or (run.status, run.state, run.token) != ("running", step.state, token):
+            current = run is not None and (run.state, run.token) == (step.state, token)
+            if run is None or not current or not lifecycle.allowed(lifecycle.Advance, run.status):
                 self._lost("timeout", step.workflow, step.state)
                 return
             now = self._clock.now()
@@ -195,19 +197,19 @@ class Timers:
 
     def keep(self, session: Session, run: WorkflowRun, trigger: str, data: dict[str, Any]) -> None:
         """Keep a signal sent to the paused ``run``, to deliver when it resumes."""
-        self._destination(session, self._registry.get(run.workflow), run, trigger)
+        definition = self._registry.get(run.workflow)
+        dest = self._destination(session, definition, run, trigger)
         now = self._clock.now()
         kept = {"trigger": trigger, "data": data, "at": now.isoformat()}
-        run.kept_signals = [*(run.kept_signals or []), kept]
-        run.updated_at = now
+        event = lifecycle.Signal(trigger, dest, definition.is_terminal(dest), kept)
+        self._recorder.change(session, run, event, now=now)
         self._metrics.incr("signal.kept", tags={"workflow": run.workflow, "trigger": trigger})
         log.info("signal kept for resume", run=run.id, trigger=trigger)
 
-    def deliver_kept(self, session: Session, run: WorkflowRun) -> bool:
-        """On resume: deliver the first kept signal still allowed from the run's state
-        (its handler in a savepoint); the rest are dropped and counted. Returns whether
-        one moved the run."""
-        kept, run.kept_signals = list(run.kept_signals or []), None
+    def deliver_kept(self, session: Session, run: WorkflowRun, kept: list[dict[str, Any]]) -> bool:
+        """On resume: deliver the first of the signals ``kept`` while the run was paused
+        still allowed from the run's state (its handler in a savepoint); the rest are
+        dropped and counted. Returns whether one moved the run."""
         for index, item in enumerate(kept):
             try:
                 with session.begin_nested():
@@ -247,7 +249,7 @@ class Timers:
         with self._db.transaction() as session:
             run = lock_run(session, run_id)
             now = self._clock.now()
-            if run is None or run.status not in ("running", "paused"):
+            if run is None or not lifecycle.allowed(lifecycle.DeadlineFail, run.status):
                 self._metrics.incr("deadline.dropped", tags={"reason": "finished"})
                 return
             if run.deadline_at is None or run.deadline_at > now:
@@ -268,16 +270,10 @@ class Timers:
             reason = rule.reason if rule else f"The {run.workflow} run did not finish in time"
             error = f"deadline {deadline.isoformat()} passed in state {run.state!r}"
             failure = {"error_type": "DeadlineExceeded", "error_message": error, **detail}
-            self._recorder.fail(session, run, reason, failure, now=now, trigger="deadline")
+            self._recorder.fail(session, run, lifecycle.DeadlineFail(reason, failure), now=now)
             log.warning("run failed: deadline passed", run=run.id, state=run.state)
             return
-        self._dispatcher.discard_for_run(session, run.id, steps_only=True)
-        if run.status == "paused":  # the deadline outranks a pause: resume to take it
-            run.status = "running"
-            self._recorder.history(session, run, "resume", run.state, now=now, detail=detail)
-        run.kept_signals = None
-        run.claimed = False
-        self._recorder.move(session, run, trigger, dest, now=now, detail=detail)
+        self._recorder.pass_deadline(session, run, trigger, dest, now=now, detail=detail)
         log.warning("deadline passed", run=run.id, state=run.state, trigger=trigger)
 
 

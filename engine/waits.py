@@ -4,6 +4,7 @@ run's deadline. Validated when a workflow is declared; ``statewright.timers`` ru
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,6 +84,11 @@ def on_signal(state: str) -> Callable[[SignalHandler], Any]:
     """
 
     def mark(fn: SignalHandler) -> Any:
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise DefinitionError(
+                f"@on_signal handler {fn.__qualname__} is declared `async def`; handlers run "
+                "synchronously, so declare it with plain `def`"
+            )
         fn.__statewright_signal__ = state  # type: ignore[attr-defined]
         return fn
 

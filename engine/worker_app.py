@@ -11,12 +11,14 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from statewright.api import Engine
+from statewright.config import Settings
 from statewright.logs import configure_logging
 from statewright.observability import setup_sentry
 from statewright.stats import serve_metrics
 
-configure_logging()
-engine = Engine()
+settings = Settings.from_env()
+configure_logging(settings.log_format)
+engine = Engine(settings)
 setup_sentry(engine.settings)
 app = engine.celery
 app.conf.beat_schedule = engine.beat_schedule()

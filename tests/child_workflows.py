@@ -148,7 +148,7 @@ WIDE_PAGES: list[tuple[int, int]] = []
 
 
 class WideMap(MapTasks):
-    """Many items, a wide bound and large pages (the 100,000-item test)."""
+    """Many items, a wide bound and large pages (the Map scale test)."""
 
     name = "wide_map"
     maps = {

@@ -18,6 +18,9 @@ from statewright.models import metadata
 from statewright.testing import WorkflowHarness
 from tests.sample_workflows import WORKFLOWS, test_metadata
 
+#: The example application has its own tests, run from the wheel by .ci/example.
+collect_ignore = ["example_app"]
+
 REQUIRE_SERVICES = os.environ.get("STATEWRIGHT_REQUIRE_SERVICES") == "1"
 PG_SERVER = os.environ.get("STATEWRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 #: One database and one queue per test session, so concurrent sessions never meet.

@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from statewright.definition import Workflow
+    from statewright import Workflow
     from statewright.workflows.document_review import DocumentReview
     from statewright.workflows.onboarding import Onboarding
     from statewright.workflows.relocation import Relocation

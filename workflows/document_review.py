@@ -13,12 +13,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from statewright.context import StepContext
-from statewright.definition import Workflow, step
-from statewright.errors import InvalidParamsError
-from statewright.outcomes import Poll
-from statewright.timers import SignalContext
-from statewright.waits import Wait, on_signal
+from statewright import (
+    InvalidParamsError,
+    Poll,
+    SignalContext,
+    StepContext,
+    Wait,
+    Workflow,
+    on_signal,
+    step,
+)
 
 
 class DocumentReview(Workflow):

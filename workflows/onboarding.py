@@ -11,11 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from statewright.context import StepContext
-from statewright.definition import Workflow, step
-from statewright.errors import PermanentError
-from statewright.outcomes import Poll
-from statewright.retry import RetryPolicy
+from statewright import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
 
 
 class ProvisioningBusyError(Exception):

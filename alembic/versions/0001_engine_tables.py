@@ -13,7 +13,7 @@ from statewright.models.base import BigId, JSONType, UTCDateTime
 
 revision: str = '0001'
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ('engine',)
 depends_on: str | Sequence[str] | None = None
 
 

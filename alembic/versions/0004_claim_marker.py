@@ -1,7 +1,7 @@
 """claim marker: a worker recognises its own in-process claim of a run's next step
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0001
 Create Date: 2026-12-02 02:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0003"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

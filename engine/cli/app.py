@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -18,11 +19,10 @@ import typer
 from statewright.cli.common import engine_from_env, engine_without_database, err, fail, out
 from statewright.cli.doctor import doctor
 from statewright.cli.inspect import inspect_commands
+from statewright.cli.plugins import add_plugin_commands, warn_problems
 from statewright.cli.runs import runs_app
 from statewright.errors import StatewrightError
 from statewright.schedule_cli import runs_purge, schedules_app
-from statewright.workflows.relocation.cli import keys_app, relocation_app
-from statewright.workflows.weekly_reports.cli import reports_app
 
 if TYPE_CHECKING:
     from statewright.config import Settings
@@ -36,9 +36,6 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(runs_app, name="runs")
-app.add_typer(keys_app, name="keys")
-app.add_typer(relocation_app, name="relocation")
-app.add_typer(reports_app, name="reports")
 app.add_typer(schedules_app, name="schedules")
 runs_app.command("purge")(runs_purge)
 inspect_commands(app)
@@ -50,6 +47,7 @@ def main() -> None:
     from statewright.environment import warn_unknown_variables
 
     warn_unknown_variables(os.environ, err)
+    warn_problems(PLUGIN_PROBLEMS)
     try:
         app()
     except StatewrightError as error:
@@ -64,15 +62,20 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the configured database's schema to the latest revision.
 
+    The engine's tables, and the tables of each workflow STATEWRIGHT_WORKFLOWS
+    registers (its own migrations branch); it lists each revision it runs.
     Run it after installing or upgrading statewright, before starting workers.
 
     Example: STATEWRIGHT_DATABASE_URL=postgresql://localhost/app statewright migrate
     """
     from statewright.config import Settings, redact_url
-    from statewright.migrate import upgrade
+    from statewright.migrate import describe, upgrade
+    from statewright.registry import load_workflow_modules
 
     settings = Settings.from_env()
-    upgrade(settings.database_url)
+    applied = upgrade(settings.database_url, load_workflow_modules(settings.workflow_modules))
+    for line in describe(applied):
+        out.print(f"applied {line}", highlight=False, soft_wrap=True)
     out.print(f"database {redact_url(settings.database_url)} is up to date")
     with engine_from_env() as engine:
         changed = engine.schedules.sync()
@@ -110,10 +113,10 @@ def worker(
     chosen = parse_queues(queues)
     settings = Settings.from_env()
     if metrics_port is not None:
-        os.environ["STATEWRIGHT_METRICS_PORT"] = str(metrics_port)
+        settings = replace(settings, metrics_port=metrics_port)
     if not settings.embedded:
-        _become_celery_worker(settings, concurrency, pool, loglevel, chosen, metrics_port)
-    _run_embedded_worker(chosen, metrics_port)
+        _become_celery_worker(settings, concurrency, pool, loglevel, chosen)
+    _run_embedded_worker(settings, chosen)
 
 
 def parse_queues(value: str | None) -> list[str]:
@@ -136,17 +139,16 @@ def _become_celery_worker(
     pool: str,
     loglevel: str,
     queues: list[str],
-    metrics_port: int | None,
 ) -> NoReturn:
     """Replace this process with a Celery worker on ``queues`` (default: the silo's)."""
     from statewright.stats import prepare_multiprocess_metrics
 
-    if metrics_port is not None:
+    if settings.metrics_port is not None:
         prepare_multiprocess_metrics()
     if not queues:
         from statewright.celery_app import silo_queues
 
-        probe = engine_without_database()
+        probe = engine_without_database(settings)
         queues = silo_queues(probe.celery, settings.silo_mode)
         probe.close()
     command = [
@@ -170,16 +172,24 @@ def _become_celery_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    os.execv(sys.executable, command)  # noqa: S606 - become the Celery worker
+    _become(command, STATEWRIGHT_METRICS_PORT=settings.metrics_port)
 
 
-def _run_embedded_worker(queues: list[str], metrics_port: int | None) -> None:
+def _become(command: list[str], **settings: object) -> NoReturn:
+    """Replace this process with ``command``, whose engine reads its settings from the
+    environment: this process's, with ``settings`` (those not ``None``) set in it."""
+    environment = dict(os.environ)
+    environment.update({name: str(value) for name, value in settings.items() if value is not None})
+    os.execve(sys.executable, command, environment)  # noqa: S606 - become Celery
+
+
+def _run_embedded_worker(settings: Settings, queues: list[str]) -> None:
     from statewright.embedded import EmbeddedWorker
     from statewright.stats import serve_metrics
 
-    with engine_from_env() as engine:
-        if metrics_port is not None:
-            serve_metrics(metrics_port, engine.metrics)
+    with engine_from_env(settings) as engine:
+        if settings.metrics_port is not None:
+            serve_metrics(settings.metrics_port, engine.metrics)
         embedded = EmbeddedWorker(engine, queues=queues or None)
         _stop_on_signals(embedded.stop)
         embedded.start()
@@ -204,8 +214,6 @@ def beat(
             "beat needs STATEWRIGHT_BROKER_URL; with the embedded worker run "
             "`statewright reports run` on a schedule of your own"
         )
-    if relay:
-        os.environ["STATEWRIGHT_BEAT_RELAY"] = "1"
     command = [
         sys.executable,
         "-m",
@@ -216,7 +224,7 @@ def beat(
         "--loglevel",
         loglevel,
     ]
-    os.execv(sys.executable, command)  # noqa: S606 - become Celery beat
+    _become(command, STATEWRIGHT_BEAT_RELAY="1" if relay else None)
 
 
 @app.command()
@@ -275,3 +283,8 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+#: Workflow packages' commands (``statewright.cli`` entry points), after the built-ins
+#: so that none can take a built-in command's name.
+PLUGIN_PROBLEMS = add_plugin_commands(app)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -20,6 +20,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from statewright.api import Engine
+    from statewright.config import Settings
     from statewright.queries import RunInfo, TransitionInfo
 
 out = Console()
@@ -47,9 +48,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def engine_from_env() -> Iterator[Engine]:
-    """An engine built from ``STATEWRIGHT_*`` settings, on a migrated database."""
-    engine = engine_without_database()
+def engine_from_env(settings: Settings | None = None) -> Iterator[Engine]:
+    """An engine built from ``settings`` (default: the ``STATEWRIGHT_*`` variables), on a
+    migrated database."""
+    engine = engine_without_database(settings)
     try:
         ensure_migrated(engine)
         yield engine
@@ -57,15 +59,17 @@ def engine_from_env() -> Iterator[Engine]:
         engine.close()
 
 
-def engine_without_database() -> Engine:
-    """An engine from the environment for commands that may not touch the database."""
+def engine_without_database(settings: Settings | None = None) -> Engine:
+    """An engine from ``settings`` (default: the environment's) for commands that may not
+    touch the database."""
     from statewright.api import Engine
     from statewright.config import Settings
-    from statewright.logs import configure_logging, log_level_from_env
+    from statewright.logs import configure_logging
     from statewright.observability import setup_sentry
 
-    configure_logging(level=log_level_from_env())
-    engine = Engine(Settings.from_env())
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_format, level=settings.log_level or "WARNING")
+    engine = Engine(settings)
     setup_sentry(engine.settings)
     return engine
 
@@ -135,6 +139,22 @@ def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
     finally:
         if worker is not None:
             worker.stop()
+
+
+def operate(run_id: str, as_json: bool, act: Callable[[Engine, str], RunInfo]) -> None:
+    """Find the run ``run_id`` names (an id or a unique prefix), ``act`` on it and print
+    the run as the operation left it."""
+    with engine_from_env() as engine:
+        print_run(act(engine, engine.resolve_run_id(run_id)), as_json)
+
+
+def finish_started(engine: Engine, info: RunInfo, *, wait: bool, as_json: bool) -> NoReturn:
+    """Print a run (just started, or found to wait for), after following it with
+    ``wait``; exit 1 if it ended without succeeding."""
+    if wait:
+        info = wait_with_progress(engine, info)
+    print_run(info, as_json)
+    raise typer.Exit(waited_exit_code(info))
 
 
 def print_run(info: RunInfo, as_json: bool) -> None:

@@ -1,4 +1,4 @@
-"""Commands that read definitions and histories: workflows, diagram, replay, demo."""
+"""Commands that read definitions and histories: workflows, diagram, replay."""
 
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ def inspect_commands(app: typer.Typer) -> None:
     app.command("workflows")(workflows)
     app.command("diagram")(diagram)
     app.command("replay")(replay_command)
-    app.command("demo")(demo)
 
 
 def workflows(as_json: JsonFlag = False) -> None:
@@ -81,36 +80,6 @@ def _workflow_table(d: Definition) -> Table:
             branch = "" if len(edges) == 1 else ("├ " if n < len(edges) - 1 else "└ ")
             table.add_row(label if n == 0 else "", branch + edge.trigger, edge.dest)
     return table
-
-
-def demo(
-    orgs: Annotated[int, typer.Option(min=1, max=20, help="Organizations in the sample.")] = 3,
-    users: Annotated[int, typer.Option(min=1, max=100_000, help="Users in the sample.")] = 300,
-    workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
-        ".statewright/demo"
-    ),
-    web: Annotated[
-        bool, typer.Option("--web", help="Serve the console while it runs, until Ctrl-C.")
-    ] = False,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port.")] = 8080,
-) -> None:
-    """Relocate a sample installation end to end, embedded, with progress.
-
-    The quickest way to see statewright work; it touches nothing outside --workdir.
-    With --web the console serves the demo's database while it runs, until Ctrl-C.
-
-    Examples:
-
-      statewright demo --orgs 5 --users 2000
-
-      statewright demo --web --port 8080
-    """
-    from statewright.demo import run_demo
-    from statewright.logs import configure_logging
-
-    configure_logging(level="WARNING")
-    code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
-    raise typer.Exit(code)
 
 
 def diagram(

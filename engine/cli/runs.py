@@ -16,14 +16,14 @@ from statewright.cli.common import (
     Status,
     engine_from_env,
     err,
+    finish_started,
+    operate,
     out,
     parse_json,
     print_history,
     print_json,
     print_run,
     status_markup,
-    wait_with_progress,
-    waited_exit_code,
 )
 from statewright.cli.family import family_json, print_family, runs_failed_items
 
@@ -63,10 +63,7 @@ def runs_start(
     parsed = parse_json(params, "--params")
     with engine_from_env() as engine:
         info = engine.start(workflow, parsed, idempotency_key=key, pause_at=pause_at)
-        if wait:
-            info = wait_with_progress(engine, info)
-        print_run(info, as_json)
-        raise typer.Exit(waited_exit_code(info))
+        finish_started(engine, info, wait=wait, as_json=as_json)
 
 
 @runs_app.command("wait")
@@ -80,9 +77,8 @@ def runs_wait(run_id: RunId, as_json: JsonFlag = False) -> None:
     Example: statewright runs wait 0193a4f2
     """
     with engine_from_env() as engine:
-        info = wait_with_progress(engine, engine.get(engine.resolve_run_id(run_id)))
-        print_run(info, as_json)
-        raise typer.Exit(waited_exit_code(info))
+        info = engine.get(engine.resolve_run_id(run_id))
+        finish_started(engine, info, wait=True, as_json=as_json)
 
 
 @runs_app.command("list")
@@ -206,8 +202,7 @@ def runs_resume(run_id: RunId, as_json: JsonFlag = False) -> None:
 
     Example: statewright runs resume 0193a4f2
     """
-    with engine_from_env() as engine:
-        print_run(engine.resume(engine.resolve_run_id(run_id)), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.resume(found))
 
 
 @runs_app.command("cancel")
@@ -229,8 +224,7 @@ def runs_cancel(
 
       statewright runs cancel 0193a4f2 --at importing
     """
-    with engine_from_env() as engine:
-        print_run(engine.cancel(engine.resolve_run_id(run_id), at=at), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.cancel(found, at=at))
 
 
 @runs_app.command("clear-pause")
@@ -239,8 +233,7 @@ def runs_clear_pause(run_id: RunId, as_json: JsonFlag = False) -> None:
 
     Example: statewright runs clear-pause 0193a4f2
     """
-    with engine_from_env() as engine:
-        print_run(engine.clear_pause(engine.resolve_run_id(run_id)), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.clear_pause(found))
 
 
 @runs_app.command("abort")
@@ -252,8 +245,7 @@ def runs_abort(run_id: RunId, as_json: JsonFlag = False) -> None:
 
     Example: statewright runs abort 0193a4f2
     """
-    with engine_from_env() as engine:
-        print_run(engine.abort(engine.resolve_run_id(run_id)), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.abort(found))
 
 
 @runs_app.command("redrive")
@@ -264,8 +256,7 @@ def runs_redrive(run_id: RunId, as_json: JsonFlag = False) -> None:
 
     Example: statewright runs redrive 0193a4f2
     """
-    with engine_from_env() as engine:
-        print_run(engine.redrive(engine.resolve_run_id(run_id)), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.redrive(found))
 
 
 @runs_app.command("pause")
@@ -286,8 +277,7 @@ def runs_pause(
 
       statewright runs pause 0193a4f2 --at welcoming
     """
-    with engine_from_env() as engine:
-        print_run(engine.pause(engine.resolve_run_id(run_id), at=at), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.pause(found, at=at))
 
 
 @runs_app.command("signal")
@@ -302,5 +292,4 @@ def runs_signal(
     Example: statewright runs signal 0193a4f2 approved --data '{"by": "support"}'
     """
     parsed = parse_json(data, "--data")
-    with engine_from_env() as engine:
-        print_run(engine.signal(engine.resolve_run_id(run_id), name, parsed), as_json)
+    operate(run_id, as_json, lambda engine, found: engine.signal(found, name, parsed))

@@ -1,7 +1,9 @@
-"""Cross-cutting concerns of an instrumented task, one small hook per file.
+"""Cross-cutting concerns of instrumented tasks and of workflow steps, one per file.
 
-A hook is a context manager factory taking the ``TaskCall``; hooks are entered in
-order around the task body and exited in reverse, like middleware.
+A task hook is a context manager factory taking the ``TaskCall``; hooks are entered
+in order around the task body and exited in reverse, like middleware. A step
+observer (``step_metrics``, ``step_logs``, ``step_sentry``) is a
+``statewright.step_events.StepObserver`` told what happens to each step.
 """
 
 from __future__ import annotations

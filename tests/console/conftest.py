@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REQUIRE_SERVICES
+from tests.helpers import free_port
 from tests.integration.processes import BIN, ROOT, Process, spawn
 
 CHROMIUM = os.environ.get("STATEWRIGHT_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -37,12 +37,6 @@ def missing(what: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} (STATEWRIGHT_REQUIRE_SERVICES=1; .ci/run installs it)")
     pytest.skip(what)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,28 +10,12 @@ import pytest
 from statewright import Engine
 from statewright.cli.common import waited_exit_code
 from statewright.testing import WorkflowHarness
-
-ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "statewright")
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+from tests.helpers import cli, cli_env
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    values = {
-        **os.environ,
-        "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
-        "PYTHONPATH": str(ROOT),
-        "COLUMNS": "200",
-    }
-    values.pop("STATEWRIGHT_BROKER_URL", None)
-    return values
+    return cli_env(f"sqlite:///{tmp_path / 'cli.db'}")
 
 
 def test_commands_refuse_an_unmigrated_database(env: dict[str, str]) -> None:

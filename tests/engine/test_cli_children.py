@@ -4,27 +4,21 @@ children and Maps; `runs failed-items` lists a Map's failed items with their rea
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import cli, cli_env
 from tests.sample_workflows import test_metadata
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """The embedded default on a fresh SQLite file, migrated, with the child workflows."""
-    values = {
-        **os.environ,
-        "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "STATEWRIGHT_WORKFLOWS": "tests.sample_workflows,tests.child_workflows",
-        "PYTHONPATH": str(ROOT),
-        "COLUMNS": "200",
-    }
-    values.pop("STATEWRIGHT_BROKER_URL", None)
+    values = cli_env(
+        f"sqlite:///{tmp_path / 'cli.db'}", "tests.sample_workflows,tests.child_workflows"
+    )
     assert cli("migrate", env=values).returncode == 0
     tables = create_engine(values["STATEWRIGHT_DATABASE_URL"])
     test_metadata.create_all(tables)  # the table the test workflows count effects in

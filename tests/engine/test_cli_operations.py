@@ -3,38 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import cli, cli_env, cli_json, cli_refused
 
 
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    values = {
-        **os.environ,
-        "STATEWRIGHT_DATABASE_URL": database_url,
-        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
-        "PYTHONPATH": str(ROOT),
-        "COLUMNS": "200",
-    }
-    values.pop("STATEWRIGHT_BROKER_URL", None)
-    return values
+    return cli_env(database_url)
 
 
 def ok(*args: str, env: dict[str, str]) -> dict[str, object]:
-    result = cli(*args, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    parsed: dict[str, object] = json.loads(result.stdout)
+    parsed: dict[str, object] = cli_json(*args, env=env)
     return parsed
 
 
-def refused(*args: str, env: dict[str, str], says: str) -> None:
-    result = cli(*args, env=env)
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert says in result.stderr
+refused = cli_refused
 
 
 def test_operate_a_waiting_run(env: dict[str, str]) -> None:

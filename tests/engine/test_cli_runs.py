@@ -4,27 +4,18 @@ leaves other runs alone, JSON-only stdout, whole ids and prefixes, pages and key
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import cli, cli_env
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """The embedded default on a fresh SQLite file, with the test workflows."""
-    values = {
-        **os.environ,
-        "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
-        "PYTHONPATH": str(ROOT),
-        "COLUMNS": "200",
-    }
-    values.pop("STATEWRIGHT_BROKER_URL", None)
-    return values
+    return cli_env(f"sqlite:///{tmp_path / 'cli.db'}")
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import re
 
 from statewright import Engine
 from statewright.testing import WorkflowHarness
-from tests.engine.test_cli import cli
 from tests.engine.test_cli_operations import env, ok, refused
+from tests.helpers import cli
 
 __all__ = ["env"]  # the fixture, shared
 

@@ -15,7 +15,7 @@ from statewright import ConfigurationError, Engine, Settings
 from statewright.cli.app import app
 from statewright.environment import unknown_variables
 from statewright.workflows.weekly_reports import WeeklyReports
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pexpect
 import pyte
 import pytest
 
-from tests.engine.test_cli import CLI, ROOT, cli
+from tests.helpers import CLI, ROOT, cli
 
 COLUMNS, ROWS = 100, 200
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from statewright import ConfigurationError, Settings, SiloMode
@@ -77,3 +79,39 @@ def test_continue_for_set_in_code_is_checked_too() -> None:
     """A negative ``continue_for`` passed to Settings is refused, naming the value."""
     with pytest.raises(ConfigurationError, match=r"continue_for -1\.0 is not zero or a positive"):
         Settings(continue_for=-1.0)
+
+
+def test_log_level_and_format_are_settings() -> None:
+    """STATEWRIGHT_LOG_LEVEL and _FORMAT are read with the others, checked and named."""
+    settings = Settings.from_env(
+        {"STATEWRIGHT_LOG_LEVEL": "debug", "STATEWRIGHT_LOG_FORMAT": "json"}
+    )
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+    assert (Settings.from_env({}).log_level, Settings.from_env({}).log_format) == (None, None)
+    with pytest.raises(ConfigurationError, match="STATEWRIGHT_LOG_FORMAT 'xml' is not known"):
+        Settings.from_env({"STATEWRIGHT_LOG_FORMAT": "xml"})
+
+
+#: Where the environment may be read: the settings modules, the command line's entry
+#: (misspelt variables, the environment of the process it becomes), and prometheus
+#: client's own multiprocess directory.
+READS_ENVIRONMENT = {
+    "engine/config.py",
+    "engine/cli/app.py",
+    "engine/stats.py",
+    "engine/pytest_plugin.py",  # the test database a test session asks for
+    "workflows/relocation/config.py",
+    "workflows/weekly_reports/config.py",
+}
+
+
+def test_only_settings_modules_read_the_environment() -> None:
+    """No other module of engine/ or workflows/ reads os.environ or os.getenv."""
+    root = Path(__file__).resolve().parents[2]
+    readers = {
+        str(path.relative_to(root))
+        for package in ("engine", "workflows", "models")
+        for path in (root / package).rglob("*.py")
+        if any(word in path.read_text() for word in ("os.environ", "os.getenv", "getenv("))
+    }
+    assert readers <= READS_ENVIRONMENT, sorted(readers - READS_ENVIRONMENT)

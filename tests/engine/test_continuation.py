@@ -6,6 +6,7 @@ Each test runs on SQLite and on PostgreSQL, stepped by the harness on a virtual 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -13,15 +14,17 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy.orm import Session
 
-from statewright import Engine, InMemoryMetrics, StepContext, Workflow, execution, step
+from statewright import Engine, InMemoryMetrics, StepContext, Workflow, continuation, step
 from statewright.context import Claim
 from statewright.instrumentation import HARD_LIMIT_MARGIN
 from statewright.models import WorkflowRun
 from statewright.recorder import Advanced
 from statewright.registry import StepOptions
+from statewright.step_events import StepClaimed, StepCompleted, StepObserver
 from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
-from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
+from tests.helpers import effects_of
+from tests.sample_workflows import WORKFLOWS, record_effect
 
 CONTINUE_FOR = 5.0
 
@@ -68,6 +71,16 @@ class WorkerDied(BaseException):
     """Stands for the worker process dying mid-handler: nothing after it runs."""
 
 
+class BeforeHandler(StepObserver):
+    """Calls ``call`` with each claimed step just before its handler runs."""
+
+    def __init__(self, call: Callable[[StepOptions, Claim], None]) -> None:
+        self.call = call
+
+    def claimed(self, event: StepClaimed) -> None:
+        self.call(event.step, event.claim)
+
+
 @pytest.fixture
 def engine(make_engine: EngineFactory) -> Engine:
     return make_engine([*WORKFLOWS, Handoff, Uneven], continue_for=CONTINUE_FOR)
@@ -80,11 +93,6 @@ def harness(engine: Engine) -> WorkflowHarness:
 
 def delivered(harness: WorkflowHarness) -> list[str]:
     return [d.message.task_name for d in harness.deliveries]
-
-
-def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
-    with engine.db.sessions() as session:
-        return effect_counts(session, run_id)
 
 
 def attempts(engine: Engine, run_id: str) -> list[tuple[str | None, str, int]]:
@@ -123,7 +131,7 @@ def test_a_continued_step_is_claimed_before_its_handler_runs(
             assert row.lease_expires_at is not None
             seen[step.state] = (row.claimed, row.attempt, row.lease_expires_at - engine.clock.now())
 
-    engine.executor.before_handler = look
+    engine.step_observers.add(BeforeHandler(look))
     run = engine.start("pipeline", {})
     harness.run(run.id)
     claimed, attempt, lease = seen["transforming"]
@@ -156,7 +164,7 @@ def test_a_cancel_or_pause_asked_for_mid_step_stops_the_run_at_the_boundary(
         if step.state == "transforming":
             getattr(engine, operation)(claim.run_id)
 
-    engine.executor.before_handler = stop_in_transforming
+    engine.step_observers.add(BeforeHandler(stop_in_transforming))
     run = engine.start("pipeline", {})
     stopped = harness.run(run.id)
     assert (stopped.status, stopped.state) == (status, "storing")
@@ -172,7 +180,7 @@ def test_an_abort_fences_off_a_continued_step(
         if step.state == "transforming":
             engine.abort(claim.run_id)
 
-    engine.executor.before_handler = abort_in_transforming
+    engine.step_observers.add(BeforeHandler(abort_in_transforming))
     run = engine.start("pipeline", {})
     aborted = harness.run(run.id)
     assert (aborted.status, aborted.state) == ("failed", "transforming")
@@ -270,7 +278,6 @@ def test_the_harness_steps_one_delivery_at_a_time_unless_asked(engine: Engine) -
 )
 def test_a_delivery_goes_on_only_within_its_window_and_limits(
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     elapsed: float,
     next_limit: float,
     left: float | None,
@@ -279,29 +286,33 @@ def test_a_delivery_goes_on_only_within_its_window_and_limits(
     its first 5 s and only if that step's limit fits what is left, with no more than
     5 s to spare."""
     now = [100.0]
-    monkeypatch.setattr(execution.time, "monotonic", lambda: now[0])
     first = engine.registry.step("pipeline", "transforming")
     assert first.time_limit == 20.0
-    delivery = execution._Delivery.starting(first, CONTINUE_FOR, CONTINUE_FOR)
+    delivery = continuation.DeliveryWindow.starting(
+        first, CONTINUE_FOR, CONTINUE_FOR, lambda: now[0]
+    )
     now[0] += elapsed
     assert delivery.time_left_for(replace(first, time_limit=next_limit)) == left
 
 
+class RefusesOnce(StepObserver):
+    """An observer that fails the first time it is told ``fetching`` completed."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def completed(self, event: StepCompleted) -> None:
+        if event.step.state == "fetching" and not self.failed:
+            self.failed.append(event.step.state)
+            raise RuntimeError("the metrics backend refused")
+
+
 def test_a_failure_between_the_commit_and_the_next_handler_hands_the_step_back(
-    engine: Engine, harness: WorkflowHarness, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, harness: WorkflowHarness
 ) -> None:
     """If anything fails after the commit that claimed the next step and before its
     handler, the step is dispatched as a message at once, its attempt not counted."""
-    completed = engine.executor._completed
-    failed: list[str] = []
-
-    def fail_once(step: StepOptions, *args: Any) -> None:
-        if step.state == "fetching" and not failed:
-            failed.append(step.state)
-            raise RuntimeError("the metrics backend refused")
-        completed(step, *args)
-
-    monkeypatch.setattr(engine.executor, "_completed", fail_once)
+    engine.step_observers.add(RefusesOnce())
     run = engine.start("pipeline", {})
     with pytest.raises(RuntimeError, match="metrics backend"):
         harness.step()

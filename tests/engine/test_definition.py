@@ -6,7 +6,8 @@ from typing import Literal
 
 import pytest
 
-from statewright import DefinitionError, Poll, StepContext, Workflow, step
+from statewright import DefinitionError, Poll, StepContext, Workflow, on_signal, step, task
+from statewright.definition import Edge, Graph
 from tests.sample_workflows import Pipeline, Waiter
 
 
@@ -192,3 +193,75 @@ def test_poll_takes_seconds_or_a_timedelta() -> None:
     """Poll refuses an interval that is not a number or a timedelta."""
     with pytest.raises(TypeError, match=r"takes seconds \(a number\) or a timedelta; got '5'"):
         Poll(after="5")  # type: ignore[arg-type]
+
+
+def test_every_problem_is_named_in_one_error() -> None:
+    """A workflow with three distinct mistakes gets one error naming all three."""
+    with pytest.raises(DefinitionError) as raised:
+        _declare(
+            transitions=[("retry", "a", "done"), ("next", "a", "b")],
+            a=_handler("a", initial=True),
+            b=_handler("b"),
+            failure_task="tidy_up",
+        )
+    problems = raised.value.problems
+    assert len(problems) == 3, problems
+    message = str(raised.value)
+    assert message.startswith("workflow class Broken has 3 problems:")
+    assert "trigger 'retry' is reserved by the engine" in message
+    assert "state 'b' is not terminal and has no transition out" in message
+    assert "failure_task 'tidy_up' is not one of its tasks" in message
+
+
+def test_one_problem_keeps_its_own_message() -> None:
+    """A declaration with a single mistake raises that sentence alone."""
+    with pytest.raises(DefinitionError) as raised:
+        _declare(transitions=[("next", "a", "done")], a=_handler("a"))
+    assert raised.value.problems == (str(raised.value),)
+    assert str(raised.value).startswith("workflow 'broken' has no initial state")
+
+
+def test_async_step_handler_is_refused_at_declaration() -> None:
+    """An `async def` step handler is refused when declared, naming the handler."""
+    with pytest.raises(DefinitionError, match=r"@step handler .*fetch is declared `async def`"):
+
+        class Eager(Workflow):
+            name = "eager"
+            transitions = [("fetched", "fetch", "done")]
+            terminal = ["done"]
+
+            @step(initial=True)  # type: ignore[arg-type]
+            async def fetch(self, ctx: StepContext) -> str:
+                return "fetched"
+
+
+def test_async_task_and_signal_handlers_are_refused() -> None:
+    """`async def` task and signal handlers are refused when declared, naming them."""
+
+    async def purge(self: object, tc: object) -> None:
+        return None
+
+    with pytest.raises(DefinitionError, match=r"@task handler .*purge is declared `async def`"):
+        task()(purge)
+    with pytest.raises(
+        DefinitionError, match=r"@on_signal handler .*purge is declared `async def`"
+    ):
+        on_signal("waiting")(purge)
+
+
+def test_legality_and_reading_order_come_from_one_graph() -> None:
+    """The graph answers moves, what lies ahead (cycles included) and the reading order."""
+    edges = [
+        Edge("go", "a", "b"),
+        Edge("back", "b", "a"),
+        Edge("skip", "a", "c"),
+        Edge("end", "b", "d"),
+    ]
+    graph = Graph.of(edges)
+    assert graph.destination("a", "skip") == "c"
+    assert graph.destination("a", "end") is None
+    assert graph.triggers_from("b") == ("back", "end")
+    assert graph.ahead_of("a") == ("b", "c", "a", "d")
+    assert graph.ahead_of("c") == ()
+    assert graph.reading_order("a", {"a", "b", "c", "d", "z"}) == ("a", "b", "c", "d", "z")
+    assert Pipeline.definition.graph.edges == Pipeline.definition.edges

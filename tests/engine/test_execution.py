@@ -17,16 +17,11 @@ from statewright.dispatch import TaskMessage
 from statewright.instrumentation import HARD_LIMIT_MARGIN
 from statewright.models import OutboxMessage, WorkflowRun
 from statewright.testing import LocalQueue, WorkflowHarness
-from tests.sample_workflows import effect_counts
+from tests.helpers import effects_of
 
 
 def moves(engine: Engine, run_id: str) -> list[tuple[str | None, str, str, int]]:
     return [(h.from_state, h.trigger, h.to_state, h.attempt) for h in engine.history(run_id)]
-
-
-def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
-    with engine.db.sessions() as session:
-        return effect_counts(session, run_id)
 
 
 def test_three_states_complete_with_exact_history(engine: Engine, harness: WorkflowHarness) -> None:

@@ -27,12 +27,12 @@ from statewright import (
     SiloMode,
     StepContext,
     Workflow,
-    bind_step,
     instrumented_task,
     step,
 )
 from statewright.celery_app import StatewrightCelery, build_celery
 from statewright.dispatch import ENQUEUED_AT_HEADER
+from statewright.instrumentation import bind_step
 from statewright.testing import WorkflowHarness, captured_queue
 from tests.conftest import EngineFactory
 from tests.sample_workflows import FAST_RETRY, WORKFLOWS

@@ -21,7 +21,7 @@ from statewright import Engine, RunInfo
 from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.engine.edge_workflows import EDGE_WORKFLOWS, run_one_step
-from tests.sample_workflows import effect_counts
+from tests.helpers import effects_of
 
 #: How long the step holds between its first read and its write, in seconds.
 HOLD = 4.0
@@ -32,11 +32,6 @@ STARTUP = 60.0
 @pytest.fixture
 def engine(make_engine: EngineFactory) -> Engine:
     return make_engine(EDGE_WORKFLOWS)
-
-
-def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
-    with engine.db.sessions() as session:
-        return effect_counts(session, run_id)
 
 
 def during_the_step(

@@ -19,7 +19,7 @@ from statewright.models import OutboxMessage
 from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.engine.edge_workflows import EDGE_WORKFLOWS, HOOKS
-from tests.sample_workflows import effect_counts
+from tests.helpers import effects_of
 
 JOIN = 30.0
 
@@ -33,11 +33,6 @@ def engine(make_engine: EngineFactory) -> Engine:
 def no_hooks() -> Iterator[None]:
     yield
     HOOKS.clear()
-
-
-def effects_of(engine: Engine, run_id: str) -> dict[str, int]:
-    with engine.db.sessions() as session:
-        return effect_counts(session, run_id)
 
 
 def triggers(engine: Engine, run_id: str) -> list[str]:

@@ -1,6 +1,6 @@
-"""The public API is deliberate: `engine.__all__` is pinned here."""
+"""The public API is deliberate: `statewright.__all__` is pinned here."""
 
-import engine
+import statewright as engine
 
 PUBLIC = {
     "ChildInfo",
@@ -8,7 +8,6 @@ PUBLIC = {
     "ConfigurationError",
     "Definition",
     "DefinitionError",
-    "Dispatcher",
     "EmbeddedWorker",
     "Engine",
     "FailedItem",
@@ -18,9 +17,11 @@ PUBLIC = {
     "InstrumentedTask",
     "InvalidParamsError",
     "ItemContext",
+    "LifecycleHookError",
     "Map",
     "MapInfo",
     "Metrics",
+    "Migrations",
     "NullMetrics",
     "PageContext",
     "PermanentError",
@@ -28,6 +29,7 @@ PUBLIC = {
     "PrometheusMetrics",
     "PurgeResult",
     "RetryPolicy",
+    "RunEnd",
     "RunFilter",
     "RunInfo",
     "RunNotFoundError",
@@ -44,17 +46,21 @@ PUBLIC = {
     "StatsdMetrics",
     "StepContext",
     "SystemClock",
+    "TaskContext",
+    "TaskGroup",
+    "TaskMessage",
     "TransitionInfo",
+    "UnknownTaskError",
     "UnknownWorkflowError",
     "VirtualClock",
     "Wait",
     "Workflow",
-    "bind_step",
     "instrumented_task",
-    "metrics_from_settings",
     "migrate",
+    "on_end",
     "on_signal",
     "step",
+    "task",
 }
 
 
@@ -75,3 +81,15 @@ def test_errors_share_one_root() -> None:
         value = getattr(engine, name)
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, engine.StatewrightError), name
+
+
+def test_lazy_names_match_all() -> None:
+    """Every lazily imported name is public and every public name but migrate is lazy."""
+    assert set(engine._LAZY) == set(engine.__all__) - {"migrate"}
+
+
+def test_internals_are_not_exported() -> None:
+    """Engine internals stay in their modules, not in the package namespace."""
+    for name in ("Dispatcher", "bind_step", "metrics_from_settings"):
+        assert name not in engine.__all__
+        assert not hasattr(engine, name), name

@@ -4,44 +4,25 @@ test_scheduler.py and test_retention.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from statewright import Engine, Settings
 from statewright.models.engine import WorkflowRun
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import cli, cli_env, cli_json, cli_refused
 from tests.sample_workflows import WORKFLOWS
 
 
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    values = {
-        **os.environ,
-        "STATEWRIGHT_DATABASE_URL": database_url,
-        "STATEWRIGHT_WORKFLOWS": "tests.sample_workflows,tests.scheduled_workflows",
-        "PYTHONPATH": str(ROOT),
-        "COLUMNS": "200",
-    }
-    values.pop("STATEWRIGHT_BROKER_URL", None)
-    return values
+    return cli_env(database_url, "tests.sample_workflows,tests.scheduled_workflows")
 
 
-def ok(*args: str, env: dict[str, str]) -> Any:
-    result = cli(*args, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def refused(*args: str, env: dict[str, str], says: str, code: int = 1) -> None:
-    result = cli(*args, env=env)
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert says in " ".join(result.stderr.split()), result.stderr
+ok = cli_json
+refused = cli_refused
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -8,13 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.helpers import free_port
 from tests.integration.conftest import ClusterFactory
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_worker_logs_metrics_and_scrape(make_cluster: ClusterFactory, redis_url: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from statewright.workflows.relocation.crypto import MAGIC, generate_keypair
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 
 
 @pytest.fixture

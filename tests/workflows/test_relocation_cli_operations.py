@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import delete
 
 from statewright.models import Organization
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 from tests.workflows.conftest import OWNER, Keys, Target
 from tests.workflows.test_relocation import good_document, plain
 from tests.workflows.test_relocation_operations import ADMIN, add_org, add_user

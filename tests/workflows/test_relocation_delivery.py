@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tracemalloc
@@ -20,6 +19,7 @@ from statewright import migrate
 from statewright.workflows.relocation import Limits, start_relocation
 from statewright.workflows.relocation.exporter import export_organizations
 from statewright.workflows.relocation.sample import SampleShape, build_sample
+from tests.helpers import free_port
 from tests.workflows.conftest import OWNER, Keys, Target, TargetFactory, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,12 +34,6 @@ class Inbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import SMTPUTF8
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from statewright.models import Organization, RelocationEmail
 from statewright.workflows.relocation import start_relocation
 from statewright.workflows.relocation.mail import address_problem
+from tests.helpers import free_port
 from tests.workflows.conftest import OWNER, Target, TargetFactory
 
 
@@ -51,12 +51,6 @@ class Server:
         found = [m for m in self.messages if m["To"] == recipient and m["Subject"] == subject]
         assert len(found) == 1, self.received()
         return str(found[0].get_content())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select
 from statewright import Engine, Settings, migrate
 from statewright.models import ReportDelivery, ReportSchedule
 from statewright.workflows.weekly_reports import WeeklyReports
-from tests.engine.test_cli import ROOT, cli
+from tests.helpers import ROOT, cli
 from tests.workflows.test_weekly_reports import build_organizations
 
 

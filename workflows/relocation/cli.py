@@ -1,4 +1,5 @@
-"""``statewright keys`` and ``statewright relocation``: export, start, follow."""
+"""``statewright keys``, ``statewright relocation`` and ``statewright demo``: export,
+start, follow; the demo relocates a sample end to end."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ from statewright.cli.common import (
     JsonFlag,
     RunId,
     engine_from_env,
+    finish_started,
     out,
     print_json,
-    print_run,
-    wait_with_progress,
-    waited_exit_code,
 )
 from statewright.errors import StatewrightError
 
@@ -122,10 +121,7 @@ def relocation_start(
         info = start_relocation(
             engine, file, owner=owner, creator=creator, orgs=org, pause_at=pause_at
         )
-        if wait:
-            info = wait_with_progress(engine, info)
-        print_run(info, as_json)
-        raise typer.Exit(waited_exit_code(info))
+        finish_started(engine, info, wait=wait, as_json=as_json)
 
 
 @relocation_app.command("retry")
@@ -145,10 +141,7 @@ def relocation_retry(
 
     with engine_from_env() as engine:
         info = retry_relocation(engine, engine.resolve_run_id(run_id), creator=creator)
-        if wait:
-            info = wait_with_progress(engine, info)
-        print_run(info, as_json)
-        raise typer.Exit(waited_exit_code(info))
+        finish_started(engine, info, wait=wait, as_json=as_json)
 
 
 @relocation_app.command("show")
@@ -166,3 +159,34 @@ def relocation_show(run_id: RunId, as_json: JsonFlag = False) -> None:
         print_json(info.to_json())
         return
     print_relocation(out, info)
+
+
+def demo(
+    orgs: Annotated[int, typer.Option(min=1, max=20, help="Organizations in the sample.")] = 3,
+    users: Annotated[int, typer.Option(min=1, max=100_000, help="Users in the sample.")] = 300,
+    workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
+        ".statewright/demo"
+    ),
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the console while it runs, until Ctrl-C.")
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The console's port.")] = 8080,
+) -> None:
+    """Relocate a sample installation end to end, embedded, with progress.
+
+    The quickest way to see statewright work; it touches nothing outside --workdir.
+    With --web the console serves the demo's database while it runs, until Ctrl-C.
+
+    Examples:
+
+      statewright demo --orgs 5 --users 2000
+
+      statewright demo --web --port 8080
+    """
+    from statewright.config import log_format_from_env
+    from statewright.logs import configure_logging
+    from statewright.workflows.relocation.demo import run_demo
+
+    configure_logging(log_format_from_env(), level="WARNING")
+    code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
+    raise typer.Exit(code)

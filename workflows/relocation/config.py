@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from statewright.errors import ConfigurationError
+from statewright import ConfigurationError
 from statewright.workflows.relocation.crypto import load_private_key
 from statewright.workflows.relocation.format import Limits
 from statewright.workflows.relocation.mail import MailBackend, backend_from_url

@@ -12,8 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from statewright.api import Engine
-from statewright.errors import InvalidParamsError
+from statewright import Engine, InvalidParamsError, RunInfo
 from statewright.models.relocation import (
     Relocation,
     RelocationEmail,
@@ -21,7 +20,6 @@ from statewright.models.relocation import (
     RelocationValidation,
     RelocationValidationAttempt,
 )
-from statewright.queries import RunInfo
 
 
 @dataclass(frozen=True, slots=True)

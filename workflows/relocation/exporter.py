@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from statewright import InvalidParamsError
 from statewright.config import parse_database_url
-from statewright.errors import InvalidParamsError
 from statewright.models.domain import (
     Organization,
     OrganizationMember,

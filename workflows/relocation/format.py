@@ -22,7 +22,6 @@ from typing import IO, Any
 import ijson
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from statewright.jsonvalues import is_unicode
 from statewright.models.domain import ROLES
 from statewright.workflows.relocation.crypto import (
     DecryptionError,
@@ -369,7 +368,7 @@ def _source(events: Iterator[tuple[str, Any]], limits: Limits) -> dict[str, str]
         if event != "string":
             raise ExportError(f"The export's source.{str(key)[:40]} must be a string")
         for text in (key, value):
-            if not is_unicode(text) or _CONTROL.search(text):
+            if not _is_unicode(text) or _CONTROL.search(text):
                 raise ExportError(
                     f"The export's source.{key[:40]!r} has control characters (such as NUL) "
                     "or broken Unicode in its name or value"
@@ -457,7 +456,7 @@ def _field(where: str, key: str, value: Any, spec: Field, limits: Limits) -> Any
         raise ExportError(
             f"{where}.{key} is {len(value)} characters long; at most {allowed} are allowed"
         )
-    if not is_unicode(value) or _CONTROL.search(value):
+    if not _is_unicode(value) or _CONTROL.search(value):
         raise ExportError(f"{where}.{key} contains control characters or broken Unicode")
     if spec.check is not None and (problem := spec.check(value)):
         raise ExportError(f"{where}.{key} {problem}; got {_show(value)}")
@@ -508,3 +507,12 @@ def seal(
             target.write(chunk)
     else:
         encrypt_stream(staged, target, public_key)
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` can be stored (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

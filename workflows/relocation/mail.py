@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from statewright.errors import ConfigurationError
+from statewright import ConfigurationError
 
 
 class UndeliverableError(OSError):

@@ -8,11 +8,12 @@ not be delivered, and to whom.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from statewright.models.relocation import Relocation, RelocationEmail
@@ -123,7 +124,7 @@ def send_pending(
     sender: str,
     now: datetime,
     *,
-    lock: bool,
+    lock: Callable[[Select[Any]], Select[Any]],
     skip: Collection[int] = (),
 ) -> Attempt | None:
     """Try the next unsent email of a relocation (not one in ``skip``); ``None`` when none
@@ -158,7 +159,11 @@ def send_pending(
 
 
 def _next_email(
-    session: Session, relocation_id: int, *, lock: bool, skip: Collection[int]
+    session: Session,
+    relocation_id: int,
+    *,
+    lock: Callable[[Select[Any]], Select[Any]],
+    skip: Collection[int],
 ) -> RelocationEmail | None:
     statement = (
         select(RelocationEmail)
@@ -171,9 +176,7 @@ def _next_email(
         .order_by(RelocationEmail.id)
         .limit(1)
     )
-    if lock:
-        statement = statement.with_for_update(skip_locked=True)
-    return session.execute(statement).scalar_one_or_none()
+    return session.execute(lock(statement)).scalar_one_or_none()
 
 
 def _deliver(

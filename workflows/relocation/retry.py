@@ -7,12 +7,10 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from statewright.api import Engine
-from statewright.errors import IllegalOperationError, InvalidParamsError
+from statewright import Engine, IllegalOperationError, InvalidParamsError, RunInfo, lifecycle
 from statewright.models.relocation import Relocation as RelocationRecord
 from statewright.models.relocation import RelocationFile
 from statewright.persistence import require_run
-from statewright.queries import RunInfo
 from statewright.workflows.relocation.start import claim_owner, require_user
 
 
@@ -77,10 +75,12 @@ def retry_relocation(
 
 
 def _require_failed(run_id: str, status: str) -> None:
-    if status != "failed":
-        hint = "; resume it instead" if status == "paused" else ""
+    """A relocation is retried where its run could be redriven: once it has failed."""
+    if not lifecycle.allowed(lifecycle.Redrive, status):
+        hint = "; resume it instead" if lifecycle.allowed(lifecycle.Resume, status) else ""
+        only = " or ".join(lifecycle.Redrive.allowed)
         raise IllegalOperationError(
-            f"run {run_id} is {status}; only a failed relocation can be retried{hint}"
+            f"run {run_id} is {status}; only a {only} relocation can be retried{hint}"
         )
 
 

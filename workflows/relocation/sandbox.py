@@ -10,7 +10,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from statewright.migrate import upgrade
+from statewright import migrate
 from statewright.workflows.relocation.format import ExportError, Limits, read_records
 from statewright.workflows.relocation.importer import Importer, ImportProblemError
 
@@ -23,7 +23,7 @@ def validate_in_sandbox(
     """Problems found by importing into a fresh database made by the migrations; ``[]`` if none."""
     with tempfile.TemporaryDirectory(prefix="statewright-sandbox-") as directory:
         url = f"sqlite:///{Path(directory) / 'sandbox.db'}"
-        upgrade(url)
+        migrate(url)
         engine = create_engine(url)
         try:
             with Session(engine) as session:

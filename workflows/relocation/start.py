@@ -13,18 +13,22 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from statewright.api import Engine
-from statewright.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
+from statewright import (
+    ConfigurationError,
+    Engine,
+    IllegalOperationError,
+    InvalidParamsError,
+    RunInfo,
+)
+from statewright.lifecycle import ACTIVE
 from statewright.models.domain import User
 from statewright.models.engine import WorkflowRun
 from statewright.models.relocation import Relocation as RelocationRecord
 from statewright.models.relocation import RelocationFile
-from statewright.queries import RunInfo
 from statewright.workflows.relocation.crypto import is_encrypted
 from statewright.workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-ACTIVE = ("running", "paused")
 
 
 def start_relocation(

@@ -15,9 +15,17 @@ from typing import BinaryIO, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from statewright.context import StepContext, TaskContext
-from statewright.definition import Workflow, step, task
-from statewright.errors import PermanentError
+from statewright import (
+    PermanentError,
+    Poll,
+    RetryPolicy,
+    StepContext,
+    TaskContext,
+    Workflow,
+    step,
+    task,
+)
+from statewright.migrate import Migrations
 from statewright.models.domain import Organization, OrganizationMember, User
 from statewright.models.engine import WorkflowRun
 from statewright.models.relocation import (
@@ -28,8 +36,6 @@ from statewright.models.relocation import (
     RelocationValidation,
     RelocationValidationAttempt,
 )
-from statewright.outcomes import Poll
-from statewright.retry import RetryPolicy
 from statewright.workflows.relocation.config import RelocationConfig
 from statewright.workflows.relocation.format import (
     SECTIONS,
@@ -69,6 +75,8 @@ class Relocation(Workflow):
     failure_task = "notify_failed"
     #: Runs are found by the slugs they relocate (``runs list --key acme``).
     business_key = staticmethod(lambda params: ",".join(params.get("orgs") or []) or None)
+    #: Its tables (and the installation's, which it imports into) come with it.
+    migrations = Migrations("relocation")
 
     def __init__(self, config: RelocationConfig | None = None) -> None:
         self._config = config
@@ -269,7 +277,7 @@ class Relocation(Workflow):
                     self.config.mailer,
                     self.config.email_from,
                     tc.now,
-                    lock=session.get_bind().dialect.name == "postgresql",
+                    lock=tc.skip_locked,
                     skip=later,
                 )
                 if attempt is None and not later:

@@ -9,15 +9,21 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from statewright.workflows.weekly_reports.tasks import ReportsConfig, WeeklyReports
+    from statewright.workflows.weekly_reports.config import ReportsConfig
+    from statewright.workflows.weekly_reports.tasks import WeeklyReports
+
+_LAZY = {
+    "ReportsConfig": "statewright.workflows.weekly_reports.config",
+    "WeeklyReports": "statewright.workflows.weekly_reports.tasks",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in ("ReportsConfig", "WeeklyReports"):
+    if name not in _LAZY:
         raise AttributeError(
             f"module 'statewright.workflows.weekly_reports' has no attribute {name!r}"
         )
-    value = getattr(import_module("statewright.workflows.weekly_reports.tasks"), name)
+    value = getattr(import_module(_LAZY[name]), name)
     globals()[name] = value
     return value
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from statewright.models.domain import Organization, OrganizationMember, Project, Team, User
@@ -132,7 +134,7 @@ def send_next(
     sender: str,
     now: datetime,
     *,
-    lock: bool,
+    lock: Callable[[Select[Any]], Select[Any]],
 ) -> bool:
     """Send one unsent delivery and mark it sent; ``False`` when none is left."""
     statement = (
@@ -145,9 +147,7 @@ def send_next(
         .order_by(ReportDelivery.id)
         .limit(1)
     )
-    if lock:
-        statement = statement.with_for_update(skip_locked=True)
-    delivery = session.execute(statement).scalar_one_or_none()
+    delivery = session.execute(lock(statement)).scalar_one_or_none()
     if delivery is None:
         return False
     mailer.send(

@@ -13,21 +13,26 @@ Beat's ``schedule_organizations`` starts the week's run.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Literal
 
-from celery.schedules import crontab
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from statewright.context import StepContext, TaskContext
-from statewright.definition import Workflow, step, task
-from statewright.errors import ConfigurationError, InvalidParamsError, PermanentError
-from statewright.fanout import ItemContext, PageContext
-from statewright.joins import Map
-from statewright.silo import SiloMode
-from statewright.workflows.relocation.mail import MailBackend, backend_from_url
+from statewright import (
+    InvalidParamsError,
+    ItemContext,
+    Map,
+    PageContext,
+    PermanentError,
+    SiloMode,
+    StepContext,
+    TaskContext,
+    Workflow,
+    step,
+    task,
+)
+from statewright.migrate import Migrations
+from statewright.workflows.weekly_reports.config import ReportsConfig, weekly_schedule
 from statewright.workflows.weekly_reports.report import (
     active_organizations,
     build_report,
@@ -41,56 +46,6 @@ RETRY: dict[str, Any] = {
     "retry_backoff_max": 300,
     "max_retries": 8,
 }
-
-
-def weekly_schedule() -> crontab:
-    """``STATEWRIGHT_REPORTS_CRON`` (minute hour day-of-month month day-of-week), Mondays 06:00
-    by default."""
-    spec = os.environ.get("STATEWRIGHT_REPORTS_CRON", "0 6 * * 1").split()
-    if len(spec) != 5:
-        raise ConfigurationError(
-            f"STATEWRIGHT_REPORTS_CRON {' '.join(spec)!r} needs five fields: minute hour "
-            "day-of-month month day-of-week"
-        )
-    minute, hour, day_of_month, month, day_of_week = spec
-    try:
-        return crontab(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month,
-            day_of_week=day_of_week,
-        )
-    except ValueError as error:
-        raise ConfigurationError(
-            f"STATEWRIGHT_REPORTS_CRON {' '.join(spec)!r} is not a cron schedule ({error}); "
-            "allowed: five fields, minute hour day-of-month month day-of-week, e.g. '0 6 * * 1'"
-        ) from None
-
-
-@dataclass(frozen=True)
-class ReportsConfig:
-    batch: int = 500
-    period: timedelta = timedelta(days=7)
-    email_backend: str = "console"
-    email_from: str = "statewright <reports@statewright.invalid>"
-
-    @classmethod
-    def from_env(cls) -> ReportsConfig:
-        batch = os.environ.get("STATEWRIGHT_REPORTS_BATCH", "500")
-        if not batch.isdigit() or int(batch) < 1:
-            raise ConfigurationError(
-                f"STATEWRIGHT_REPORTS_BATCH {batch!r} is not a positive number"
-            )
-        return cls(
-            batch=int(batch),
-            email_backend=os.environ.get("STATEWRIGHT_EMAIL_BACKEND", "console"),
-            email_from=os.environ.get("STATEWRIGHT_EMAIL_FROM", cls.email_from),
-        )
-
-    @property
-    def mailer(self) -> MailBackend:
-        return backend_from_url(self.email_backend)
 
 
 def parse_date(value: str | None, today: date) -> date:
@@ -126,6 +81,7 @@ class WeeklyReports(Workflow):
             reason="Weekly reports could not be prepared for every organization",
         )
     }
+    migrations = Migrations("weekly_reports")
 
     def __init__(self, config: ReportsConfig | None = None) -> None:
         self._config = config
@@ -186,7 +142,7 @@ class WeeklyReports(Workflow):
                     self.config.mailer,
                     self.config.email_from,
                     tc.now,
-                    lock=tc.is_postgresql,
+                    lock=tc.skip_locked,
                 ):
                     tc.done(session)
                     return

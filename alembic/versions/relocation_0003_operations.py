@@ -1,7 +1,7 @@
-"""cancel at a state; relocation creator, retry source and owner index
+"""relocation creator, retry source and owner index
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: relocation_0003
+Revises: relocation_0002
 Create Date: 2026-12-02 02:00:00.000000
 """
 from collections.abc import Sequence
@@ -9,14 +9,13 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "relocation_0003"
+down_revision: str | None = "relocation_0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column('workflow_runs', sa.Column('cancel_at', sa.String(length=100), nullable=True))
     op.add_column('relocations', sa.Column('creator_email', sa.String(length=254), nullable=True))
     op.add_column('relocations', sa.Column('retry_of', sa.String(length=32), nullable=True))
     # relocations started before creators were recorded were started by their owners
@@ -28,4 +27,3 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_relocations_owner_email'), table_name='relocations')
     op.drop_column('relocations', 'retry_of')
     op.drop_column('relocations', 'creator_email')
-    op.drop_column('workflow_runs', 'cancel_at')

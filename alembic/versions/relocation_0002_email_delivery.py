@@ -1,7 +1,7 @@
 """relocation emails: attempts and undeliverable reason
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: relocation_0002
+Revises: relocation_0001
 Create Date: 2026-12-02 02:30:00
 """
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from alembic import op
 
 from statewright.models.base import UTCDateTime
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "relocation_0002"
+down_revision: str | None = "relocation_0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
-"""report tables
+"""weekly reports' tables (branch `weekly_reports`)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: weekly_reports_0001
+Revises:
 Create Date: 2026-11-24 07:16:57.277255
 """
 from collections.abc import Sequence
@@ -12,10 +12,10 @@ from alembic import op
 
 from statewright.models.base import BigId, UTCDateTime
 
-revision: str = '0003'
-down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision: str = 'weekly_reports_0001'
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = ('weekly_reports',)
+depends_on: str | Sequence[str] | None = 'installation_0001'
 
 
 def upgrade() -> None:

@@ -1,7 +1,7 @@
 """child runs and Map: links from parents to children and items, Map counters, and the
 count of a run's children still running
 
-Revision ID: children
+Revision ID: 0012
 Revises: 0011
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 from statewright.models.base import BigId, JSONType, UTCDateTime
 
-revision: str = "children"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
