@@ -26,7 +26,11 @@ from tests.integration.processes import BIN, ROOT, Process, ProcessGroup
 
 #: ``statewright`` as configured by default (a delivery goes on to its run's next steps
 #: for up to ``STATEWRIGHT_CONTINUE_FOR``); ``statewright-msg`` with a message per step.
-SYSTEMS = ("statewright", "statewright-msg", "celery", "dbos")
+#: ``dbos``: a queue, each executor taking one workflow at a time; ``dbos-queue``: the
+#: same queue with DBOS running ``DBOS_QUEUE_CONCURRENCY`` workflows at once per executor;
+#: ``dbos-direct``: ``DBOS.start_workflow`` in the executors, no queue.
+SYSTEMS = ("statewright", "statewright-msg", "celery", "dbos", "dbos-queue", "dbos-direct")
+DBOS_QUEUE_CONCURRENCY = 8
 QUEUES = {"statewright": "bench-sw", "celery": "bench-raw"}
 
 
@@ -87,6 +91,10 @@ class Bench:
         }
         if system == "statewright-msg":
             env["STATEWRIGHT_CONTINUE_FOR"] = "0"
+        if system == "dbos-queue":
+            env["BENCH_DBOS_CONCURRENCY"] = str(DBOS_QUEUE_CONCURRENCY)
+        if system == "dbos-direct":
+            env["BENCH_DBOS_MODE"] = "direct"
         self.cluster = ProcessGroup(env, workdir)
         self.rows = create_engine(url, pool_size=2)
         self._engine: Any = None
@@ -139,7 +147,13 @@ class Bench:
                 insert(bench_rows), [{"key": k, "system": self.system, "step": 0} for k in keys]
             )
         starter = self._starter()
-        if self.system == "dbos":
+        if self.system == "dbos-direct":
+            from bench.dbos_worker import push_direct
+
+            self._started.update(dict.fromkeys(keys, time.time()))
+            push_direct(BROKER_URL, keys)
+            return
+        if self.system.startswith("dbos"):
             from bench.dbos_worker import enqueue
 
             now = time.time()
