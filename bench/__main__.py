@@ -1,6 +1,7 @@
 """statewright's benchmarks, side by side with their baselines: ``make bench``.
 
-    python -m bench [--quick] [--only steps,scale,memory,import,embedded] [--runs 300]
+    python -m bench [--quick] [--only steps,scale,retention,memory,import,embedded] [--runs 300]
+        [--systems celery,statewright,...] [--retention-rows 10000000]
 
 Every comparison runs in this one process tree, one after another, on the same
 PostgreSQL and Redis, so the ratios compare like with like on a shared machine.
@@ -33,13 +34,15 @@ from bench.steps import (
     SYSTEMS,
     Bench,
     StepFigures,
+    known_system,
     prepare_database,
     run_steps,
+    seed_aged_runs,
     seed_finished_runs,
 )
 from tests.integration.processes import BIN, ROOT
 
-SECTIONS = ("steps", "scale", "memory", "import", "embedded")
+SECTIONS = ("steps", "scale", "retention", "memory", "import", "embedded")
 console = Console(width=max(Console().width, 150))
 
 
@@ -192,6 +195,95 @@ def scale_section(workdir: Path, runs: int, large: int) -> dict[str, Any]:
         "large": large,
         "figures": results,
         "cost_ratio": round(big["ms_per_step"] / small["ms_per_step"], 3),
+    }
+
+
+def retention_section(workdir: Path, runs: int, history_rows: int) -> dict[str, Any]:
+    """Steps/s with ``history_rows`` of old history being purged
+    (``statewright runs purge --older-than 30d`` running throughout), against steps/s
+    with 1,000 finished runs and no purge; median of 3 rounds each."""
+    url = fresh_database()
+    prepare_database(url)
+    console.print("[bold]retention[/]: 1,000 finished runs, no purge ...")
+    seed_finished_runs(url, 1_000)
+    quiet = sorted(
+        (run_steps("statewright", url, workdir, runs) for _ in range(3)),
+        key=lambda f: f.steps_per_second,
+    )
+    aged = max(history_rows // 10, 1)
+    console.print(f"[bold]retention[/]: seeding {aged * 10:,} history rows ({aged:,} old runs) ...")
+    started = time.perf_counter()
+    seed_aged_runs(url, aged)
+    seeded = time.perf_counter() - started
+    console.print(f"  seeded in {seeded:.0f} s; purging while measuring ...")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "STATEWRIGHT_DATABASE_URL": url,
+        "STATEWRIGHT_WORKFLOWS": "bench.workload",
+    }
+    env.pop("STATEWRIGHT_BROKER_URL", None)
+    purge_started = time.perf_counter()
+    purge = subprocess.Popen(
+        [str(BIN / "statewright"), "runs", "purge", "--older-than", "30d", "--json"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        during: list[StepFigures] = []
+        for _ in range(3):
+            figures = run_steps("statewright", url, workdir, runs)
+            if purge.poll() is None:
+                during.append(figures)
+            else:
+                console.print("  the purge finished before this round ended: round left out")
+        out, err = purge.communicate(timeout=3600)
+    finally:
+        if purge.poll() is None:
+            purge.kill()
+    purge_seconds = time.perf_counter() - purge_started
+    if purge.returncode != 0:
+        raise RuntimeError(f"purge failed ({purge.returncode}): {err[-2000:]}")
+    purged = json.loads(out.strip().splitlines()[-1])
+    base = quiet[1]
+    loaded = sorted(during, key=lambda f: f.steps_per_second)[len(during) // 2] if during else None
+    table = Table(title=f"Retention: steps with {aged * 10:,} history rows being purged")
+    for column in ("case", "steps/s (rounds)", "p99 ms", "vs no purge"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "1,000 finished runs, no purge",
+        f"{base.steps_per_second:.0f} ({', '.join(f'{f.steps_per_second:.0f}' for f in quiet)})",
+        f"{base.latency_p99_ms:.0f}",
+        "1.00",
+    )
+    if loaded is not None:
+        table.add_row(
+            f"{aged * 10:,} history rows, purge running",
+            f"{loaded.steps_per_second:.0f} "
+            f"({', '.join(f'{f.steps_per_second:.0f}' for f in during)})",
+            f"{loaded.latency_p99_ms:.0f}",
+            f"{loaded.steps_per_second / base.steps_per_second:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"  purge: {purged['runs']:,} runs and {purged['history']:,} history rows in "
+        f"{purged['batches']:,} batches, {purge_seconds:.0f} s "
+        f"({purged['history'] / purge_seconds:,.0f} history rows/s)"
+    )
+    drop_database()
+    return {
+        "history_rows": aged * 10,
+        "seed_seconds": round(seeded, 1),
+        "no_purge": base.as_dict() | {"rounds": [f.steps_per_second for f in quiet]},
+        "during_purge": (loaded.as_dict() | {"rounds": [f.steps_per_second for f in during]})
+        if loaded
+        else None,
+        "ratio": round(loaded.steps_per_second / base.steps_per_second, 3) if loaded else None,
+        "purge": purged | {"seconds": round(purge_seconds, 1)},
     }
 
 
@@ -359,6 +451,15 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                 add(f"  (a message per step) vs {name}", ratio, f"≥ {goal}x", ratio >= goal)
         trips = steps["engine_round_trips_per_step"]
         add("round trips the engine adds per step", trips, "≤ 3", trips <= 3)
+    if "retention" in results and results["retention"]["ratio"] is not None:
+        ratio = results["retention"]["ratio"]
+        rows = results["retention"]["history_rows"]
+        add(
+            f"steps/s while purging {rows:,} history rows vs no purge",
+            ratio,
+            "≥ 0.90x",
+            ratio >= 0.90,
+        )
     if "scale" in results:
         ratio = results["scale"]["cost_ratio"]
         large = results["scale"]["large"]
@@ -400,9 +501,17 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the steps benchmark")
     parser.add_argument(
+        "--retention-rows",
+        type=int,
+        default=0,
+        help="history rows purged in the retention benchmark (default 1,000,000; the "
+        "issue's figure is 10,000,000)",
+    )
+    parser.add_argument(
         "--systems",
         default=",".join(SYSTEMS),
-        help=f"comma-separated systems of the steps benchmark (of {', '.join(SYSTEMS)})",
+        help=f"comma-separated systems of the steps benchmark (of {', '.join(SYSTEMS)}, "
+        "or statewright-busy<N>)",
     )
     args = parser.parse_args()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -410,7 +519,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
-    bad = sorted(set(systems) - set(SYSTEMS))
+    bad = sorted(s for s in systems if not known_system(s))
     if bad or not systems:
         parser.error(f"unknown system(s) {', '.join(bad)}; allowed: {', '.join(SYSTEMS)}")
     results: dict[str, Any] = {
@@ -428,6 +537,9 @@ def main() -> None:
             if "scale" in sections:
                 large = 100_000 if args.quick else 1_000_000
                 results["scale"] = scale_section(workdir, args.runs, large)
+            if "retention" in sections:
+                history = args.retention_rows or (100_000 if args.quick else 1_000_000)
+                results["retention"] = retention_section(workdir, args.runs, history)
             if "memory" in sections:
                 results["memory"] = memory_section(workdir, 1_000 if args.quick else 10_000)
             if "import" in sections:

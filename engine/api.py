@@ -28,6 +28,7 @@ from engine.deliveries import PendingTask, TaskDeliveries, current_delivery
 from engine.dispatch import DEADLINE_TASK, Dispatcher, Publisher
 from engine.errors import StatewrightError, UnknownStateError, UnknownTaskError
 from engine.execution import StepExecutor
+from engine.fairness import FairContinuation, broker_waiting
 from engine.instrumentation import InstrumentedTask, bind_step
 from engine.metrics import (
     FanoutMetrics,
@@ -149,6 +150,11 @@ class Engine:
             self.metrics,
             rng or random.Random(),
         )
+        if self.publisher is not None and self.settings.continue_for > 0:
+            # continue a run in process while no other message waits behind it
+            self.executor.fairness = FairContinuation(
+                broker_waiting(self.celery), self.settings.continue_when_busy
+            )
         self.timers = Timers(
             self.db,
             self.registry,

@@ -42,6 +42,7 @@ from engine.decide import (
     error_detail,
 )
 from engine.errors import InvalidParamsError
+from engine.fairness import FairContinuation
 from engine.hooks.logging import bind_log_fields
 from engine.hooks.sentry import report_failure, tag_scope
 from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
@@ -83,6 +84,9 @@ class StepExecutor:
         #: Called with the step and its claim just before the handler; an error it raises
         #: counts as the handler's (the test harness injects failures here).
         self.before_handler: Callable[[StepOptions, Claim], None] | None = None
+        #: Whether a delivery may run one more step of its run while other messages wait
+        #: (``engine.fairness``); ``None`` continues within ``continue_for`` alone.
+        self.fairness: FairContinuation | None = None
 
     def run_step(self, step: StepOptions, run_id: str, token: int) -> None:
         """Handle one delivery of ``step``'s message for ``run_id`` under ``token``.
@@ -366,6 +370,8 @@ class StepExecutor:
             return None, None
         left = delivery.time_left_for(following)
         if left is None:
+            return None, None
+        if self.fairness is not None and not self.fairness.allows(step.queue, delivery.started):
             return None, None
         seconds = left + HARD_LIMIT_MARGIN + self._settings.lease_grace
         return following, now + timedelta(seconds=seconds)
