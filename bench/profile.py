@@ -6,7 +6,8 @@ For each system, after a warm-up: the CPU time (user + system, from ``/proc``) t
 every process of the system spent in the measured window, per step: the worker's
 main process, each pool process, the relay, the PostgreSQL backends serving them and
 the Redis server. With ``--py-spy DIR``, each Python process is also sampled by
-``py-spy record --idle`` for the window (raw collapsed stacks, in DIR), and the
+``py-spy record --idle`` (``--cpu``: without ``--idle``) for the window (raw collapsed
+stacks, in DIR), and the
 heaviest frames of the pool processes are printed.
 """
 
@@ -26,6 +27,7 @@ from sqlalchemy import create_engine, text
 from bench.cluster import drop_database, fresh_database
 from bench.steps import Bench, known_system, prepare_database
 from bench.workload import STEPS
+from tests.integration.processes import BIN
 
 TICK = os.sysconf("SC_CLK_TCK")
 #: A database of its own, so a profile never meets a running ``make bench``.
@@ -68,7 +70,9 @@ def redis_pid() -> int | None:
     return None
 
 
-def profile(system: str, url: str, workdir: Path, runs: int, spy: Path | None) -> None:
+def profile(
+    system: str, url: str, workdir: Path, runs: int, spy: Path | None, cpu_only: bool = False
+) -> None:
     bench = Bench(system, url, workdir)
     try:
         bench.start()
@@ -93,9 +97,9 @@ def profile(system: str, url: str, workdir: Path, runs: int, spy: Path | None) -
                 spies.append(
                     subprocess.Popen(
                         [
-                            str(shutil.which("py-spy") or "py-spy"),
+                            str(shutil.which("py-spy") or BIN / "py-spy"),
                             "record",
-                            "--idle",
+                            *([] if cpu_only else ["--idle"]),
                             "--format",
                             "raw",
                             "--rate",
@@ -155,6 +159,9 @@ def main() -> None:
     parser.add_argument("--systems", default="statewright-msg,celery")
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--py-spy", type=Path, default=None, dest="spy")
+    parser.add_argument(
+        "--cpu", action="store_true", help="py-spy samples only on CPU (without --idle)"
+    )
     args = parser.parse_args()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     bad = [s for s in systems if not known_system(s)]
@@ -165,7 +172,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="statewright-profile-") as tmp:
             for system in systems:
-                profile(system, url, Path(tmp), args.runs, args.spy)
+                profile(system, url, Path(tmp), args.runs, args.spy, args.cpu)
     finally:
         drop_database(DATABASE)
 
