@@ -4,6 +4,7 @@ broker); then the run's next step queues behind them as a message."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -153,3 +154,31 @@ def test_continue_when_busy_is_checked() -> None:
     assert Settings.from_env({"STATEWRIGHT_CONTINUE_WHEN_BUSY": "3"}).continue_when_busy == 3
     with pytest.raises(ValueError, match="busy_steps -2"):
         FairContinuation(lambda _queue: 0, -2)
+
+
+def test_an_engine_on_a_broker_continues_fairly_over_it(sqlite_url: str) -> None:
+    """An engine with a broker asks it about its queues; an embedded one has no policy."""
+    require_service("Redis", "127.0.0.1", 6379)
+    queue = f"statewright-fairness-{uuid.uuid4().hex[:12]}"
+    settings = Settings(
+        database_url=sqlite_url, broker_url=REDIS_URL, continue_when_busy=3, default_queue=queue
+    )
+    engine = Engine(settings, WORKFLOWS)
+    try:
+        policy = engine.executor.fairness
+        assert policy is not None
+        assert policy.busy_steps == 3
+        assert not policy.others_waiting(queue)
+        with engine.celery.producer_or_acquire() as producer:
+            engine.celery.send_task("pipeline.fetching", queue=Queue(queue), producer=producer)
+        time.sleep(0.05)  # past the 20 ms an answer is kept
+        assert policy.others_waiting(queue)
+    finally:
+        with engine.celery.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+        engine.close()
+    embedded = Engine(Settings(database_url=sqlite_url), WORKFLOWS)
+    try:
+        assert embedded.executor.fairness is None
+    finally:
+        embedded.close()
