@@ -69,10 +69,14 @@ def redis_broker() -> Iterator[Broker]:
 
 
 def test_the_broker_tells_how_many_messages_wait(broker: Broker) -> None:
-    """A queue never declared or emptied counts 0; published messages are counted."""
+    """A queue never declared or emptied counts 0; published messages are counted (by
+    RabbitMQ once it has routed them: publishing there does not wait for that)."""
     waiting = broker_waiting(broker.app)
     assert waiting(broker.queue) == 0
     broker.fill(3)
+    deadline = time.monotonic() + 5.0
+    while waiting(broker.queue) != 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert waiting(broker.queue) == 3
 
 
