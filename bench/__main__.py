@@ -66,6 +66,10 @@ def steps_section(
         for system, figures_of in measured.items():
             console.print(f"[bold]steps[/]: {system}, {runs} runs x 10 steps, round {round_}")
             figures_of.append(run_steps(system, url, workdir, runs))
+            console.print(
+                f"  {figures_of[-1].steps_per_second:.0f} steps/s, "
+                f"p99 {figures_of[-1].latency_p99_ms:.0f} ms"
+            )
     figures = {
         system: sorted(all_rounds, key=lambda f: f.steps_per_second)[len(all_rounds) // 2]
         for system, all_rounds in measured.items()
@@ -237,6 +241,7 @@ def retention_section(workdir: Path, runs: int, history_rows: int) -> dict[str, 
         during: list[StepFigures] = []
         for _ in range(3):
             figures = run_steps("statewright", url, workdir, runs)
+            console.print(f"  a round during the purge: {figures.steps_per_second:.0f} steps/s")
             if purge.poll() is None:
                 during.append(figures)
             else:

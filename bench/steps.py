@@ -331,8 +331,9 @@ def seed_finished_runs(url: str, total: int) -> None:
 
 
 def seed_aged_runs(url: str, runs: int, days: int = 40) -> None:
-    """Add ``runs`` ten-step runs that finished ``days`` ago, with their history (ten
-    rows each), in two set-based statements (``generate_series``), then analyze."""
+    """Add ``runs`` ten-step runs that finished ``days`` ago (a millisecond apart), with
+    their history (ten rows each), in two set-based statements (``generate_series``),
+    then analyze."""
     aged_id = (
         "lpad(to_hex((extract(epoch from now() - interval '60 days') * 1000)::bigint + g * 2),"
         " 12, '0') || substr(md5('aged' || g), 1, 20)"
@@ -352,8 +353,8 @@ def seed_aged_runs(url: str, runs: int, days: int = 40) -> None:
                     SELECT {aged_id}, 'aged', 'v1', 'finished', 'succeeded',
                         '{"key": "aged"}', '{}', 0, 0, 11, false, now(), 10, 10,
                         false, false, now() - make_interval(days => :days + 1),
-                        now() - make_interval(days => :days),
-                        now() - make_interval(days => :days)
+                        now() - make_interval(days => :days, secs => g * 0.001),
+                        now() - make_interval(days => :days, secs => g * 0.001)
                     FROM generate_series(1, CAST(:runs AS integer)) AS g
                     """.replace("{aged_id}", aged_id)
                 ),

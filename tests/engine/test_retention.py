@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import bindparam, create_engine, func, select, text
 
 from engine import Engine, InvalidParamsError, RunNotFoundError, UnknownWorkflowError
 from engine.testing import WorkflowHarness
@@ -138,3 +138,25 @@ def test_a_run_locked_elsewhere_is_skipped_not_waited_for(harness: WorkflowHarne
         assert harness.engine.get(runs.old[0]).finished
     assert harness.engine.purge(MONTH).runs == 1
     other.dispose()
+
+
+def test_runs_that_finished_at_one_instant_are_purged_batch_by_batch(
+    harness: WorkflowHarness,
+) -> None:
+    """Many runs with the same finished time (a bulk finished together) go in full
+    batches, oldest instant first, and every one of them goes."""
+    engine = harness.engine
+    runs = [engine.start("pipeline").id for _ in range(7)]
+    for run in runs:
+        harness.run(run)
+    with engine.db.transaction() as session:
+        session.execute(
+            text("UPDATE workflow_runs SET finished_at = :at WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"at": harness.clock.now(), "ids": runs},
+        )
+    harness.clock.advance(MONTH + timedelta(days=1))
+    result = engine.purge(MONTH, batch=3)
+    assert (result.runs, result.batches) == (7, 3)
+    assert history_rows(engine, runs) == 0
