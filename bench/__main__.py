@@ -458,9 +458,9 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("round trips the engine adds per step", trips, "≤ 3", trips <= 3)
     if "retention" in results and results["retention"]["ratio"] is not None:
         ratio = results["retention"]["ratio"]
-        rows = results["retention"]["history_rows"]
+        history = results["retention"]["history_rows"]
         add(
-            f"steps/s while purging {rows:,} history rows vs no purge",
+            f"steps/s while purging {history:,} history rows vs no purge",
             ratio,
             "≥ 0.90x",
             ratio >= 0.90,
