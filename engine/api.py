@@ -329,13 +329,17 @@ class Engine:
         batch: int = DEFAULT_BATCH,
         workflow: str | None = None,
         dry_run: bool = False,
+        pause: float | None = None,
     ) -> PurgeResult:
         """Delete runs that finished more than ``older_than`` ago, and their history, in
         batches of ``batch`` runs (each its own transaction); running and paused runs
-        are never touched. ``dry_run`` only counts."""
+        are never touched. ``dry_run`` only counts. Between batches the purge waits
+        ``pause`` seconds (``None``: as long as the batch took; 0: not at all)."""
         if workflow is not None:
             self.registry.get(workflow)
-        return self.retention.purge(older_than, batch=batch, workflow=workflow, dry_run=dry_run)
+        return self.retention.purge(
+            older_than, batch=batch, workflow=workflow, dry_run=dry_run, pause=pause
+        )
 
     # -- reads -------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ their history in batches; running, paused and recent runs are never touched."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -160,3 +161,15 @@ def test_runs_that_finished_at_one_instant_are_purged_batch_by_batch(
     result = engine.purge(MONTH, batch=3)
     assert (result.runs, result.batches) == (7, 3)
     assert history_rows(engine, runs) == 0
+
+
+def test_a_purge_pauses_between_batches_and_checks_its_pause(harness: WorkflowHarness) -> None:
+    """``pause`` seconds pass after every batch that deleted runs; a negative pause is
+    refused, naming the value."""
+    runs = make_runs(harness)
+    started = time.monotonic()
+    result = harness.engine.purge(MONTH, batch=1, pause=0.05)
+    assert (result.runs, result.batches) == (len(runs.old), 3)
+    assert time.monotonic() - started >= 0.15
+    with pytest.raises(InvalidParamsError, match="pause -1"):
+        harness.engine.purge(MONTH, pause=-1)
