@@ -43,8 +43,8 @@ DBOS_QUEUE_CONCURRENCY = 8
 
 
 def known_system(system: str) -> bool:
-    """One of ``SYSTEMS``, or ``statewright-busy<N>``: statewright continuing at most N
-    steps once other messages wait (``STATEWRIGHT_CONTINUE_WHEN_BUSY``)."""
+    """One of ``SYSTEMS``, or ``statewright-busy<N>``: statewright continuing for at most
+    N ms of a delivery once other messages wait (``STATEWRIGHT_CONTINUE_WHEN_BUSY``)."""
     busy = system.removeprefix("statewright-busy")
     return system in SYSTEMS or (busy != system and busy.isdigit())
 
@@ -112,7 +112,8 @@ class Bench:
         if system == "statewright-greedy":
             env["STATEWRIGHT_CONTINUE_WHEN_BUSY"] = "1000000"
         if system.startswith("statewright-busy"):
-            env["STATEWRIGHT_CONTINUE_WHEN_BUSY"] = system.removeprefix("statewright-busy")
+            busy_ms = int(system.removeprefix("statewright-busy"))
+            env["STATEWRIGHT_CONTINUE_WHEN_BUSY"] = str(busy_ms / 1000)
         if system == "dbos-queue":
             env["BENCH_DBOS_CONCURRENCY"] = str(DBOS_QUEUE_CONCURRENCY)
         if system == "dbos-direct":

@@ -2,15 +2,16 @@
 
 A delivery that continues its run (see ``StepExecutor._continuation``) holds its
 worker process; every other run's message waits behind it. ``FairContinuation``
-lets a delivery continue freely while its queue is empty, and at most
-``busy_steps`` steps once other messages are waiting on that queue; after that the
-run's next step goes to the back of the queue as a message, like anyone else's.
+lets a delivery continue freely while its queue is empty, and once other messages
+wait on that queue, only while it has run for less than ``busy_for`` seconds (a
+scheduler's quantum); after that the run's next step goes to the back of the queue
+as a message, like anyone else's. ``continue_for`` still bounds every delivery.
 
-Whether messages wait is asked of the broker (a passive queue declaration: ``LLEN``
-on Redis, one ``queue.declare`` on RabbitMQ), at most once every ``check_every``
-seconds per queue and process; the answer is kept in between. If the broker cannot
-answer, the delivery continues as it would without this policy (the time limit of
-``continue_for`` still bounds it).
+Whether messages wait is asked of the broker (``LLEN`` on Redis, a passive queue
+declaration on RabbitMQ), at most once every ``check_every`` seconds per queue and
+process, and only once the delivery has used its quantum; the answer is kept in
+between. If the broker cannot answer, the delivery continues as it would without
+this policy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -32,48 +32,33 @@ CHECK_EVERY = 0.02
 WaitingCounter = Callable[[str], int | None]
 
 
-@dataclass(slots=True)
-class _Streak:
-    """The steps one delivery (known by its start) has continued to so far."""
-
-    delivery: float
-    steps: int
-
-
 class FairContinuation:
     """Decides, step by step, whether a delivery may continue its run in process."""
 
     def __init__(
         self,
         waiting: WaitingCounter,
-        busy_steps: int,
+        busy_for: float,
         *,
         check_every: float = CHECK_EVERY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(busy_steps, bool) or not isinstance(busy_steps, int) or busy_steps < 0:
-            raise ValueError(f"busy_steps {busy_steps!r} is not a whole number of steps >= 0")
+        if isinstance(busy_for, bool) or not isinstance(busy_for, int | float) or busy_for < 0:
+            raise ValueError(f"busy_for {busy_for!r} is not zero or a positive number of seconds")
         self._waiting = waiting
-        self.busy_steps = busy_steps
+        self.busy_for = float(busy_for)
         self._check_every = check_every
         self._clock = clock
         self._answers: dict[str, tuple[float, bool]] = {}
-        self._streaks: dict[int, _Streak] = {}
         self._lock = threading.Lock()
         self._warned = False
 
     def allows(self, queue: str, delivery: float) -> bool:
-        """Whether the delivery that started at ``delivery`` (its monotonic start, which
-        tells one delivery from the next in this thread) may run one more step of its
-        run from ``queue``; counts the step when it may."""
-        thread = threading.get_ident()
-        streak = self._streaks.get(thread)
-        if streak is None or streak.delivery != delivery:
-            streak = self._streaks[thread] = _Streak(delivery, 0)
-        if streak.steps >= self.busy_steps and self.others_waiting(queue):
-            return False
-        streak.steps += 1
-        return True
+        """Whether the delivery that started at ``delivery`` (``time.monotonic()``, the
+        policy's clock) may run one more step of its run from ``queue``."""
+        if self._clock() - delivery < self.busy_for:
+            return True
+        return not self.others_waiting(queue)
 
     def others_waiting(self, queue: str) -> bool:
         """Whether messages wait on ``queue`` (an answer at most ``check_every`` old)."""

@@ -1,6 +1,6 @@
 """Fair continuation: a delivery continues its run in process while its queue is empty,
-and only ``busy_steps`` more steps once other messages wait there (asked of a real
-broker); then the run's next step queues behind them as a message."""
+and once other messages wait there (asked of a real broker) only within its quantum,
+``busy_for`` seconds; then the run's next step queues behind them as a message."""
 
 from __future__ import annotations
 
@@ -80,11 +80,11 @@ def test_the_broker_tells_how_many_messages_wait(broker: Broker) -> None:
     assert waiting(broker.queue) == 3
 
 
-def fair_engine(make_engine: EngineFactory, broker: Broker, busy_steps: int) -> Engine:
+def fair_engine(make_engine: EngineFactory, broker: Broker, busy_for: float) -> Engine:
     """An engine whose steps use the broker's queue, continuing fairly over it."""
     engine = make_engine(WORKFLOWS, continue_for=CONTINUE_FOR, default_queue=broker.queue)
     engine.executor.fairness = FairContinuation(
-        broker_waiting(broker.app), busy_steps, check_every=0.0
+        broker_waiting(broker.app), busy_for, check_every=0.0
     )
     return engine
 
@@ -99,17 +99,19 @@ def deliveries_of(engine: Engine) -> list[str]:
 def test_a_delivery_continues_freely_while_its_queue_is_empty(
     make_engine: EngineFactory, redis_broker: Broker
 ) -> None:
-    """With nothing waiting, all three steps run in the first step's delivery."""
-    engine = fair_engine(make_engine, redis_broker, busy_steps=0)
+    """With nothing waiting, all three steps run in the first step's delivery, whatever
+    its quantum."""
+    engine = fair_engine(make_engine, redis_broker, busy_for=0.0)
     assert deliveries_of(engine) == ["pipeline.fetching"]
 
 
 def test_a_delivery_hands_its_run_back_once_others_wait(
     make_engine: EngineFactory, redis_broker: Broker
 ) -> None:
-    """With messages waiting, each delivery runs its own step and no more."""
+    """With messages waiting and the quantum used up, each delivery runs its own step
+    and no more."""
     redis_broker.fill(1)
-    engine = fair_engine(make_engine, redis_broker, busy_steps=0)
+    engine = fair_engine(make_engine, redis_broker, busy_for=0.0)
     assert deliveries_of(engine) == [
         "pipeline.fetching",
         "pipeline.transforming",
@@ -117,18 +119,18 @@ def test_a_delivery_hands_its_run_back_once_others_wait(
     ]
 
 
-def test_a_delivery_continues_busy_steps_more_while_others_wait(
+def test_a_delivery_continues_within_its_quantum_while_others_wait(
     make_engine: EngineFactory, redis_broker: Broker
 ) -> None:
-    """``busy_steps=1``: one step continued, then the next goes by message."""
+    """With messages waiting, a delivery still continues for ``busy_for`` seconds."""
     redis_broker.fill(1)
-    engine = fair_engine(make_engine, redis_broker, busy_steps=1)
-    assert deliveries_of(engine) == ["pipeline.fetching", "pipeline.storing"]
+    engine = fair_engine(make_engine, redis_broker, busy_for=60.0)
+    assert deliveries_of(engine) == ["pipeline.fetching"]
 
 
-def test_each_delivery_gets_its_own_count_and_answers_are_kept_briefly() -> None:
-    """A new delivery starts from zero steps; the broker is asked at most once per
-    ``check_every`` for a queue."""
+def test_the_quantum_counts_from_the_delivery_and_answers_are_kept_briefly() -> None:
+    """A delivery within ``busy_for`` of its start continues without asking; past it,
+    the broker is asked at most once per ``check_every`` for a queue."""
     asked: list[str] = []
     backlog = {"q": 4}
     now = [100.0]
@@ -137,26 +139,27 @@ def test_each_delivery_gets_its_own_count_and_answers_are_kept_briefly() -> None
         asked.append(queue)
         return backlog[queue]
 
-    policy = FairContinuation(waiting, 1, check_every=0.5, clock=lambda: now[0])
-    assert policy.allows("q", delivery=1.0)  # the one step allowed while busy
-    assert not policy.allows("q", delivery=1.0)
-    assert not policy.allows("q", delivery=1.0)
+    policy = FairContinuation(waiting, 0.1, check_every=0.5, clock=lambda: now[0])
+    assert policy.allows("q", delivery=99.95)  # within its quantum: not asked
+    assert asked == []
+    assert not policy.allows("q", delivery=99.8)
+    assert not policy.allows("q", delivery=99.8)
     assert asked == ["q"]  # the second question came within check_every
-    assert policy.allows("q", delivery=2.0)  # the next delivery
     backlog["q"] = 0
     now[0] += 1.0
-    assert policy.allows("q", delivery=2.0)
+    assert policy.allows("q", delivery=99.8)
     assert asked == ["q", "q"]
 
 
 def test_continue_when_busy_is_checked() -> None:
-    """A negative or non-integer STATEWRIGHT_CONTINUE_WHEN_BUSY is refused, naming it."""
+    """A negative or non-numeric STATEWRIGHT_CONTINUE_WHEN_BUSY is refused, naming it."""
     with pytest.raises(ConfigurationError, match="STATEWRIGHT_CONTINUE_WHEN_BUSY '-1'"):
         Settings.from_env({"STATEWRIGHT_CONTINUE_WHEN_BUSY": "-1"})
     with pytest.raises(ConfigurationError, match="STATEWRIGHT_CONTINUE_WHEN_BUSY 'many'"):
         Settings.from_env({"STATEWRIGHT_CONTINUE_WHEN_BUSY": "many"})
-    assert Settings.from_env({"STATEWRIGHT_CONTINUE_WHEN_BUSY": "3"}).continue_when_busy == 3
-    with pytest.raises(ValueError, match="busy_steps -2"):
+    assert Settings.from_env({}).continue_when_busy == 0.1
+    assert Settings.from_env({"STATEWRIGHT_CONTINUE_WHEN_BUSY": "0"}).continue_when_busy == 0
+    with pytest.raises(ValueError, match="busy_for -2"):
         FairContinuation(lambda _queue: 0, -2)
 
 
@@ -165,13 +168,13 @@ def test_an_engine_on_a_broker_continues_fairly_over_it(sqlite_url: str) -> None
     require_service("Redis", "127.0.0.1", 6379)
     queue = f"statewright-fairness-{uuid.uuid4().hex[:12]}"
     settings = Settings(
-        database_url=sqlite_url, broker_url=REDIS_URL, continue_when_busy=3, default_queue=queue
+        database_url=sqlite_url, broker_url=REDIS_URL, continue_when_busy=0.3, default_queue=queue
     )
     engine = Engine(settings, WORKFLOWS)
     try:
         policy = engine.executor.fairness
         assert policy is not None
-        assert policy.busy_steps == 3
+        assert policy.busy_for == 0.3
         assert not policy.others_waiting(queue)
         with engine.celery.producer_or_acquire() as producer:
             engine.celery.send_task("pipeline.fetching", queue=Queue(queue), producer=producer)
