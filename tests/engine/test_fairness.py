@@ -12,10 +12,10 @@ import pytest
 from celery import Celery
 from kombu import Queue
 
-from engine import Engine, Settings
-from engine.errors import ConfigurationError
-from engine.fairness import FairContinuation, broker_waiting
-from engine.testing import WorkflowHarness
+from statewright import Engine, Settings
+from statewright.errors import ConfigurationError
+from statewright.fairness import FairContinuation, broker_waiting
+from statewright.testing import WorkflowHarness
 from tests.conftest import AMQP_URL, REDIS_URL, EngineFactory, require_service
 from tests.sample_workflows import WORKFLOWS
 
