@@ -1,10 +1,19 @@
 """DBOS running the benchmark's ten steps: ``python -m bench.dbos_worker``.
 
-One process is one DBOS executor. It takes workflows from the ``bench`` queue one
-at a time (``worker_concurrency=1``, so two executors match a prefork worker with
-concurrency 2) and runs each step as a DBOS datasource transaction: the step's
-UPDATE and DBOS's checkpoint of it commit together, the same guarantee a
+One process is one DBOS executor. Each step is a DBOS datasource transaction: the
+step's UPDATE and DBOS's checkpoint of it commit together, the same guarantee a
 statewright step gives. Isolation is READ COMMITTED, as statewright uses.
+
+``BENCH_DBOS_MODE`` says how workflows reach the executor:
+
+- ``queue`` (the default): the executor takes workflows from the ``bench`` queue,
+  ``BENCH_DBOS_CONCURRENCY`` at a time (1: two executors match a prefork worker with
+  concurrency 2; more: DBOS's own threads run several workflows at once, as a queue
+  without a worker limit does by default);
+- ``direct``: the way an application starts workflows from its own code: the executor
+  takes keys from a Redis list (as it would take requests) and calls
+  ``DBOS.start_workflow`` for each, which runs it at once on DBOS's thread pool,
+  with no queue and no polling in between.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from bench.workload import STEPS, do_step
 
 QUEUE = "bench"
 WORKFLOW = "bench_ten_steps"
+#: The Redis list the ``direct`` executors take keys from.
+DIRECT_KEYS = "bench-dbos-direct"
 
 
 def main() -> None:
@@ -26,6 +37,9 @@ def main() -> None:
 
     url = os.environ["BENCH_DATABASE_URL"]
     concurrency = int(os.environ.get("BENCH_DBOS_CONCURRENCY", "1"))
+    mode = os.environ.get("BENCH_DBOS_MODE", "queue")
+    if mode not in ("queue", "direct"):
+        raise SystemExit(f"BENCH_DBOS_MODE {mode!r} is not allowed; use queue or direct")
     DBOS(
         config={
             "name": "statewright-bench",
@@ -46,13 +60,13 @@ def main() -> None:
             step_tx(key, index)
 
     DBOS.launch()
-    DBOS.register_queue(
-        QUEUE,
-        worker_concurrency=concurrency,
-        polling_interval_sec=0.01,
-        on_conflict="always_update",
-    )
-    print("dbos executor ready.", flush=True)
+    if mode == "queue":
+        DBOS.register_queue(
+            QUEUE,
+            worker_concurrency=concurrency,
+            polling_interval_sec=0.01,
+            on_conflict="always_update",
+        )
     stop = threading.Event()
 
     def _stop(*_: Any) -> None:
@@ -60,7 +74,18 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    stop.wait()
+    if mode == "direct":
+        import redis
+
+        client = redis.Redis.from_url(os.environ["BENCH_BROKER_URL"])
+        print("dbos executor ready.", flush=True)
+        while not stop.is_set():
+            popped = client.blpop([DIRECT_KEYS], timeout=0.2)
+            if popped is not None:
+                DBOS.start_workflow(ten_steps, popped[1].decode())
+    else:
+        print("dbos executor ready.", flush=True)
+        stop.wait()
     probe.dump()
     DBOS.destroy()
 
@@ -75,6 +100,17 @@ def enqueue(url: str, keys: list[str]) -> None:
             client.enqueue({"workflow_name": WORKFLOW, "queue_name": QUEUE}, key)
     finally:
         client.destroy()
+
+
+def push_direct(broker_url: str, keys: list[str]) -> None:
+    """Hand keys to the ``direct`` executors, one workflow each."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.rpush(DIRECT_KEYS, *keys)
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,29 @@ from tests.integration.processes import BIN, ROOT, Process, ProcessGroup
 
 #: ``statewright`` as configured by default (a delivery goes on to its run's next steps
 #: for up to ``STATEWRIGHT_CONTINUE_FOR``); ``statewright-msg`` with a message per step.
-SYSTEMS = ("statewright", "statewright-msg", "celery", "dbos")
+#: ``dbos``: a queue, each executor taking one workflow at a time; ``dbos-queue``: the
+#: same queue with DBOS running ``DBOS_QUEUE_CONCURRENCY`` workflows at once per executor;
+#: ``dbos-direct``: ``DBOS.start_workflow`` in the executors, no queue.
+#: ``statewright-greedy``: continuing as before fairness (whatever waits behind it).
+SYSTEMS = (
+    "statewright",
+    "statewright-greedy",
+    "statewright-msg",
+    "celery",
+    "dbos",
+    "dbos-queue",
+    "dbos-direct",
+)
+DBOS_QUEUE_CONCURRENCY = 8
+
+
+def known_system(system: str) -> bool:
+    """One of ``SYSTEMS``, or ``statewright-busy<N>``: statewright continuing for at most
+    N ms of a delivery once other messages wait (``STATEWRIGHT_CONTINUE_WHEN_BUSY``)."""
+    busy = system.removeprefix("statewright-busy")
+    return system in SYSTEMS or (busy != system and busy.isdigit())
+
+
 QUEUES = {"statewright": "bench-sw", "celery": "bench-raw"}
 
 
@@ -66,7 +88,7 @@ class Bench:
     """One system's processes on a prepared database, and the driver's side of it."""
 
     def __init__(self, system: str, url: str, workdir: Path) -> None:
-        if system not in SYSTEMS:
+        if not known_system(system):
             raise ValueError(f"unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
         self.system = system
         self.url = url
@@ -87,6 +109,15 @@ class Bench:
         }
         if system == "statewright-msg":
             env["STATEWRIGHT_CONTINUE_FOR"] = "0"
+        if system == "statewright-greedy":
+            env["STATEWRIGHT_CONTINUE_WHEN_BUSY"] = "1000000"
+        if system.startswith("statewright-busy"):
+            busy_ms = int(system.removeprefix("statewright-busy"))
+            env["STATEWRIGHT_CONTINUE_WHEN_BUSY"] = str(busy_ms / 1000)
+        if system == "dbos-queue":
+            env["BENCH_DBOS_CONCURRENCY"] = str(DBOS_QUEUE_CONCURRENCY)
+        if system == "dbos-direct":
+            env["BENCH_DBOS_MODE"] = "direct"
         self.cluster = ProcessGroup(env, workdir)
         self.rows = create_engine(url, pool_size=2)
         self._engine: Any = None
@@ -139,7 +170,13 @@ class Bench:
                 insert(bench_rows), [{"key": k, "system": self.system, "step": 0} for k in keys]
             )
         starter = self._starter()
-        if self.system == "dbos":
+        if self.system == "dbos-direct":
+            from bench.dbos_worker import push_direct
+
+            self._started.update(dict.fromkeys(keys, time.time()))
+            push_direct(BROKER_URL, keys)
+            return
+        if self.system.startswith("dbos"):
             from bench.dbos_worker import enqueue
 
             now = time.time()
@@ -287,6 +324,55 @@ def seed_finished_runs(url: str, total: int) -> None:
                     """.replace("{seed_id}", SEED_ID)
                 ),
                 {"start": have + 1, "stop": total},
+            )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+
+
+def seed_aged_runs(url: str, runs: int, days: int = 40) -> None:
+    """Add ``runs`` ten-step runs that finished ``days`` ago (a millisecond apart), with
+    their history (ten rows each), in two set-based statements (``generate_series``),
+    then analyze."""
+    aged_id = (
+        "lpad(to_hex((extract(epoch from now() - interval '60 days') * 1000)::bigint + g * 2),"
+        " 12, '0') || substr(md5('aged' || g), 1, 20)"
+    )
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SET LOCAL synchronous_commit = off"))
+            connection.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+            connection.execute(
+                text(
+                    """
+                    INSERT INTO workflow_runs (id, workflow, definition_version, state, status,
+                        params, context, attempt, polls, token, claimed, state_entered_at,
+                        entry_seq, history_len, pause_requested, cancel_requested,
+                        created_at, updated_at, finished_at)
+                    SELECT {aged_id}, 'aged', 'v1', 'finished', 'succeeded',
+                        '{"key": "aged"}', '{}', 0, 0, 11, false, now(), 10, 10,
+                        false, false, now() - make_interval(days => :days + 1),
+                        now() - make_interval(days => :days, secs => g * 0.001),
+                        now() - make_interval(days => :days, secs => g * 0.001)
+                    FROM generate_series(1, CAST(:runs AS integer)) AS g
+                    """.replace("{aged_id}", aged_id)
+                ),
+                {"runs": runs, "days": days},
+            )
+            connection.execute(
+                text(
+                    """
+                    INSERT INTO workflow_transitions (run_id, seq, from_state, trigger,
+                        to_state, attempt, token, at, duration_ms)
+                    SELECT {aged_id}, s, 's' || (s - 1), 'done' || (s - 1),
+                        's' || s, 1, s, now() - make_interval(days => :days), 1.0
+                    FROM generate_series(1, CAST(:runs AS integer)) AS g,
+                        generate_series(1, 10) AS s
+                    """.replace("{aged_id}", aged_id)
+                ),
+                {"runs": runs, "days": days},
             )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))

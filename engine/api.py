@@ -36,6 +36,7 @@ from statewright.deliveries import PendingTask, TaskDeliveries, current_delivery
 from statewright.dispatch import DEADLINE_TASK, Dispatcher, Publisher
 from statewright.errors import StatewrightError, UnknownStateError, UnknownTaskError
 from statewright.execution import StepExecutor
+from statewright.fairness import FairContinuation, broker_waiting
 from statewright.fanout import (
     FailedItem,
     Fanout,
@@ -187,6 +188,11 @@ class Engine:
             self.step_observers,
             self.monotonic,
         )
+        if self.publisher is not None and self.settings.continue_for > 0:
+            # continue a run in process while no other message waits behind it
+            self.executor.continuation.fairness = FairContinuation(
+                broker_waiting(self.celery), self.settings.continue_when_busy, clock=self.monotonic
+            )
         self.timers = Timers(
             self.db,
             self.registry,
@@ -379,13 +385,17 @@ class Engine:
         batch: int = DEFAULT_BATCH,
         workflow: str | None = None,
         dry_run: bool = False,
+        pause: float | None = None,
     ) -> PurgeResult:
         """Delete runs that finished more than ``older_than`` ago, and their history, in
         batches of ``batch`` runs (each its own transaction); running and paused runs
-        are never touched. ``dry_run`` only counts."""
+        are never touched. ``dry_run`` only counts. Between batches the purge waits
+        ``pause`` seconds (``None``: as long as the batch took; 0: not at all)."""
         if workflow is not None:
             self.registry.get(workflow)
-        return self.retention.purge(older_than, batch=batch, workflow=workflow, dry_run=dry_run)
+        return self.retention.purge(
+            older_than, batch=batch, workflow=workflow, dry_run=dry_run, pause=pause
+        )
 
     # -- reads -------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class Settings:
     #: a broker round trip (0: every step is its own message). Each step's time limit is
     #: then enforced up to this much late; see README, "Continuing in process".
     continue_for: float = 1.0
+    #: How long a delivery may go on continuing once other messages wait on its queue
+    #: (``statewright.fairness``); then its run's next step queues behind them.
+    continue_when_busy: float = 0.1
     #: Finished runs older than this are deleted with their history by the relay (in
     #: batches, see ``statewright.retention``); ``None`` keeps them for ever.
     retention: timedelta | None = None
@@ -71,6 +74,11 @@ class Settings:
         if not (math.isfinite(self.continue_for) and self.continue_for >= 0):
             raise ConfigurationError(
                 f"continue_for {self.continue_for!r} is not zero or a positive number of seconds"
+            )
+        if not (math.isfinite(self.continue_when_busy) and self.continue_when_busy >= 0):
+            raise ConfigurationError(
+                f"continue_when_busy {self.continue_when_busy!r} is not zero or a positive "
+                "number of seconds"
             )
         if self.retention is not None and not (
             isinstance(self.retention, timedelta) and self.retention > timedelta(0)
@@ -105,6 +113,9 @@ class Settings:
             dispatch_timeout=_seconds(env, "STATEWRIGHT_DISPATCH_TIMEOUT", 600.0),
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
             continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),
+            continue_when_busy=_seconds(
+                env, "STATEWRIGHT_CONTINUE_WHEN_BUSY", 0.1, allow_zero=True
+            ),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
             retention=_age(env, "STATEWRIGHT_RETENTION"),
             console_token=env.get("STATEWRIGHT_CONSOLE_TOKEN") or None,

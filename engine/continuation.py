@@ -21,6 +21,7 @@ from statewright.clock import Clock, Monotonic, system_monotonic
 from statewright.config import Settings
 from statewright.context import Claim
 from statewright.decide import Advance
+from statewright.fairness import FairContinuation
 from statewright.instrumentation import HARD_LIMIT_MARGIN
 from statewright.models.engine import WorkflowRun
 from statewright.persistence import Database
@@ -104,6 +105,9 @@ class Continuation:
         self._settings = settings
         self._clock = clock
         self._observers = observers
+        #: Whether a delivery may run one more step of its run while other messages wait
+        #: (``statewright.fairness``); ``None`` continues within ``continue_for`` alone.
+        self.fairness: FairContinuation | None = None
 
     def next_step(
         self, step: StepOptions, dest: str, window: DeliveryWindow | None, now: datetime
@@ -120,6 +124,8 @@ class Continuation:
             return None, None
         left = window.time_left_for(following)
         if left is None:
+            return None, None
+        if self.fairness is not None and not self.fairness.allows(step.queue, window.started):
             return None, None
         seconds = left + HARD_LIMIT_MARGIN + self._settings.lease_grace
         return following, now + timedelta(seconds=seconds)

@@ -59,6 +59,10 @@ def is_secret_name(name: str, value: object = None) -> bool:
 
 def redact_text(text: str) -> str:
     """``text`` with URL credentials, secret ``name=value`` pairs and private keys masked."""
+    # every pattern needs a URL's "://" or a secret word (a PEM key says "PRIVATE KEY"):
+    # text with neither, most of what is logged, is returned after one search
+    if "://" not in text and not _SECRET_NAME.search(text):
+        return text
     text = _PEM.sub(f"-----PRIVATE KEY {REDACTED}-----", text)
 
     def userinfo(match: re.Match[str]) -> str:

@@ -11,6 +11,7 @@ purge, and a purge interrupted at any point leaves whole runs, never half of one
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,9 +79,19 @@ class Retention:
         batch: int = DEFAULT_BATCH,
         workflow: str | None = None,
         dry_run: bool = False,
+        pause: float | None = None,
     ) -> PurgeResult:
-        """Delete every run that finished more than ``older_than`` ago, with its history."""
+        """Delete every run that finished more than ``older_than`` ago, with its history.
+
+        Between batches the purge waits ``pause`` seconds; ``None`` waits as long as the
+        batch took, so a purge keeps its database connection busy at most half the time
+        and running steps keep the rest (0: no pause)."""
         _check(older_than, batch)
+        if pause is not None and not (math.isfinite(pause) and pause >= 0):
+            raise InvalidParamsError(
+                f"pause {pause!r} is not zero or a positive number of seconds (or None: "
+                "as long as each batch took)"
+            )
         with self._db.reads() as session:
             cutoff = now_in(session, self._clock) - older_than
             if dry_run:
@@ -88,10 +99,14 @@ class Retention:
                 return PurgeResult(runs, history, 0, cutoff, dry_run=True)
         runs = history = batches = 0
         while True:
+            started = time.monotonic()
             deleted, rows = self.purge_batch(cutoff, batch=batch, workflow=workflow)
             if not deleted:
                 break
             runs, history, batches = runs + deleted, history + rows, batches + 1
+            wait = time.monotonic() - started if pause is None else pause
+            if wait > 0:
+                time.sleep(wait)
         if runs:
             log.info("purged finished runs", runs=runs, history=history, cutoff=str(cutoff))
         return PurgeResult(runs, history, batches, cutoff)
@@ -101,10 +116,13 @@ class Retention:
     ) -> tuple[int, int]:
         """One short transaction: delete up to ``batch`` runs finished before ``cutoff``
         that no other transaction holds, and their history; returns both counts."""
+        # oldest first, in the order of the finished-at index alone: a tie-break on id
+        # would sort every run that finished at the same instant on every batch (a bulk
+        # of runs finished together made each batch scan them all)
         statement = (
             select(WorkflowRun.id, WorkflowRun.history_len)
             .where(_purgeable(cutoff, workflow))
-            .order_by(WorkflowRun.finished_at, WorkflowRun.id)
+            .order_by(WorkflowRun.finished_at)
             .limit(batch)
         )
         with self._db.transaction() as session:

@@ -139,6 +139,14 @@ def runs_purge(
     ] = None,
     workflow: Annotated[str | None, typer.Option(help="Only this workflow's runs.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Count what would be deleted.")] = False,
+    pause: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds between batches (default: as long as the last batch took, so "
+            "running steps keep the database half the time; 0: no pause).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete finished runs (succeeded, failed, cancelled) older than an age, with their
@@ -155,7 +163,9 @@ def runs_purge(
     except ConfigurationError as error:
         raise typer.BadParameter(str(error), param_hint="--older-than") from None
     with engine_from_env() as engine:
-        result = engine.purge(age, batch=batch or DEFAULT_BATCH, workflow=workflow, dry_run=dry_run)
+        result = engine.purge(
+            age, batch=batch or DEFAULT_BATCH, workflow=workflow, dry_run=dry_run, pause=pause
+        )
     if as_json:
         print_json(
             {

@@ -3,11 +3,12 @@ their history in batches; running, paused and recent runs are never touched."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import bindparam, create_engine, func, select, text
 
 from statewright import Engine, InvalidParamsError, RunNotFoundError, UnknownWorkflowError
 from statewright.models.engine import WorkflowTransition
@@ -138,3 +139,37 @@ def test_a_run_locked_elsewhere_is_skipped_not_waited_for(harness: WorkflowHarne
         assert harness.engine.get(runs.old[0]).finished
     assert harness.engine.purge(MONTH).runs == 1
     other.dispose()
+
+
+def test_runs_that_finished_at_one_instant_are_purged_batch_by_batch(
+    harness: WorkflowHarness,
+) -> None:
+    """Many runs with the same finished time (a bulk finished together) go in full
+    batches, oldest instant first, and every one of them goes."""
+    engine = harness.engine
+    runs = [engine.start("pipeline").id for _ in range(7)]
+    for run in runs:
+        harness.run(run)
+    with engine.db.transaction() as session:
+        session.execute(
+            text("UPDATE workflow_runs SET finished_at = :at WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"at": harness.clock.now(), "ids": runs},
+        )
+    harness.clock.advance(MONTH + timedelta(days=1))
+    result = engine.purge(MONTH, batch=3)
+    assert (result.runs, result.batches) == (7, 3)
+    assert history_rows(engine, runs) == 0
+
+
+def test_a_purge_pauses_between_batches_and_checks_its_pause(harness: WorkflowHarness) -> None:
+    """``pause`` seconds pass after every batch that deleted runs; a negative pause is
+    refused, naming the value."""
+    runs = make_runs(harness)
+    started = time.monotonic()
+    result = harness.engine.purge(MONTH, batch=1, pause=0.05)
+    assert (result.runs, result.batches) == (len(runs.old), 3)
+    assert time.monotonic() - started >= 0.15
+    with pytest.raises(InvalidParamsError, match="pause -1"):
+        harness.engine.purge(MONTH, pause=-1)
