@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from engine.config import Settings
-from models import metadata
+from statewright.config import Settings
+from statewright.models import metadata
 
 config = context.config
 

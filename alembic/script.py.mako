@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
 
-from models.base import BigId, JSONType, UTCDateTime
+from statewright.models.base import BigId, JSONType, UTCDateTime
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

@@ -166,9 +166,9 @@ def memory_section(workdir: Path, runs: int) -> dict[str, Any]:
 
 
 def import_section(workdir: Path, users: int) -> dict[str, Any]:
-    from engine.migrate import upgrade
-    from workflows.relocation.exporter import export_organizations
-    from workflows.relocation.sample import SampleShape, build_sample
+    from statewright.migrate import upgrade
+    from statewright.workflows.relocation.exporter import export_organizations
+    from statewright.workflows.relocation.sample import SampleShape, build_sample
 
     source = f"sqlite:///{workdir / 'source.db'}"
     upgrade(source)

@@ -23,9 +23,9 @@ from rich.table import Table
 from sqlalchemy import create_engine, select, text
 
 from bench.cluster import drop_database, fresh_database
-from engine import Engine, Settings, migrate
-from engine.queries import RunFilter, RunInfo
-from models.engine import WorkflowRun
+from statewright import Engine, Settings, migrate
+from statewright.models.engine import WorkflowRun
+from statewright.queries import RunFilter, RunInfo
 
 DATABASE = "statewright_bench_console"
 SEED = """
@@ -76,7 +76,7 @@ def deep_cursor(engine: Engine, depth: int) -> str:
             .offset(depth - 1)
             .limit(1)
         ).scalar_one()
-        from engine.queries import encode_cursor
+        from statewright.queries import encode_cursor
 
         return encode_cursor(RunInfo.of(row))
 

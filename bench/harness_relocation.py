@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
-from engine.logs import configure_logging
-from engine.testing import WorkflowHarness
-from models import User
-from workflows.relocation import Relocation, RelocationConfig, start_relocation
+from statewright import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
+from statewright.logs import configure_logging
+from statewright.models import User
+from statewright.testing import WorkflowHarness
+from statewright.workflows.relocation import Relocation, RelocationConfig, start_relocation
 
 DOCUMENT: dict[str, Any] = {
     "format": "statewright.relocation",

@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import create_engine, insert
 from sqlalchemy.orm import Session
 
-from engine.demo import TABLES
-from workflows.relocation.format import Limits, read_records
-from workflows.relocation.importer import Importer
+from statewright.demo import TABLES
+from statewright.workflows.relocation.format import Limits, read_records
+from statewright.workflows.relocation.importer import Importer
 
 BATCH = 1000
 

@@ -52,7 +52,7 @@ class StepFigures:
 
 def prepare_database(url: str) -> None:
     """Migrate the engine's schema and create the benchmark's own table."""
-    from engine.migrate import upgrade
+    from statewright.migrate import upgrade
 
     upgrade(url)
     engine = create_engine(url)
@@ -96,10 +96,10 @@ class Bench:
     def start(self) -> None:
         flush_broker()
         if self.system.startswith("statewright"):
-            self.workers.append(self._worker("engine.worker_app", QUEUES["statewright"]))
+            self.workers.append(self._worker("statewright.worker_app", QUEUES["statewright"]))
             self.cluster.spawn("relay", [str(BIN / "statewright"), "relay"])
             from bench.workload import WORKFLOWS
-            from engine import Engine, Settings
+            from statewright import Engine, Settings
 
             self._engine = Engine(Settings.from_env(self.cluster.env), WORKFLOWS)
         elif self.system == "celery":

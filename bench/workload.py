@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.orm import Session
 
 from bench import probe
-from engine.context import StepContext
-from engine.definition import Workflow, step
+from statewright.context import StepContext
+from statewright.definition import Workflow, step
 
 STEPS = 10
 

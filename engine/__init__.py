@@ -10,18 +10,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 # eager and cheap (Alembic loads when a migration runs): a lazy name would be shadowed
-# by the ``engine.migrate`` submodule once anything imports it
-from engine.migrate import upgrade as migrate
+# by the ``statewright.migrate`` submodule once anything imports it
+from statewright.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
-    from engine.api import Engine, metrics_from_settings
-    from engine.clock import Clock, SystemClock, VirtualClock
-    from engine.config import Settings
-    from engine.context import StepContext
-    from engine.definition import Definition, Workflow, step
-    from engine.dispatch import Dispatcher
-    from engine.embedded import EmbeddedWorker
-    from engine.errors import (
+    from statewright.api import Engine, metrics_from_settings
+    from statewright.clock import Clock, SystemClock, VirtualClock
+    from statewright.config import Settings
+    from statewright.context import StepContext
+    from statewright.definition import Definition, Workflow, step
+    from statewright.dispatch import Dispatcher
+    from statewright.embedded import EmbeddedWorker
+    from statewright.errors import (
         ConfigurationError,
         DefinitionError,
         IdempotencyConflictError,
@@ -35,71 +35,71 @@ if TYPE_CHECKING:
         StatewrightError,
         UnknownWorkflowError,
     )
-    from engine.instrumentation import InstrumentedTask, bind_step, instrumented_task
-    from engine.metrics import (
+    from statewright.instrumentation import InstrumentedTask, bind_step, instrumented_task
+    from statewright.metrics import (
         InMemoryMetrics,
         Metrics,
         NullMetrics,
         PrometheusMetrics,
         StatsdMetrics,
     )
-    from engine.outcomes import Poll
-    from engine.queries import RunFilter, RunInfo, RunPage, TransitionInfo
-    from engine.retention import PurgeResult
-    from engine.retry import RetryPolicy
-    from engine.schedule import Schedule
-    from engine.scheduler import ScheduleInfo
-    from engine.silo import SiloMode
-    from engine.timers import SignalContext
-    from engine.waits import Wait, on_signal
+    from statewright.outcomes import Poll
+    from statewright.queries import RunFilter, RunInfo, RunPage, TransitionInfo
+    from statewright.retention import PurgeResult
+    from statewright.retry import RetryPolicy
+    from statewright.schedule import Schedule
+    from statewright.scheduler import ScheduleInfo
+    from statewright.silo import SiloMode
+    from statewright.timers import SignalContext
+    from statewright.waits import Wait, on_signal
 
 #: Public name -> (module, name in that module).
 _LAZY: dict[str, tuple[str, str]] = {
-    "Clock": ("engine.clock", "Clock"),
-    "ConfigurationError": ("engine.errors", "ConfigurationError"),
-    "Definition": ("engine.definition", "Definition"),
-    "DefinitionError": ("engine.errors", "DefinitionError"),
-    "Dispatcher": ("engine.dispatch", "Dispatcher"),
-    "EmbeddedWorker": ("engine.embedded", "EmbeddedWorker"),
-    "Engine": ("engine.api", "Engine"),
-    "IdempotencyConflictError": ("engine.errors", "IdempotencyConflictError"),
-    "IllegalOperationError": ("engine.errors", "IllegalOperationError"),
-    "InMemoryMetrics": ("engine.metrics", "InMemoryMetrics"),
-    "InstrumentedTask": ("engine.instrumentation", "InstrumentedTask"),
-    "InvalidParamsError": ("engine.errors", "InvalidParamsError"),
-    "Metrics": ("engine.metrics", "Metrics"),
-    "NullMetrics": ("engine.metrics", "NullMetrics"),
-    "PermanentError": ("engine.errors", "PermanentError"),
-    "Poll": ("engine.outcomes", "Poll"),
-    "PrometheusMetrics": ("engine.metrics", "PrometheusMetrics"),
-    "PurgeResult": ("engine.retention", "PurgeResult"),
-    "RetryPolicy": ("engine.retry", "RetryPolicy"),
-    "RunFilter": ("engine.queries", "RunFilter"),
-    "RunInfo": ("engine.queries", "RunInfo"),
-    "RunNotFoundError": ("engine.errors", "RunNotFoundError"),
-    "RunPage": ("engine.queries", "RunPage"),
-    "Schedule": ("engine.schedule", "Schedule"),
-    "ScheduleError": ("engine.errors", "ScheduleError"),
-    "ScheduleInfo": ("engine.scheduler", "ScheduleInfo"),
-    "Settings": ("engine.config", "Settings"),
-    "SignalContext": ("engine.timers", "SignalContext"),
-    "SignalTooLateError": ("engine.errors", "SignalTooLateError"),
-    "SiloLimitError": ("engine.errors", "SiloLimitError"),
-    "SiloMode": ("engine.silo", "SiloMode"),
-    "StatewrightError": ("engine.errors", "StatewrightError"),
-    "StatsdMetrics": ("engine.metrics", "StatsdMetrics"),
-    "StepContext": ("engine.context", "StepContext"),
-    "SystemClock": ("engine.clock", "SystemClock"),
-    "TransitionInfo": ("engine.queries", "TransitionInfo"),
-    "UnknownWorkflowError": ("engine.errors", "UnknownWorkflowError"),
-    "VirtualClock": ("engine.clock", "VirtualClock"),
-    "Wait": ("engine.waits", "Wait"),
-    "Workflow": ("engine.definition", "Workflow"),
-    "bind_step": ("engine.instrumentation", "bind_step"),
-    "instrumented_task": ("engine.instrumentation", "instrumented_task"),
-    "metrics_from_settings": ("engine.api", "metrics_from_settings"),
-    "on_signal": ("engine.waits", "on_signal"),
-    "step": ("engine.definition", "step"),
+    "Clock": ("statewright.clock", "Clock"),
+    "ConfigurationError": ("statewright.errors", "ConfigurationError"),
+    "Definition": ("statewright.definition", "Definition"),
+    "DefinitionError": ("statewright.errors", "DefinitionError"),
+    "Dispatcher": ("statewright.dispatch", "Dispatcher"),
+    "EmbeddedWorker": ("statewright.embedded", "EmbeddedWorker"),
+    "Engine": ("statewright.api", "Engine"),
+    "IdempotencyConflictError": ("statewright.errors", "IdempotencyConflictError"),
+    "IllegalOperationError": ("statewright.errors", "IllegalOperationError"),
+    "InMemoryMetrics": ("statewright.metrics", "InMemoryMetrics"),
+    "InstrumentedTask": ("statewright.instrumentation", "InstrumentedTask"),
+    "InvalidParamsError": ("statewright.errors", "InvalidParamsError"),
+    "Metrics": ("statewright.metrics", "Metrics"),
+    "NullMetrics": ("statewright.metrics", "NullMetrics"),
+    "PermanentError": ("statewright.errors", "PermanentError"),
+    "Poll": ("statewright.outcomes", "Poll"),
+    "PrometheusMetrics": ("statewright.metrics", "PrometheusMetrics"),
+    "PurgeResult": ("statewright.retention", "PurgeResult"),
+    "RetryPolicy": ("statewright.retry", "RetryPolicy"),
+    "RunFilter": ("statewright.queries", "RunFilter"),
+    "RunInfo": ("statewright.queries", "RunInfo"),
+    "RunNotFoundError": ("statewright.errors", "RunNotFoundError"),
+    "RunPage": ("statewright.queries", "RunPage"),
+    "Schedule": ("statewright.schedule", "Schedule"),
+    "ScheduleError": ("statewright.errors", "ScheduleError"),
+    "ScheduleInfo": ("statewright.scheduler", "ScheduleInfo"),
+    "Settings": ("statewright.config", "Settings"),
+    "SignalContext": ("statewright.timers", "SignalContext"),
+    "SignalTooLateError": ("statewright.errors", "SignalTooLateError"),
+    "SiloLimitError": ("statewright.errors", "SiloLimitError"),
+    "SiloMode": ("statewright.silo", "SiloMode"),
+    "StatewrightError": ("statewright.errors", "StatewrightError"),
+    "StatsdMetrics": ("statewright.metrics", "StatsdMetrics"),
+    "StepContext": ("statewright.context", "StepContext"),
+    "SystemClock": ("statewright.clock", "SystemClock"),
+    "TransitionInfo": ("statewright.queries", "TransitionInfo"),
+    "UnknownWorkflowError": ("statewright.errors", "UnknownWorkflowError"),
+    "VirtualClock": ("statewright.clock", "VirtualClock"),
+    "Wait": ("statewright.waits", "Wait"),
+    "Workflow": ("statewright.definition", "Workflow"),
+    "bind_step": ("statewright.instrumentation", "bind_step"),
+    "instrumented_task": ("statewright.instrumentation", "instrumented_task"),
+    "metrics_from_settings": ("statewright.api", "metrics_from_settings"),
+    "on_signal": ("statewright.waits", "on_signal"),
+    "step": ("statewright.definition", "step"),
 }
 
 
@@ -107,7 +107,7 @@ def __getattr__(name: str) -> Any:
     try:
         module, attribute = _LAZY[name]
     except KeyError:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}") from None
+        raise AttributeError(f"module 'statewright' has no attribute {name!r}") from None
     value = getattr(import_module(module), attribute)
     globals()[name] = value
     return value

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from engine.celery_app import (
+from statewright.celery_app import (
     CeleryPublisher,
     StatewrightCelery,
     beat_schedule,
@@ -20,25 +20,25 @@ from engine.celery_app import (
     declared_queue,
     register_steps,
 )
-from engine.clock import Clock, DatabaseClock, SystemClock, VirtualClock
-from engine.config import Settings
-from engine.context import TaskContext
-from engine.definition import TaskSpec
-from engine.deliveries import PendingTask, TaskDeliveries, current_delivery
-from engine.dispatch import DEADLINE_TASK, Dispatcher, Publisher
-from engine.errors import StatewrightError, UnknownStateError, UnknownTaskError
-from engine.execution import StepExecutor
-from engine.instrumentation import InstrumentedTask, bind_step
-from engine.metrics import (
+from statewright.clock import Clock, DatabaseClock, SystemClock, VirtualClock
+from statewright.config import Settings
+from statewright.context import TaskContext
+from statewright.definition import TaskSpec
+from statewright.deliveries import PendingTask, TaskDeliveries, current_delivery
+from statewright.dispatch import DEADLINE_TASK, Dispatcher, Publisher
+from statewright.errors import StatewrightError, UnknownStateError, UnknownTaskError
+from statewright.execution import StepExecutor
+from statewright.instrumentation import InstrumentedTask, bind_step
+from statewright.metrics import (
     FanoutMetrics,
     Metrics,
     NullMetrics,
     PrometheusMetrics,
     StatsdMetrics,
 )
-from engine.operations import Deadline, Operations, Setup
-from engine.persistence import Database
-from engine.queries import (
+from statewright.operations import Deadline, Operations, Setup
+from statewright.persistence import Database
+from statewright.queries import (
     RunFilter,
     RunInfo,
     RunPage,
@@ -52,9 +52,9 @@ from engine.queries import (
     run_wait,
     search_runs,
 )
-from engine.reaper import Reaper
-from engine.recorder import RunRecorder
-from engine.registry import (
+from statewright.reaper import Reaper
+from statewright.recorder import RunRecorder
+from statewright.registry import (
     Registry,
     StepOptions,
     TaskOwner,
@@ -62,12 +62,12 @@ from engine.registry import (
     as_definitions,
     load_workflow_modules,
 )
-from engine.relay import OutboxRelay
-from engine.replay import ReplayedState, export_history, load_history, replay
-from engine.retention import DEFAULT_BATCH, PurgeResult, Retention
-from engine.schedule_operations import ScheduleOperations
-from engine.scheduler import Scheduler
-from engine.timers import Timers
+from statewright.relay import OutboxRelay
+from statewright.replay import ReplayedState, export_history, load_history, replay
+from statewright.retention import DEFAULT_BATCH, PurgeResult, Retention
+from statewright.schedule_operations import ScheduleOperations
+from statewright.scheduler import Scheduler
+from statewright.timers import Timers
 
 #: Seconds a published outbox row waits to be deleted together with others (well under
 #: the relay's grace of two seconds, after which it would be sent again).
@@ -97,7 +97,7 @@ class Engine:
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.db = Database(self.settings.database_url)
-        #: Leases and due times are told by the database's clock (see ``engine.clock``).
+        #: Leases and due times are told by the database's clock (see ``statewright.clock``).
         self.clock: Clock = (
             clock
             if isinstance(clock, VirtualClock)
@@ -392,7 +392,7 @@ class Engine:
         return export_history(self.get(run_id), self.history(run_id))
 
     def replay(self, run_id: str, *, until: int | None = None) -> ReplayedState:
-        """Walk the run's history through the current definition (see ``engine.replay``)."""
+        """Walk the run's history through the current definition (see ``statewright.replay``)."""
         document = self.export_history(run_id)
         recorded = load_history(document, f"run {run_id}")
         return replay(self.registry.get(recorded.workflow), recorded, until=until)

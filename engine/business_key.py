@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.errors import DefinitionError, InvalidParamsError
-from engine.jsonvalues import is_unicode
+from statewright.errors import DefinitionError, InvalidParamsError
+from statewright.jsonvalues import is_unicode
 
 #: A declared business key: a param name, or a function of the params.
 KeySource = str | Callable[[Mapping[str, Any]], object]

@@ -10,15 +10,15 @@ import structlog
 from celery import Celery
 from kombu import Queue
 
-from engine.config import Settings
-from engine.definition import TaskSpec
-from engine.deliveries import TaskDeliveries
-from engine.dispatch import TaskMessage
-from engine.errors import SiloLimitError
-from engine.instrumentation import HARD_LIMIT_MARGIN, InstrumentedTask
-from engine.metrics import Metrics
-from engine.registry import Registry, StepOptions, TaskOwner, task_queue
-from engine.silo import SiloMode, check_silo
+from statewright.config import Settings
+from statewright.definition import TaskSpec
+from statewright.deliveries import TaskDeliveries
+from statewright.dispatch import TaskMessage
+from statewright.errors import SiloLimitError
+from statewright.instrumentation import HARD_LIMIT_MARGIN, InstrumentedTask
+from statewright.metrics import Metrics
+from statewright.registry import Registry, StepOptions, TaskOwner, task_queue
+from statewright.silo import SiloMode, check_silo
 
 log = structlog.get_logger("statewright.publish")
 

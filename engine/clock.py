@@ -2,7 +2,7 @@
 
 Leases, due times and deadlines are written and judged by one clock, the database's:
 ``DatabaseClock`` reads it through this process's own clock (re-measured as it goes),
-and the reaper and relay compare against it in SQL (``engine.dbtime``). A
+and the reaper and relay compare against it in SQL (``statewright.dbtime``). A
 ``VirtualClock`` (tests, replay) stands for every clock, the database's included.
 """
 

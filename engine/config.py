@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from engine.errors import ConfigurationError
-from engine.retry import RetryPolicy
-from engine.silo import SiloMode
+from statewright.errors import ConfigurationError
+from statewright.retry import RetryPolicy
+from statewright.silo import SiloMode
 
 DEFAULT_DATABASE_URL = "sqlite:///statewright.db"
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory")
@@ -51,7 +51,7 @@ class Settings:
     #: then enforced up to this much late; see README, "Continuing in process".
     continue_for: float = 1.0
     #: Finished runs older than this are deleted with their history by the relay (in
-    #: batches, see ``engine.retention``); ``None`` keeps them for ever.
+    #: batches, see ``statewright.retention``); ``None`` keeps them for ever.
     retention: timedelta | None = None
     #: Bearer token (or basic-auth password) that lets the web console operate runs.
     console_token: str | None = field(default=None, repr=False)

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from engine.deliveries import TaskDelivery
+from statewright.deliveries import TaskDelivery
 
 
 def new_marker() -> int:

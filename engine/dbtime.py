@@ -18,8 +18,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from engine.clock import Clock, VirtualClock
-from models.base import UTCDateTime
+from statewright.clock import Clock, VirtualClock
+from statewright.models.base import UTCDateTime
 
 
 class _DatabaseNow(FunctionElement[datetime]):

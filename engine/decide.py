@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.definition import Definition
-from engine.errors import PermanentError
-from engine.outcomes import Poll
-from engine.registry import StepOptions
+from statewright.definition import Definition
+from statewright.errors import PermanentError
+from statewright.outcomes import Poll
+from statewright.registry import StepOptions
 
 
 @dataclass(frozen=True, slots=True)

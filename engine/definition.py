@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from transitions import Machine
 
-from engine.business_key import KeyFunction, KeySource, key_function
-from engine.errors import DefinitionError
-from engine.outcomes import Outcome
-from engine.retry import RetryPolicy
-from engine.schedule import Schedule, declared_schedules
-from engine.silo import SiloMode, normalize_modes
-from engine.waits import RunDeadline, Wait, collect_waits, run_deadline
+from statewright.business_key import KeyFunction, KeySource, key_function
+from statewright.errors import DefinitionError
+from statewright.outcomes import Outcome
+from statewright.retry import RetryPolicy
+from statewright.schedule import Schedule, declared_schedules
+from statewright.silo import SiloMode, normalize_modes
+from statewright.waits import RunDeadline, Wait, collect_waits, run_deadline
 
 if TYPE_CHECKING:
-    from engine.context import StepContext
+    from statewright.context import StepContext
 
 #: A bound handler: takes the step's context, returns a trigger or ``Poll``.
 Handler = Callable[["StepContext"], Outcome]
@@ -211,9 +211,9 @@ class Definition:
     deadline: RunDeadline | None = field(compare=False, repr=False)
     instance: Workflow = field(compare=False, repr=False)
     machine: Machine = field(compare=False, repr=False)
-    #: Cron schedules that start runs of this workflow (see ``engine.scheduler``).
+    #: Cron schedules that start runs of this workflow (see ``statewright.scheduler``).
     schedules: tuple[Schedule, ...] = field(default=(), compare=False, repr=False)
-    #: The run's business key from its params (``engine.business_key``), if declared.
+    #: The run's business key from its params (``statewright.business_key``), if declared.
     business_key: KeyFunction | None = field(compare=False, repr=False, default=None)
 
     def task_name(self, state: str) -> str:

@@ -2,7 +2,7 @@
 
 A task dispatched through the outbox (any task that is not a workflow step) keeps
 its row until it finishes or gives up. Publishing moves the row's ``not_before`` a
-dispatch timeout ahead (see ``engine.dispatch``); a worker that takes the message
+dispatch timeout ahead (see ``statewright.dispatch``); a worker that takes the message
 claims the row (one more attempt, leased past the task's time limit); finishing
 deletes the row; a retry sets the time it is due again. Whatever is lost in between
 (the message, or the worker after it acked), the relay finds the row due and sends it
@@ -29,10 +29,10 @@ from celery.exceptions import Ignore, Reject, Retry
 from sqlalchemy import CursorResult, delete, event, select, update
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.metrics import Metrics
-from engine.persistence import Database
-from models.engine import OutboxMessage
+from statewright.clock import Clock
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage
+from statewright.persistence import Database
 
 log = structlog.get_logger("statewright.deliveries")
 

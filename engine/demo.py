@@ -16,19 +16,19 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, func, select
 
-from engine.api import Engine
-from engine.config import Settings
-from engine.console import ConsoleServer
-from engine.diagrams import mermaid
-from engine.embedded import EmbeddedWorker
-from engine.migrate import upgrade
-from engine.progress import follow, follow_tasks, state_times
-from models import Organization, OrganizationMember, Project, ProjectTeam, Team, User
-from models.relocation import RelocationEmail
-from workflows.relocation import Relocation, RelocationConfig, start_relocation
-from workflows.relocation.crypto import generate_keypair, load_public_key
-from workflows.relocation.exporter import export_organizations
-from workflows.relocation.sample import SampleShape, build_sample
+from statewright.api import Engine
+from statewright.config import Settings
+from statewright.console import ConsoleServer
+from statewright.diagrams import mermaid
+from statewright.embedded import EmbeddedWorker
+from statewright.migrate import upgrade
+from statewright.models import Organization, OrganizationMember, Project, ProjectTeam, Team, User
+from statewright.models.relocation import RelocationEmail
+from statewright.progress import follow, follow_tasks, state_times
+from statewright.workflows.relocation import Relocation, RelocationConfig, start_relocation
+from statewright.workflows.relocation.crypto import generate_keypair, load_public_key
+from statewright.workflows.relocation.exporter import export_organizations
+from statewright.workflows.relocation.sample import SampleShape, build_sample
 
 TABLES = {
     "organizations": Organization,

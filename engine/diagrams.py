@@ -24,10 +24,10 @@ import graphviz
 from transitions.extensions import GraphMachine
 from transitions.extensions.states import Tags, add_state_features
 
-from engine.definition import Definition, Edge
-from engine.errors import StatewrightError
-from engine.outcomes import Poll
-from engine.queries import RunInfo, TransitionInfo
+from statewright.definition import Definition, Edge
+from statewright.errors import StatewrightError
+from statewright.outcomes import Poll
+from statewright.queries import RunInfo, TransitionInfo
 
 Format = Literal["mermaid", "dot", "svg", "png"]
 FORMATS: tuple[Format, ...] = ("mermaid", "dot", "svg", "png")

@@ -10,7 +10,7 @@ the ``OutboxRelay``. Messages with a future ``not_before`` wait in the outbox
 (durable timers) until the relay finds them due.
 
 A plain task's row (one without a run token) is not deleted when published: it is
-the task's lease (see ``engine.deliveries``). Publishing moves its ``not_before`` a
+the task's lease (see ``statewright.deliveries``). Publishing moves its ``not_before`` a
 dispatch timeout ahead, twice as far for each further copy, so the relay sends it
 again if no worker takes it in time.
 """
@@ -30,10 +30,10 @@ from sqlalchemy import delete, event, inspect, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.clock import Clock
-from engine.metrics import Metrics
-from engine.persistence import Database
-from models.engine import OutboxMessage
+from statewright.clock import Clock
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage
+from statewright.persistence import Database
 
 log = structlog.get_logger("statewright.dispatch")
 

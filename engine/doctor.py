@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from engine.api import Engine
-from engine.config import redact_url
+from statewright.api import Engine
+from statewright.config import redact_url
 
 Outcome = Literal["ok", "warning", "problem"]
 
@@ -46,7 +46,7 @@ def run_checks(engine: Engine, *, timeout: float = 2.0) -> list[Check]:
 
 
 def check_database(engine: Engine) -> Check:
-    from engine.migrate import current_revisions, head_revisions
+    from statewright.migrate import current_revisions, head_revisions
 
     url = engine.settings.database_url
     shown = redact_url(url)

@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 from celery.worker import WorkController
 
-from engine.api import Engine
-from engine.celery_app import silo_queues
-from engine.errors import StatewrightError
-from engine.maintenance import MaintenanceLoop
+from statewright.api import Engine
+from statewright.celery_app import silo_queues
+from statewright.errors import StatewrightError
+from statewright.maintenance import MaintenanceLoop
 
 log = structlog.get_logger("statewright.embedded")
 

@@ -14,7 +14,7 @@ from typing import Protocol
 PREFIX = "STATEWRIGHT_"
 
 _KNOWN: set[str] = {
-    # the engine (engine.config, engine.logs, the console)
+    # the engine (statewright.config, statewright.logs, the console)
     "STATEWRIGHT_DATABASE_URL",
     "STATEWRIGHT_BROKER_URL",
     "STATEWRIGHT_SILO_MODE",
@@ -34,7 +34,7 @@ _KNOWN: set[str] = {
     "STATEWRIGHT_LOG_FORMAT",
     "STATEWRIGHT_LOG_LEVEL",
     "STATEWRIGHT_REQUIRE_SERVICES",
-    # shipped workflows (workflows.relocation.config, workflows.weekly_reports.tasks)
+    # shipped workflows (statewright.workflows.relocation.config, statewright.workflows.weekly_reports.tasks)
     "STATEWRIGHT_EMAIL_BACKEND",
     "STATEWRIGHT_EMAIL_FROM",
     "STATEWRIGHT_RELOCATION_PRIVATE_KEY",

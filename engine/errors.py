@@ -1,7 +1,7 @@
 """The one error hierarchy of statewright.
 
 Every error says what was wrong, with the offending value, and what is allowed.
-Control-flow signals (``Poll``) are not errors and live in ``engine.outcomes``.
+Control-flow signals (``Poll``) are not errors and live in ``statewright.outcomes``.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from sqlalchemy import Connection, Row, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from engine.clock import Clock
-from engine.config import Settings
-from engine.context import Claim, StepContext
-from engine.decide import (
+from statewright.clock import Clock
+from statewright.config import Settings
+from statewright.context import Claim, StepContext
+from statewright.decide import (
     Advance,
     Decision,
     FailRun,
@@ -41,18 +41,18 @@ from engine.decide import (
     decide_outcome,
     error_detail,
 )
-from engine.errors import InvalidParamsError
-from engine.hooks.logging import bind_log_fields
-from engine.hooks.sentry import report_failure, tag_scope
-from engine.instrumentation import HARD_LIMIT_MARGIN, bind_step
-from engine.jsonvalues import check_json_object
-from engine.metrics import Metrics
-from engine.persistence import Database, lock_run
-from engine.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
-from engine.registry import Registry, StepOptions
-from engine.step_session import handler_running, misuse_of
-from models.base import UTCDateTime
-from models.engine import WorkflowRun
+from statewright.errors import InvalidParamsError
+from statewright.hooks.logging import bind_log_fields
+from statewright.hooks.sentry import report_failure, tag_scope
+from statewright.instrumentation import HARD_LIMIT_MARGIN, bind_step
+from statewright.jsonvalues import check_json_object
+from statewright.metrics import Metrics
+from statewright.models.base import UTCDateTime
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database, lock_run
+from statewright.recorder import CLAIM_COLUMNS, Advanced, RunRecorder, nothing_asked_at
+from statewright.registry import Registry, StepOptions
+from statewright.step_session import handler_running, misuse_of
 
 log = structlog.get_logger("statewright.execution")
 

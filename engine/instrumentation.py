@@ -17,21 +17,21 @@ from celery import Celery, Task, shared_task
 from celery.canvas import Signature
 from celery.exceptions import Retry
 
-from engine.deliveries import (
+from statewright.deliveries import (
     DeliverySuperseded,
     TaskDeliveries,
     TaskDelivery,
     current_delivery,
     run_delivery,
 )
-from engine.dispatch import DELIVERY_HEADER
-from engine.hooks import Hook, TaskCall
-from engine.hooks.logging import bind_log_fields, logging_context
-from engine.hooks.queue_time import queue_time
-from engine.hooks.sentry import sentry_scope, tag_scope
-from engine.hooks.timing import timing
-from engine.metrics import Metrics, NullMetrics
-from engine.silo import SiloMode, check_silo, normalize_modes, silo_queue
+from statewright.dispatch import DELIVERY_HEADER
+from statewright.hooks import Hook, TaskCall
+from statewright.hooks.logging import bind_log_fields, logging_context
+from statewright.hooks.queue_time import queue_time
+from statewright.hooks.sentry import sentry_scope, tag_scope
+from statewright.hooks.timing import timing
+from statewright.metrics import Metrics, NullMetrics
+from statewright.silo import SiloMode, check_silo, normalize_modes, silo_queue
 
 #: Seconds between a task's soft time limit (an exception in the task) and its hard one
 #: (the pool kills the process); leases outlast both.
@@ -223,7 +223,7 @@ def process_silo_mode(app: Celery) -> SiloMode:
     mode = getattr(app, "statewright_silo_mode", None)
     if isinstance(mode, SiloMode):
         return mode
-    from engine.config import env_silo_mode
+    from statewright.config import env_silo_mode
 
     return env_silo_mode()
 

@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from engine.errors import InvalidParamsError
+from statewright.errors import InvalidParamsError
 
 MAX_BYTES = 64 * 1024
 #: How deep lists and objects may nest: deep enough for any real document, shallow

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from engine.redaction import redact_event
+from statewright.redaction import redact_event
 
 FORMATS = ("console", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -72,7 +72,7 @@ def log_level_from_env() -> str:
 
 def check_level(level: str) -> str:
     if level.upper() not in LEVELS:
-        from engine.errors import ConfigurationError
+        from statewright.errors import ConfigurationError
 
         raise ConfigurationError(
             f"STATEWRIGHT_LOG_LEVEL {level!r} is not a log level; allowed: {', '.join(LEVELS)}"
@@ -88,7 +88,7 @@ def configure_logging(fmt: str | None = None, *, level: str = "INFO") -> None:
         or ("console" if sys.stderr.isatty() else "json")
     )
     if chosen not in FORMATS:
-        from engine.errors import ConfigurationError
+        from statewright.errors import ConfigurationError
 
         raise ConfigurationError(
             f"STATEWRIGHT_LOG_FORMAT {chosen!r} is not known; allowed: {', '.join(FORMATS)}"

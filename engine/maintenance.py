@@ -11,8 +11,8 @@ import time
 
 import structlog
 
-from engine.api import Engine
-from engine.stats import report_run_counts
+from statewright.api import Engine
+from statewright.stats import report_run_counts
 
 log = structlog.get_logger("statewright.maintenance")
 

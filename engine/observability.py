@@ -6,8 +6,8 @@ import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
 
-from engine.config import Settings
-from engine.redaction import redact_sentry_event
+from statewright.config import Settings
+from statewright.redaction import redact_sentry_event
 
 
 def setup_sentry(settings: Settings) -> bool:

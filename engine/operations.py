@@ -16,17 +16,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.business_key import compute_key
-from engine.clock import Clock
-from engine.definition import Definition
-from engine.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
-from engine.jsonvalues import canonical, check_json_object, is_unicode
-from engine.persistence import Database, require_run
-from engine.queries import FINISHED, RunInfo
-from engine.recorder import RunRecorder
-from engine.registry import Registry
-from engine.timers import Timers, merged_context
-from models.engine import WorkflowRun
+from statewright.business_key import compute_key
+from statewright.clock import Clock
+from statewright.definition import Definition
+from statewright.errors import IdempotencyConflictError, IllegalOperationError, InvalidParamsError
+from statewright.jsonvalues import canonical, check_json_object, is_unicode
+from statewright.models.engine import WorkflowRun
+from statewright.persistence import Database, require_run
+from statewright.queries import FINISHED, RunInfo
+from statewright.recorder import RunRecorder
+from statewright.registry import Registry
+from statewright.timers import Timers, merged_context
 
 MAX_KEY = 200
 

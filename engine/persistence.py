@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.dbtime import read_database_now
-from engine.errors import RunNotFoundError
-from engine.jsonvalues import is_run_id
-from engine.step_session import StepSession
-from models.engine import WorkflowRun
+from statewright.dbtime import read_database_now
+from statewright.errors import RunNotFoundError
+from statewright.jsonvalues import is_run_id
+from statewright.models.engine import WorkflowRun
+from statewright.step_session import StepSession
 
 
 class Database:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.engine import WorkflowRun, WorkflowTransition
+from statewright.models.engine import WorkflowRun, WorkflowTransition
 
 
 def fold_poll(

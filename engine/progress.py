@@ -17,10 +17,10 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from engine.api import Engine
-from engine.deliveries import PendingTask
-from engine.logs import logs_to
-from engine.queries import RunInfo, TransitionInfo
+from statewright.api import Engine
+from statewright.deliveries import PendingTask
+from statewright.logs import logs_to
+from statewright.queries import RunInfo, TransitionInfo
 
 #: How long a command that waited for a run then waits for the tasks it dispatched.
 TASK_WAIT = 600.0

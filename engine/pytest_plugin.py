@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.api import Engine
-from engine.clock import VirtualClock
-from engine.config import Settings
-from engine.metrics import InMemoryMetrics
-from engine.migrate import upgrade
-from engine.registry import WorkflowItem
-from engine.testing import WorkflowHarness
+from statewright.api import Engine
+from statewright.clock import VirtualClock
+from statewright.config import Settings
+from statewright.metrics import InMemoryMetrics
+from statewright.migrate import upgrade
+from statewright.registry import WorkflowItem
+from statewright.testing import WorkflowHarness
 
 
 @pytest.fixture

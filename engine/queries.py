@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, cast, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from engine.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
-from engine.jsonvalues import is_run_id
-from models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.errors import AmbiguousRunIdError, InvalidParamsError, RunNotFoundError
+from statewright.jsonvalues import is_run_id
+from statewright.models.engine import RUN_STATUSES, OutboxMessage, WorkflowRun, WorkflowTransition
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 

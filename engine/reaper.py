@@ -17,14 +17,14 @@ import structlog
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.dbtime import judged_now
-from engine.dispatch import MAX_DOUBLINGS
-from engine.metrics import Metrics
-from engine.persistence import Database
-from engine.recorder import RunRecorder
-from engine.registry import Registry
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.clock import Clock
+from statewright.dbtime import judged_now
+from statewright.dispatch import MAX_DOUBLINGS
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.persistence import Database
+from statewright.recorder import RunRecorder
+from statewright.registry import Registry
 
 log = structlog.get_logger("statewright.reaper")
 

@@ -29,14 +29,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.config import Settings
-from engine.context import Claim
-from engine.dispatch import Dispatcher
-from engine.metrics import Metrics
-from engine.polls import fold_poll
-from engine.redaction import redact_text, redact_value
-from engine.registry import Registry, task_queue
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.config import Settings
+from statewright.context import Claim
+from statewright.dispatch import Dispatcher
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.polls import fold_poll
+from statewright.redaction import redact_text, redact_value
+from statewright.registry import Registry, task_queue
 
 
 class Advanced(enum.Enum):
@@ -109,7 +109,7 @@ class RunRecorder:
         run_id: str | None = None,
     ) -> None:
         """Dispatch a task after ``session`` commits, on its own queue; its outbox row
-        stays until the task finishes (see ``engine.deliveries``)."""
+        stays until the task finishes (see ``statewright.deliveries``)."""
         found = self._registry.task_spec(task_name)
         if found is not None:
             queue = task_queue(*found, self._settings.default_queue)

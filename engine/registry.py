@@ -13,8 +13,8 @@ from datetime import timedelta
 from types import MappingProxyType, ModuleType
 from typing import TypeVar
 
-from engine.config import Settings
-from engine.definition import (
+from statewright.config import Settings
+from statewright.definition import (
     Definition,
     Handler,
     TaskGroup,
@@ -22,15 +22,15 @@ from engine.definition import (
     TaskSpec,
     Workflow,
 )
-from engine.errors import (
+from statewright.errors import (
     ConfigurationError,
     DefinitionError,
     UnknownStateError,
     UnknownWorkflowError,
 )
-from engine.retry import RetryPolicy
-from engine.silo import SiloMode, silo_queue
-from engine.waits import SignalHandler, Wait
+from statewright.retry import RetryPolicy
+from statewright.silo import SiloMode, silo_queue
+from statewright.waits import SignalHandler, Wait
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import delete, func, select
 
-from engine.clock import Clock
-from engine.dbtime import judged_now
-from engine.dispatch import Dispatcher, TaskMessage, resend_wait
-from engine.metrics import Metrics
-from engine.persistence import Database
-from models.engine import OutboxMessage
+from statewright.clock import Clock
+from statewright.dbtime import judged_now
+from statewright.dispatch import Dispatcher, TaskMessage, resend_wait
+from statewright.metrics import Metrics
+from statewright.models.engine import OutboxMessage
+from statewright.persistence import Database
 
 log = structlog.get_logger("statewright.relay")
 

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.definition import Definition
-from engine.errors import InvalidParamsError, StatewrightError
-from engine.queries import RunInfo, TransitionInfo
-from engine.redaction import redact_value
+from statewright.definition import Definition
+from statewright.errors import InvalidParamsError, StatewrightError
+from statewright.queries import RunInfo, TransitionInfo
+from statewright.redaction import redact_value
 
 FORMAT = "statewright.history"
 VERSION = 1

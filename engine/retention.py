@@ -20,13 +20,13 @@ import structlog
 from sqlalchemy import ColumnElement, CursorResult, Delete, Row, and_, delete, func, select
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.dbtime import now_in
-from engine.errors import InvalidParamsError
-from engine.metrics import Metrics
-from engine.persistence import Database
-from engine.queries import FINISHED
-from models.engine import WorkflowRun, WorkflowTransition
+from statewright.clock import Clock
+from statewright.dbtime import now_in
+from statewright.errors import InvalidParamsError
+from statewright.metrics import Metrics
+from statewright.models.engine import WorkflowRun, WorkflowTransition
+from statewright.persistence import Database
+from statewright.queries import FINISHED
 
 log = structlog.get_logger("statewright.retention")
 

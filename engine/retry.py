@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from engine.errors import DefinitionError, PermanentError
+from statewright.errors import DefinitionError, PermanentError
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 This module is pure: it checks a schedule and computes its fire times. The rows that
 hold each schedule's next fire time, and the relay that fires them, are in
-``engine.scheduler``.
+``statewright.scheduler``.
 
 Missed fire times are the ones that passed while no relay ran (a schedule is due
 from its ``next_fire_at`` up to now). The policy decides what becomes of them:
@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from engine.errors import DefinitionError, ScheduleError
-from engine.jsonvalues import check_json_object
+from statewright.errors import DefinitionError, ScheduleError
+from statewright.jsonvalues import check_json_object
 
 MISSED_POLICIES = ("skip", "catch_up")
 DEFAULT_CATCH_UP_LIMIT = 10

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from engine.cli.common import JsonFlag, engine_from_env, out, parse_json, print_json, print_run
-from engine.schedule import DEFAULT_CATCH_UP_LIMIT, MAX_CATCH_UP_LIMIT, MISSED_POLICIES
+from statewright.cli.common import JsonFlag, engine_from_env, out, parse_json, print_json, print_run
+from statewright.schedule import DEFAULT_CATCH_UP_LIMIT, MAX_CATCH_UP_LIMIT, MISSED_POLICIES
 
 if TYPE_CHECKING:
-    from engine.scheduler import ScheduleInfo
+    from statewright.scheduler import ScheduleInfo
 
 schedules_app = typer.Typer(
     help="Cron schedules that start runs: list, add, remove, pause, resume, trigger.",
@@ -146,9 +146,9 @@ def runs_purge(
 
     Example: statewright runs purge --older-than 30d --dry-run
     """
-    from engine.config import parse_age
-    from engine.errors import ConfigurationError
-    from engine.retention import DEFAULT_BATCH
+    from statewright.config import parse_age
+    from statewright.errors import ConfigurationError
+    from statewright.retention import DEFAULT_BATCH
 
     try:
         age = parse_age(older_than, "--older-than")

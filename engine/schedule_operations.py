@@ -14,15 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.errors import IllegalOperationError, ScheduleError
-from engine.jsonvalues import check_json_object
-from engine.operations import Operations
-from engine.persistence import Database
-from engine.queries import RunInfo
-from engine.registry import Registry
-from engine.schedule import DEFAULT_CATCH_UP_LIMIT, Schedule, next_fire
-from engine.scheduler import ScheduleInfo, Scheduler, new_row
-from models.schedules import WorkflowSchedule
+from statewright.errors import IllegalOperationError, ScheduleError
+from statewright.jsonvalues import check_json_object
+from statewright.models.schedules import WorkflowSchedule
+from statewright.operations import Operations
+from statewright.persistence import Database
+from statewright.queries import RunInfo
+from statewright.registry import Registry
+from statewright.schedule import DEFAULT_CATCH_UP_LIMIT, Schedule, next_fire
+from statewright.scheduler import ScheduleInfo, Scheduler, new_row
 
 _OPERATOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 #: How many names a refusal lists.

@@ -20,15 +20,15 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.dbtime import now_in
-from engine.definition import Definition
-from engine.metrics import Metrics
-from engine.operations import Operations
-from engine.persistence import Database
-from engine.registry import Registry
-from engine.schedule import Schedule, next_fire, plan_fires
-from models.schedules import WorkflowSchedule
+from statewright.clock import Clock
+from statewright.dbtime import now_in
+from statewright.definition import Definition
+from statewright.metrics import Metrics
+from statewright.models.schedules import WorkflowSchedule
+from statewright.operations import Operations
+from statewright.persistence import Database
+from statewright.registry import Registry
+from statewright.schedule import Schedule, next_fire, plan_fires
 
 log = structlog.get_logger("statewright.scheduler")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-from engine.errors import ConfigurationError, SiloLimitError
+from statewright.errors import ConfigurationError, SiloLimitError
 
 
 class SiloMode(enum.StrEnum):

@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from engine.metrics import FanoutMetrics, Metrics, PrometheusMetrics
-from engine.persistence import Database
-from models.engine import RUN_STATUSES, WorkflowRun
+from statewright.metrics import FanoutMetrics, Metrics, PrometheusMetrics
+from statewright.models.engine import RUN_STATUSES, WorkflowRun
+from statewright.persistence import Database
 
 
 def report_run_counts(db: Database, metrics: Metrics) -> dict[tuple[str, str], int]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
-from engine.errors import PermanentError
+from statewright.errors import PermanentError
 
 #: ``Session.info`` keys: the state whose handler is running, and what it tried.
 _RUNNING = "statewright.handler_running"

@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from celery.exceptions import Retry
 from sqlalchemy import func, select
 
-from engine.api import Engine
-from engine.clock import VirtualClock
-from engine.context import Claim
-from engine.dispatch import TaskMessage
-from engine.queries import RunInfo
-from engine.registry import StepOptions
-from models.engine import WorkflowRun
+from statewright.api import Engine
+from statewright.clock import VirtualClock
+from statewright.context import Claim
+from statewright.dispatch import TaskMessage
+from statewright.models.engine import WorkflowRun
+from statewright.queries import RunInfo
+from statewright.registry import StepOptions
 
 
 class LocalQueue:

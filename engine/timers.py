@@ -19,17 +19,17 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.clock import Clock
-from engine.config import Settings
-from engine.definition import Definition
-from engine.dispatch import DEADLINE_TASK, Dispatcher
-from engine.errors import IllegalOperationError, InvalidParamsError, SignalTooLateError
-from engine.jsonvalues import MAX_BYTES, check_json_object, json_size
-from engine.metrics import Metrics
-from engine.persistence import Database, lock_run
-from engine.recorder import RunRecorder
-from engine.registry import Registry, StepOptions
-from models.engine import WorkflowRun, WorkflowTransition
+from statewright.clock import Clock
+from statewright.config import Settings
+from statewright.definition import Definition
+from statewright.dispatch import DEADLINE_TASK, Dispatcher
+from statewright.errors import IllegalOperationError, InvalidParamsError, SignalTooLateError
+from statewright.jsonvalues import MAX_BYTES, check_json_object, json_size
+from statewright.metrics import Metrics
+from statewright.models.engine import WorkflowRun, WorkflowTransition
+from statewright.persistence import Database, lock_run
+from statewright.recorder import RunRecorder
+from statewright.registry import Registry, StepOptions
 
 log = structlog.get_logger("statewright.timers")
 

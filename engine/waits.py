@@ -1,5 +1,5 @@
 """Declaring waits and deadlines: waiting states, their signals and timeouts, and a
-run's deadline. Validated when a workflow is declared; ``engine.timers`` runs them.
+run's deadline. Validated when a workflow is declared; ``statewright.timers`` runs them.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import DefinitionError
+from statewright.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from engine.definition import Edge, StepSpec
+    from statewright.definition import Edge, StepSpec
 
 #: A waiting state's signal handler: takes a ``SignalContext``, returns nothing.
 SignalHandler = Callable[..., None]

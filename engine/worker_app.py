@@ -1,4 +1,4 @@
-"""The Celery app for ``celery -A engine.worker_app worker``.
+"""The Celery app for ``celery -A statewright.worker_app worker``.
 
 The one place a module-level engine exists: Celery's command line needs an app
 to import. Configuration comes from ``STATEWRIGHT_*`` environment variables.
@@ -10,10 +10,10 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
-from engine.api import Engine
-from engine.logs import configure_logging
-from engine.observability import setup_sentry
-from engine.stats import serve_metrics
+from statewright.api import Engine
+from statewright.logs import configure_logging
+from statewright.observability import setup_sentry
+from statewright.stats import serve_metrics
 
 configure_logging()
 engine = Engine()

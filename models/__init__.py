@@ -1,17 +1,24 @@
 """SQLAlchemy models: the engine's tables and the domain tables of shipped workflows."""
 
-from models.base import Base, metadata
-from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
-from models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
-from models.relocation import (
+from statewright.models.base import Base, metadata
+from statewright.models.domain import (
+    Organization,
+    OrganizationMember,
+    Project,
+    ProjectTeam,
+    Team,
+    User,
+)
+from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+from statewright.models.relocation import (
     Relocation,
     RelocationEmail,
     RelocationFile,
     RelocationValidation,
     RelocationValidationAttempt,
 )
-from models.reports import ReportDelivery, ReportSchedule
-from models.schedules import WorkflowSchedule
+from statewright.models.reports import ReportDelivery, ReportSchedule
+from statewright.models.schedules import WorkflowSchedule
 
 __all__ = [
     "Base",

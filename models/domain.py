@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, UTCDateTime
+from statewright.models.base import Base, BigId, UTCDateTime
 
 ROLES = ("owner", "manager", "member")
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, JSONType, UTCDateTime
+from statewright.models.base import Base, BigId, JSONType, UTCDateTime
 
 RUN_STATUSES = ("running", "paused", "succeeded", "failed", "cancelled")
 

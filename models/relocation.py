@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, JSONType, UTCDateTime
+from statewright.models.base import Base, BigId, JSONType, UTCDateTime
 
 
 class Relocation(Base):

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, UTCDateTime
+from statewright.models.base import Base, BigId, UTCDateTime
 
 
 class ReportSchedule(Base):

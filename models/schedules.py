@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, UTCDateTime
+from statewright.models.base import Base, JSONType, UTCDateTime
 
 
 class WorkflowSchedule(Base):

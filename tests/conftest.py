@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
-from engine.testing import WorkflowHarness
-from models import metadata
+from statewright import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
+from statewright.models import metadata
+from statewright.testing import WorkflowHarness
 from tests.sample_workflows import WORKFLOWS, test_metadata
 
 REQUIRE_SERVICES = os.environ.get("STATEWRIGHT_REQUIRE_SERVICES") == "1"

@@ -13,11 +13,11 @@ from typing import Any, Literal
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 from sqlalchemy.orm import Session
 
-from engine import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
-from engine.context import TaskContext
-from engine.definition import TaskGroup, task
-from engine.timers import SignalContext
-from engine.waits import Wait, on_signal
+from statewright import PermanentError, Poll, RetryPolicy, StepContext, Workflow, step
+from statewright.context import TaskContext
+from statewright.definition import TaskGroup, task
+from statewright.timers import SignalContext
+from statewright.waits import Wait, on_signal
 
 test_metadata = MetaData()
 effects = Table(

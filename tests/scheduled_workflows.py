@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from engine import Schedule, StepContext, Workflow, step
+from statewright import Schedule, StepContext, Workflow, step
 from tests.sample_workflows import record_effect
 
 

@@ -11,9 +11,9 @@ import os
 import time
 from typing import Any, Literal
 
-from engine import SiloMode, StepContext, Workflow, instrumented_task, step
-from engine.context import TaskContext
-from engine.definition import TaskGroup, task
+from statewright import SiloMode, StepContext, Workflow, instrumented_task, step
+from statewright.context import TaskContext
+from statewright.definition import TaskGroup, task
 from tests.sample_workflows import record_effect
 
 #: The queue ``tests.routed`` declares (unique to the process that declares it).

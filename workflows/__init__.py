@@ -10,19 +10,19 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.definition import Workflow
-    from workflows.document_review import DocumentReview
-    from workflows.onboarding import Onboarding
-    from workflows.relocation import Relocation
-    from workflows.weekly_reports import WeeklyReports
+    from statewright.definition import Workflow
+    from statewright.workflows.document_review import DocumentReview
+    from statewright.workflows.onboarding import Onboarding
+    from statewright.workflows.relocation import Relocation
+    from statewright.workflows.weekly_reports import WeeklyReports
 
     WORKFLOWS: list[type[Workflow]]
 
 _LAZY = {
-    "DocumentReview": "workflows.document_review",
-    "Onboarding": "workflows.onboarding",
-    "Relocation": "workflows.relocation",
-    "WeeklyReports": "workflows.weekly_reports",
+    "DocumentReview": "statewright.workflows.document_review",
+    "Onboarding": "statewright.workflows.onboarding",
+    "Relocation": "statewright.workflows.relocation",
+    "WeeklyReports": "statewright.workflows.weekly_reports",
 }
 
 #: The shipped workflows, in the order they are registered.
@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
     elif name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
     else:
-        raise AttributeError(f"module 'workflows' has no attribute {name!r}")
+        raise AttributeError(f"module 'statewright.workflows' has no attribute {name!r}")
     globals()[name] = value
     return value
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from engine.context import StepContext
-from engine.definition import Workflow, step
-from engine.errors import InvalidParamsError
-from engine.outcomes import Poll
-from engine.timers import SignalContext
-from engine.waits import Wait, on_signal
+from statewright.context import StepContext
+from statewright.definition import Workflow, step
+from statewright.errors import InvalidParamsError
+from statewright.outcomes import Poll
+from statewright.timers import SignalContext
+from statewright.waits import Wait, on_signal
 
 
 class DocumentReview(Workflow):

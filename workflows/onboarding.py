@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from engine.context import StepContext
-from engine.definition import Workflow, step
-from engine.errors import PermanentError
-from engine.outcomes import Poll
-from engine.retry import RetryPolicy
+from statewright.context import StepContext
+from statewright.definition import Workflow, step
+from statewright.errors import PermanentError
+from statewright.outcomes import Poll
+from statewright.retry import RetryPolicy
 
 
 class ProvisioningBusyError(Exception):

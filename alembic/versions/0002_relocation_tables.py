@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from models.base import BigId, JSONType, UTCDateTime
+from statewright.models.base import BigId, JSONType, UTCDateTime
 
 revision: str = '0002'
 down_revision: str | None = '0001'

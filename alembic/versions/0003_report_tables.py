@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-from models.base import BigId, UTCDateTime
+from statewright.models.base import BigId, UTCDateTime
 
 revision: str = '0003'
 down_revision: str | None = '0002'

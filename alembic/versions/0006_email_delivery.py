@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-from models.base import UTCDateTime
+from statewright.models.base import UTCDateTime
 
 revision: str = "0006"
 down_revision: str | None = "0005"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-from models.base import JSONType, UTCDateTime
+from statewright.models.base import JSONType, UTCDateTime
 
 revision: str = "0009"
 down_revision: str | None = "0008"

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from engine.cli.common import engine_from_env, engine_without_database, err, fail, out
-from engine.cli.doctor import doctor
-from engine.cli.inspect import inspect_commands
-from engine.cli.runs import runs_app
-from engine.errors import StatewrightError
-from engine.schedule_cli import runs_purge, schedules_app
-from workflows.relocation.cli import keys_app, relocation_app
-from workflows.weekly_reports.cli import reports_app
+from statewright.cli.common import engine_from_env, engine_without_database, err, fail, out
+from statewright.cli.doctor import doctor
+from statewright.cli.inspect import inspect_commands
+from statewright.cli.runs import runs_app
+from statewright.errors import StatewrightError
+from statewright.schedule_cli import runs_purge, schedules_app
+from statewright.workflows.relocation.cli import keys_app, relocation_app
+from statewright.workflows.weekly_reports.cli import reports_app
 
 if TYPE_CHECKING:
-    from engine.config import Settings
+    from statewright.config import Settings
 
 app = typer.Typer(
     help="statewright: durable workflow state machines on Celery and SQLAlchemy.\n\n"
@@ -47,7 +47,7 @@ app.command("doctor")(doctor)
 
 def main() -> None:
     """Console entry point."""
-    from engine.environment import warn_unknown_variables
+    from statewright.environment import warn_unknown_variables
 
     warn_unknown_variables(os.environ, err)
     try:
@@ -68,8 +68,8 @@ def migrate() -> None:
 
     Example: STATEWRIGHT_DATABASE_URL=postgresql://localhost/app statewright migrate
     """
-    from engine.config import Settings, redact_url
-    from engine.migrate import upgrade
+    from statewright.config import Settings, redact_url
+    from statewright.migrate import upgrade
 
     settings = Settings.from_env()
     upgrade(settings.database_url)
@@ -105,7 +105,7 @@ def worker(
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright worker -c 4
              --metrics-port 9108
     """
-    from engine.config import Settings
+    from statewright.config import Settings
 
     chosen = parse_queues(queues)
     settings = Settings.from_env()
@@ -139,12 +139,12 @@ def _become_celery_worker(
     metrics_port: int | None,
 ) -> NoReturn:
     """Replace this process with a Celery worker on ``queues`` (default: the silo's)."""
-    from engine.stats import prepare_multiprocess_metrics
+    from statewright.stats import prepare_multiprocess_metrics
 
     if metrics_port is not None:
         prepare_multiprocess_metrics()
     if not queues:
-        from engine.celery_app import silo_queues
+        from statewright.celery_app import silo_queues
 
         probe = engine_without_database()
         queues = silo_queues(probe.celery, settings.silo_mode)
@@ -154,7 +154,7 @@ def _become_celery_worker(
         "-m",
         "celery",
         "-A",
-        "engine.worker_app",
+        "statewright.worker_app",
         "worker",
         "--concurrency",
         str(concurrency),
@@ -174,8 +174,8 @@ def _become_celery_worker(
 
 
 def _run_embedded_worker(queues: list[str], metrics_port: int | None) -> None:
-    from engine.embedded import EmbeddedWorker
-    from engine.stats import serve_metrics
+    from statewright.embedded import EmbeddedWorker
+    from statewright.stats import serve_metrics
 
     with engine_from_env() as engine:
         if metrics_port is not None:
@@ -196,7 +196,7 @@ def beat(
 
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright beat --relay
     """
-    from engine.config import Settings
+    from statewright.config import Settings
 
     settings = Settings.from_env()
     if settings.embedded:
@@ -211,7 +211,7 @@ def beat(
         "-m",
         "celery",
         "-A",
-        "engine.worker_app",
+        "statewright.worker_app",
         "beat",
         "--loglevel",
         loglevel,
@@ -229,7 +229,7 @@ def relay(
 
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright relay
     """
-    from engine.maintenance import MaintenanceLoop
+    from statewright.maintenance import MaintenanceLoop
 
     with engine_from_env() as engine:
         if engine.settings.embedded:
@@ -261,7 +261,7 @@ def web(
 
     Example: STATEWRIGHT_CONSOLE_TOKEN=s3cret statewright web --port 8080
     """
-    from engine.console import ConsoleServer
+    from statewright.console import ConsoleServer
 
     with engine_from_env() as engine:
         server = ConsoleServer(engine, host=host, port=port)

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from engine.api import Engine
-    from engine.queries import RunInfo, TransitionInfo
+    from statewright.api import Engine
+    from statewright.queries import RunInfo, TransitionInfo
 
 out = Console()
 err = Console(stderr=True)
@@ -59,10 +59,10 @@ def engine_from_env() -> Iterator[Engine]:
 
 def engine_without_database() -> Engine:
     """An engine from the environment for commands that may not touch the database."""
-    from engine.api import Engine
-    from engine.config import Settings
-    from engine.logs import configure_logging, log_level_from_env
-    from engine.observability import setup_sentry
+    from statewright.api import Engine
+    from statewright.config import Settings
+    from statewright.logs import configure_logging, log_level_from_env
+    from statewright.observability import setup_sentry
 
     configure_logging(level=log_level_from_env())
     engine = Engine(Settings.from_env())
@@ -73,8 +73,8 @@ def engine_without_database() -> Engine:
 def ensure_migrated(engine: Engine) -> None:
     from sqlalchemy import inspect
 
-    from engine.config import redact_url
-    from engine.errors import StatewrightError
+    from statewright.config import redact_url
+    from statewright.errors import StatewrightError
 
     if not inspect(engine.db.engine).has_table("workflow_runs"):
         raise StatewrightError(
@@ -108,11 +108,11 @@ def wait_with_progress(engine: Engine, info: RunInfo) -> RunInfo:
     it works for this run only: other pending runs are left for their own worker.
     Ctrl-C stops following (and that worker); the run itself goes on.
     """
-    from engine.progress import follow, follow_tasks
+    from statewright.progress import follow, follow_tasks
 
     worker = None
     if engine.settings.embedded and not info.finished:
-        from engine.embedded import EmbeddedWorker
+        from statewright.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine, only_run=info.id).start()
     try:

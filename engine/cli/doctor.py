@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from engine.cli.common import JsonFlag, engine_without_database, out, print_json
+from statewright.cli.common import JsonFlag, engine_without_database, out, print_json
 
 MARKS = {"ok": "[green]ok[/]", "warning": "[yellow]warning[/]", "problem": "[red]problem[/]"}
 
@@ -17,7 +17,7 @@ def doctor(as_json: JsonFlag = False) -> None:
 
     Example: STATEWRIGHT_BROKER_URL=redis://localhost:6379/0 statewright doctor
     """
-    from engine.doctor import run_checks
+    from statewright.doctor import run_checks
 
     engine = engine_without_database()
     try:

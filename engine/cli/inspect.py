@@ -11,15 +11,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli.common import JsonFlag, engine_without_database, ensure_migrated, out, print_json
+from statewright.cli.common import (
+    JsonFlag,
+    engine_without_database,
+    ensure_migrated,
+    out,
+    print_json,
+)
 
 if TYPE_CHECKING:
-    from engine.api import Engine
-    from engine.definition import Definition
+    from statewright.api import Engine
+    from statewright.definition import Definition
 
 
 class DiagramFormat(StrEnum):
-    """``--format`` choices of ``statewright diagram`` (``engine.diagrams.FORMATS``)."""
+    """``--format`` choices of ``statewright diagram`` (``statewright.diagrams.FORMATS``)."""
 
     mermaid = "mermaid"
     dot = "dot"
@@ -99,8 +105,8 @@ def demo(
 
       statewright demo --web --port 8080
     """
-    from engine.demo import run_demo
-    from engine.logs import configure_logging
+    from statewright.demo import run_demo
+    from statewright.logs import configure_logging
 
     configure_logging(level="WARNING")
     code = run_demo(out, orgs=orgs, users=users, workdir=workdir, web_port=port if web else None)
@@ -128,7 +134,7 @@ def diagram(
 
       statewright diagram --run 0193a4f2 --format svg -o run.svg
     """
-    from engine.diagrams import render, write_all
+    from statewright.diagrams import render, write_all
 
     engine = engine_without_database()
     try:
@@ -184,7 +190,7 @@ def replay_command(
 
       statewright replay --file run.json --at 3
     """
-    from engine.replay import load_history
+    from statewright.replay import load_history
 
     if not (run_id or all_runs or files):
         raise typer.BadParameter("give a RUN_ID, --all or --file")
@@ -209,7 +215,7 @@ def replay_command(
 
 
 def _replay_all(engine: Engine, recorded: list[Any], at: int | None) -> list[dict[str, Any]]:
-    from engine.replay import ReplayDivergenceError, replay
+    from statewright.replay import ReplayDivergenceError, replay
 
     results: list[dict[str, Any]] = []
     for run in recorded:
@@ -250,7 +256,7 @@ def _all_run_ids(engine: Engine) -> list[str]:
     """Every run, oldest first (the oldest are the likeliest to be stranded by a change)."""
     from sqlalchemy import select
 
-    from models.engine import WorkflowRun
+    from statewright.models.engine import WorkflowRun
 
     with engine.db.reads() as session:
         return list(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from engine.cli.common import (
+from statewright.cli.common import (
     JsonFlag,
     RunId,
     Status,
@@ -27,7 +27,7 @@ from engine.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from engine.queries import RunInfo
+    from statewright.queries import RunInfo
 
 runs_app = typer.Typer(
     help="Start, find, inspect, follow and operate runs. A RUN_ID may be shortened to any "

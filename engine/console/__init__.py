@@ -6,8 +6,8 @@ and operating through the engine's own query and operation functions.
 
 from __future__ import annotations
 
-from engine.console.app import create_app
-from engine.console.auth import Access, is_loopback
-from engine.console.server import ConsoleServer, access_for
+from statewright.console.app import create_app
+from statewright.console.auth import Access, is_loopback
+from statewright.console.server import ConsoleServer, access_for
 
 __all__ = ["Access", "ConsoleServer", "access_for", "create_app", "is_loopback"]

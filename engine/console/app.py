@@ -18,8 +18,8 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engine.api import Engine
-from engine.console.auth import (
+from statewright.api import Engine
+from statewright.console.auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
     REALM,
@@ -27,12 +27,12 @@ from engine.console.auth import (
     AccessDeniedError,
     csrf_token,
 )
-from engine.console.events import run_events
-from engine.console.operations import IRREVERSIBLE, OperationRequest, perform
-from engine.console.pages import run_view, runs_view, workflow_view
-from engine.console.templates import environment
-from engine.diagrams import render
-from engine.errors import (
+from statewright.console.events import run_events
+from statewright.console.operations import IRREVERSIBLE, OperationRequest, perform
+from statewright.console.pages import run_view, runs_view, workflow_view
+from statewright.console.templates import environment
+from statewright.diagrams import render
+from statewright.errors import (
     IllegalOperationError,
     RunNotFoundError,
     StatewrightError,

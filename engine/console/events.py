@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from engine.errors import RunNotFoundError
-from engine.queries import RunInfo
+from statewright.errors import RunNotFoundError
+from statewright.queries import RunInfo
 
 #: Seconds between comments that keep an idle stream open through proxies.
 KEEPALIVE = 15.0

@@ -13,9 +13,9 @@ from typing import Any
 
 import structlog
 
-from engine.api import Engine
-from engine.errors import InvalidParamsError
-from engine.queries import RunInfo
+from statewright.api import Engine
+from statewright.errors import InvalidParamsError
+from statewright.queries import RunInfo
 
 log = structlog.get_logger("statewright.console")
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.api import Engine
-from engine.errors import InvalidParamsError
-from engine.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo
-from engine.redaction import redact_text, redact_value
-from engine.registry import StepOptions
+from statewright.api import Engine
+from statewright.errors import InvalidParamsError
+from statewright.queries import RunFilter, RunInfo, RunPage, RunWait, TransitionInfo
+from statewright.redaction import redact_text, redact_value
+from statewright.registry import StepOptions
 
 FILTER_FIELDS = ("workflow", "status", "state", "started_from", "started_to", "text", "key")
 

@@ -7,10 +7,10 @@ import time
 
 import uvicorn
 
-from engine.api import Engine
-from engine.console.app import create_app
-from engine.console.auth import Access, is_loopback
-from engine.errors import ConfigurationError, StatewrightError
+from statewright.api import Engine
+from statewright.console.app import create_app
+from statewright.console.auth import Access, is_loopback
+from statewright.errors import ConfigurationError, StatewrightError
 
 
 def access_for(engine: Engine, host: str) -> Access:

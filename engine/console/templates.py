@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from engine.console.pages import span, when
+from statewright.console.pages import span, when
 
 TEMPLATES = Path(__file__).parent / "templates"
 

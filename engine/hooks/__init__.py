@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.metrics import Metrics
+from statewright.metrics import Metrics
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from engine.hooks import TaskCall
+from statewright.hooks import TaskCall
 
 
 @contextmanager

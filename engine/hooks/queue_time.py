@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from engine.dispatch import ENQUEUED_AT_HEADER
-from engine.hooks import TaskCall
+from statewright.dispatch import ENQUEUED_AT_HEADER
+from statewright.hooks import TaskCall
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import Any
 
 import sentry_sdk
 
-from engine.hooks import TaskCall
+from statewright.hooks import TaskCall
 
 
 @contextmanager

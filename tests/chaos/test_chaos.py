@@ -169,7 +169,7 @@ def test_chaos(make_cluster: ClusterFactory, pg_url: str, broker: str) -> None:
         STATEWRIGHT_DISPATCH_TIMEOUT="6",
         STATEWRIGHT_LOG_FORMAT="json",
     )
-    from engine import Engine, Settings
+    from statewright import Engine, Settings
     from tests.chaos.workflow import WORKFLOWS
 
     cluster.engine.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from engine import Engine, InMemoryMetrics
-from engine.testing import WorkflowHarness
+from statewright import Engine, InMemoryMetrics
+from statewright.testing import WorkflowHarness
 from tests.chaos.workflow import EXPECTED, STATES, TASK_EFFECT, WORKFLOWS
 from tests.conftest import EngineFactory
 from tests.sample_workflows import effect_counts

@@ -8,9 +8,9 @@ import time
 
 from sqlalchemy.exc import DBAPIError
 
-from engine import RetryPolicy, StepContext, Workflow, step
-from engine.context import TaskContext
-from engine.definition import task
+from statewright import RetryPolicy, StepContext, Workflow, step
+from statewright.context import TaskContext
+from statewright.definition import task
 from tests.sample_workflows import record_effect
 
 STATES = [f"s{n}" for n in range(10)]

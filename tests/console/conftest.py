@@ -93,7 +93,7 @@ def console_process(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, Process]
     env = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": pg_url,
-        "STATEWRIGHT_WORKFLOWS": "workflows,tests.sample_workflows",
+        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
         "STATEWRIGHT_CONSOLE_TOKEN": TOKEN,
         "STATEWRIGHT_LOG_FORMAT": "json",
         "PYTHONPATH": str(ROOT),

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from engine import EmbeddedWorker, Engine, Settings
-from engine.console.server import SHUTDOWN_GRACE
-from models import User
+from statewright import EmbeddedWorker, Engine, Settings
+from statewright.console.server import SHUTDOWN_GRACE
+from statewright.models import User
+from statewright.workflows.relocation import Relocation, RelocationConfig, start_relocation
+from statewright.workflows.relocation.crypto import generate_keypair, load_public_key
+from statewright.workflows.relocation.exporter import export_organizations
+from statewright.workflows.relocation.sample import SampleShape, build_sample
 from tests.console.conftest import ARTIFACTS, TOKEN
 from tests.integration.processes import Process
 from tests.sample_workflows import WORKFLOWS as SAMPLES
-from workflows.relocation import Relocation, RelocationConfig, start_relocation
-from workflows.relocation.crypto import generate_keypair, load_public_key
-from workflows.relocation.exporter import export_organizations
-from workflows.relocation.sample import SampleShape, build_sample
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -48,7 +48,7 @@ def export_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("export")
     private, public = generate_keypair(directory / "keys", bits=2048)
     source = f"sqlite:///{directory / 'source.db'}"
-    from engine import migrate
+    from statewright import migrate
 
     migrate(source)
     slugs = build_sample(source, SampleShape(orgs=2, users=40, orgs_per_user=2))

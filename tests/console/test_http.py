@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from starlette.testclient import TestClient
 
-from engine import ConfigurationError, Engine, IllegalOperationError, Settings
-from engine.console import Access, access_for, create_app, is_loopback
+from statewright import ConfigurationError, Engine, IllegalOperationError, Settings
+from statewright.console import Access, access_for, create_app, is_loopback
 from tests.console.conftest import TOKEN
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -188,7 +188,7 @@ def test_events_announce_each_change_of_the_run_and_stop_when_the_browser_leaves
 ) -> None:
     """The event stream sends the run's state at once, again after it changes, and ends
     when the browser goes away."""
-    from engine.console.events import run_events
+    from statewright.console.events import run_events
 
     run = engine.start("waiter", {})
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from engine import Engine, Workflow
-from engine.diagrams import mermaid
-from engine.testing import WorkflowHarness
+from statewright import Engine, Workflow
+from statewright.diagrams import mermaid
+from statewright.testing import WorkflowHarness
+from statewright.workflows import WORKFLOWS
 from tests.sample_workflows import WORKFLOWS as SAMPLES
-from workflows import WORKFLOWS
 
 PARSE = """async (text) => {
   try { await mermaid.parse(text); return null; }

@@ -15,7 +15,7 @@ from typing import Literal
 
 from sqlalchemy import select
 
-from engine import Engine, Poll, RetryPolicy, Settings, StepContext, Workflow, step
+from statewright import Engine, Poll, RetryPolicy, Settings, StepContext, Workflow, step
 from tests.sample_workflows import effects, record_effect
 
 #: Called inside a ``Review`` handler of the named state, after its first read.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-from engine.cli.common import waited_exit_code
-from engine.testing import WorkflowHarness
+from statewright import Engine
+from statewright.cli.common import waited_exit_code
+from statewright.testing import WorkflowHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "statewright")
@@ -29,7 +29,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     values = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "STATEWRIGHT_WORKFLOWS": "workflows,tests.sample_workflows",
+        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
         "PYTHONPATH": str(ROOT),
         "COLUMNS": "200",
     }

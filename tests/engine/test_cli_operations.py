@@ -16,7 +16,7 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     values = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": database_url,
-        "STATEWRIGHT_WORKFLOWS": "workflows,tests.sample_workflows",
+        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
         "PYTHONPATH": str(ROOT),
         "COLUMNS": "200",
     }
@@ -104,7 +104,7 @@ def test_fail_show_redrive_replay_and_draw(env: dict[str, str], tmp_path: Path) 
     run_id = run["id"]
     assert run["failure_reason"] == "the input cannot be storing"
     shown = ok("runs", "show", run_id, env=env)
-    assert shown["failure_detail"]["error_type"] == "engine.errors.PermanentError"  # type: ignore[index]
+    assert shown["failure_detail"]["error_type"] == "statewright.errors.PermanentError"  # type: ignore[index]
     table = cli("runs", "show", run_id, env=env).stdout
     assert "the input cannot be storing" in table
     assert "transformed" in table

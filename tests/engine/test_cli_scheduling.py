@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from engine import Engine
-from engine.testing import WorkflowHarness
+from statewright import Engine
+from statewright.testing import WorkflowHarness
 from tests.engine.test_cli import cli
 from tests.engine.test_cli_operations import env, ok, refused
 

@@ -11,11 +11,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from engine import ConfigurationError, Engine, Settings
-from engine.cli.app import app
-from engine.environment import unknown_variables
+from statewright import ConfigurationError, Engine, Settings
+from statewright.cli.app import app
+from statewright.environment import unknown_variables
+from statewright.workflows.weekly_reports import WeeklyReports
 from tests.engine.test_cli import ROOT, cli
-from workflows.weekly_reports import WeeklyReports
 
 
 @pytest.fixture
@@ -151,10 +151,10 @@ def test_readme_command_table_matches_the_commands() -> None:
 
 def test_option_choices_match_the_engine() -> None:
     """The CLI's --status and --format choices are the engine's statuses and formats."""
-    from engine.cli.common import Status
-    from engine.cli.inspect import DiagramFormat
-    from engine.diagrams import FORMATS
-    from models.engine import RUN_STATUSES
+    from statewright.cli.common import Status
+    from statewright.cli.inspect import DiagramFormat
+    from statewright.diagrams import FORMATS
+    from statewright.models.engine import RUN_STATUSES
 
     assert [s.value for s in Status] == list(RUN_STATUSES)
     assert [f.value for f in DiagramFormat] == list(FORMATS)
@@ -179,7 +179,7 @@ class _Recording(dict[str, str]):
 def test_every_engine_setting_is_a_known_variable() -> None:
     """Each variable Settings.from_env reads (retention, console credentials among them)
     is known to the unknown-variable warning."""
-    from engine.environment import known_variables
+    from statewright.environment import known_variables
 
     environ = _Recording()
     Settings.from_env(environ)

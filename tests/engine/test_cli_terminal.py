@@ -25,7 +25,7 @@ def env(tmp_path: Path, sqlite_template: Path) -> dict[str, str]:
     values = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "STATEWRIGHT_WORKFLOWS": "workflows,tests.sample_workflows",
+        "STATEWRIGHT_WORKFLOWS": "statewright.workflows,tests.sample_workflows",
         "PYTHONPATH": str(ROOT),
         "TERM": "xterm-256color",
     }

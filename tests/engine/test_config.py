@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import ConfigurationError, Settings, SiloMode
+from statewright import ConfigurationError, Settings, SiloMode
 
 
 def test_defaults_are_embedded_sqlite_monolith() -> None:

@@ -13,13 +13,13 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy.orm import Session
 
-from engine import Engine, InMemoryMetrics, StepContext, Workflow, execution, step
-from engine.context import Claim
-from engine.instrumentation import HARD_LIMIT_MARGIN
-from engine.recorder import Advanced
-from engine.registry import StepOptions
-from engine.testing import WorkflowHarness
-from models import WorkflowRun
+from statewright import Engine, InMemoryMetrics, StepContext, Workflow, execution, step
+from statewright.context import Claim
+from statewright.instrumentation import HARD_LIMIT_MARGIN
+from statewright.models import WorkflowRun
+from statewright.recorder import Advanced
+from statewright.registry import StepOptions
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
 

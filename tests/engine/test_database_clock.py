@@ -14,10 +14,10 @@ import pytest
 import sentry_sdk
 from sqlalchemy import update
 
-from engine import Engine, InMemoryMetrics, Settings
-from engine.clock import DatabaseClock
-from engine.testing import LocalQueue
-from models import OutboxMessage, WorkflowRun
+from statewright import Engine, InMemoryMetrics, Settings
+from statewright.clock import DatabaseClock
+from statewright.models import OutboxMessage, WorkflowRun
+from statewright.testing import LocalQueue
 from tests.engine.edge_workflows import EDGE_WORKFLOWS
 
 SKEW = timedelta(minutes=10)

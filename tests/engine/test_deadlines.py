@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import select
 
-from engine import (
+from statewright import (
     DefinitionError,
     Engine,
     InMemoryMetrics,
@@ -19,8 +19,8 @@ from engine import (
     Workflow,
     step,
 )
-from engine.testing import WorkflowHarness
-from models.engine import OutboxMessage, WorkflowRun
+from statewright.models.engine import OutboxMessage, WorkflowRun
+from statewright.testing import WorkflowHarness
 from tests.sample_workflows import WORKFLOWS, effect_counts
 
 

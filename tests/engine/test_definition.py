@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from engine import DefinitionError, Poll, StepContext, Workflow, step
+from statewright import DefinitionError, Poll, StepContext, Workflow, step
 from tests.sample_workflows import Pipeline, Waiter
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-from engine.diagrams import DiagramError, render, write_all
-from engine.testing import WorkflowHarness
-from workflows import WORKFLOWS, Relocation
+from statewright import Engine
+from statewright.diagrams import DiagramError, render, write_all
+from statewright.testing import WorkflowHarness
+from statewright.workflows import WORKFLOWS, Relocation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_outcome_nodes_step_aside_for_a_state_of_the_same_name() -> None:
     """A workflow's own state named like a status keeps its name; the outcome node is renamed."""
     from typing import Literal
 
-    from engine import StepContext, Workflow, step
+    from statewright import StepContext, Workflow, step
 
     class Screening(Workflow):
         name = "screening"
@@ -113,7 +113,7 @@ def _comparable(path: Path) -> str:
 
 def test_checked_in_diagrams_are_current(tmp_path: Path) -> None:
     """diagrams/ matches what the shipped definitions draw now (run `make diagrams`)."""
-    from engine import Workflow
+    from statewright import Workflow
 
     definitions = [w.definition for w in WORKFLOWS if issubclass(w, Workflow)]
     fresh = write_all(definitions, tmp_path)
@@ -128,7 +128,7 @@ def test_checked_in_diagrams_are_current(tmp_path: Path) -> None:
 def test_waits_signals_timeouts_and_deadlines_are_drawn() -> None:
     """A waiting state shows what it waits for; its signal and timeout edges are marked,
     as are deadline edges, and the title carries the workflow's deadline."""
-    from workflows import DocumentReview
+    from statewright.workflows import DocumentReview
 
     text = render(DocumentReview.definition, "mermaid").decode()
     assert "document_review (deadline 30d)" in text

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import Engine, InMemoryMetrics
-from engine.dispatch import TaskMessage
-from engine.testing import LocalQueue, WorkflowHarness
-from models import OutboxMessage
+from statewright import Engine, InMemoryMetrics
+from statewright.dispatch import TaskMessage
+from statewright.models import OutboxMessage
+from statewright.testing import LocalQueue, WorkflowHarness
 
 
 def outbox(engine: Engine) -> list[OutboxMessage]:

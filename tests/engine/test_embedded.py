@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from engine import EmbeddedWorker, Engine, Settings
+from statewright import EmbeddedWorker, Engine, Settings
 from tests.sample_workflows import WORKFLOWS, effect_counts
 
 

@@ -12,11 +12,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, select
 
-from engine import Engine, InMemoryMetrics
-from engine.dispatch import TaskMessage
-from engine.instrumentation import HARD_LIMIT_MARGIN
-from engine.testing import LocalQueue, WorkflowHarness
-from models import OutboxMessage, WorkflowRun
+from statewright import Engine, InMemoryMetrics
+from statewright.dispatch import TaskMessage
+from statewright.instrumentation import HARD_LIMIT_MARGIN
+from statewright.models import OutboxMessage, WorkflowRun
+from statewright.testing import LocalQueue, WorkflowHarness
 from tests.sample_workflows import effect_counts
 
 
@@ -91,7 +91,7 @@ def test_permanent_error_fails_at_once(engine: Engine, harness: WorkflowHarness)
     assert failed.attempt == 1
     assert failed.failure_reason == "the input cannot be transforming"
     assert failed.failure_detail is not None
-    assert failed.failure_detail["error_type"] == "engine.errors.PermanentError"
+    assert failed.failure_detail["error_type"] == "statewright.errors.PermanentError"
 
 
 def test_undeclared_trigger_fails_naming_allowed_ones(

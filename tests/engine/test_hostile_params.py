@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine import Engine, InvalidParamsError
+from statewright import Engine, InvalidParamsError
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 from structlog.testing import LogCapture
 
-from engine import (
+from statewright import (
     EmbeddedWorker,
     Engine,
     InMemoryMetrics,
@@ -31,9 +31,9 @@ from engine import (
     instrumented_task,
     step,
 )
-from engine.celery_app import StatewrightCelery, build_celery
-from engine.dispatch import ENQUEUED_AT_HEADER
-from engine.testing import WorkflowHarness, captured_queue
+from statewright.celery_app import StatewrightCelery, build_celery
+from statewright.dispatch import ENQUEUED_AT_HEADER
+from statewright.testing import WorkflowHarness, captured_queue
 from tests.conftest import EngineFactory
 from tests.sample_workflows import FAST_RETRY, WORKFLOWS
 

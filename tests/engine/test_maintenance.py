@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from engine import Engine, InMemoryMetrics
-from engine.maintenance import MaintenanceLoop
-from engine.testing import WorkflowHarness
+from statewright import Engine, InMemoryMetrics
+from statewright.maintenance import MaintenanceLoop
+from statewright.testing import WorkflowHarness
 
 
 def test_a_failed_round_is_counted_and_the_next_one_works(

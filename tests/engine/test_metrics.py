@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
-from engine import Engine, InMemoryMetrics, PrometheusMetrics, StatsdMetrics
-from engine.testing import WorkflowHarness
+from statewright import Engine, InMemoryMetrics, PrometheusMetrics, StatsdMetrics
+from statewright.testing import WorkflowHarness
 
 # -- in memory ----------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from engine import migrate
-from engine.migrate import alembic_config
-from models import metadata
+from statewright import migrate
+from statewright.migrate import alembic_config
+from statewright.models import metadata
 from tests.conftest import PG_SERVER, SESSION, require_service
 
 

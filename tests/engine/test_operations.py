@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import (
+from statewright import (
     Engine,
     IdempotencyConflictError,
     IllegalOperationError,
@@ -12,7 +12,7 @@ from engine import (
     RunNotFoundError,
     UnknownWorkflowError,
 )
-from engine.testing import WorkflowHarness
+from statewright.testing import WorkflowHarness
 from tests.sample_workflows import effect_counts
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from engine import Engine, RunInfo
-from engine.testing import WorkflowHarness
+from statewright import Engine, RunInfo
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.engine.edge_workflows import EDGE_WORKFLOWS, run_one_step
 from tests.sample_workflows import effect_counts

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from engine import Engine, IllegalOperationError, InvalidParamsError
-from engine.testing import WorkflowHarness
+from statewright import Engine, IllegalOperationError, InvalidParamsError
+from statewright.testing import WorkflowHarness
 
 
 def triggers(engine: Engine, run_id: str) -> list[str]:

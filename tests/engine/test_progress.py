@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from engine import Engine
-from engine.progress import path_taken, render
-from engine.testing import WorkflowHarness
-from workflows.relocation.mail import ConsoleBackend, compose
+from statewright import Engine
+from statewright.progress import path_taken, render
+from statewright.testing import WorkflowHarness
+from statewright.workflows.relocation.mail import ConsoleBackend, compose
 
 
 def shown(engine: Engine, run_id: str, width: int = 100) -> str:

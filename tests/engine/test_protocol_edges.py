@@ -14,9 +14,9 @@ import pytest
 import sentry_sdk
 from sqlalchemy import func, select
 
-from engine import Engine, InMemoryMetrics, InvalidParamsError, StepContext
-from engine.testing import WorkflowHarness
-from models import OutboxMessage
+from statewright import Engine, InMemoryMetrics, InvalidParamsError, StepContext
+from statewright.models import OutboxMessage
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.engine.edge_workflows import EDGE_WORKFLOWS, HOOKS
 from tests.sample_workflows import effect_counts

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Engine
-from engine.testing import WorkflowHarness
-from workflows.onboarding import Onboarding
+from statewright import Engine
+from statewright.testing import WorkflowHarness
+from statewright.workflows.onboarding import Onboarding
 
 
 @pytest.fixture

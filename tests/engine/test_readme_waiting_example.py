@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Engine
-from engine.testing import WorkflowHarness
-from workflows.document_review import DocumentReview
+from statewright import Engine
+from statewright.testing import WorkflowHarness
+from statewright.workflows.document_review import DocumentReview
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import time
 import pytest
 import structlog
 
-from engine.logs import configure_logging
-from engine.redaction import redact_text, redact_value
+from statewright.logs import configure_logging
+from statewright.redaction import redact_text, redact_value
 
 
 @pytest.mark.parametrize(

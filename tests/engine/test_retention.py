@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from engine import Engine, InvalidParamsError, RunNotFoundError, UnknownWorkflowError
-from engine.testing import WorkflowHarness
-from models.engine import WorkflowTransition
+from statewright import Engine, InvalidParamsError, RunNotFoundError, UnknownWorkflowError
+from statewright.models.engine import WorkflowTransition
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 
 MONTH = timedelta(days=30)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine import DefinitionError, PermanentError, RetryPolicy
+from statewright import DefinitionError, PermanentError, RetryPolicy
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:

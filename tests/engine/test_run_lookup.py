@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from engine import (
+from statewright import (
     DefinitionError,
     InvalidParamsError,
     RunNotFoundError,
@@ -14,7 +14,7 @@ from engine import (
     Workflow,
     step,
 )
-from engine.errors import AmbiguousRunIdError
+from statewright.errors import AmbiguousRunIdError
 from tests.conftest import EngineFactory
 
 
@@ -131,8 +131,8 @@ def test_search_and_the_console_filter_runs_by_business_key(make_engine: EngineF
     """RunFilter(business_key=...) and the console's ?key= keep only that key's runs."""
     from starlette.testclient import TestClient
 
-    from engine import RunFilter
-    from engine.console import Access, create_app
+    from statewright import RunFilter
+    from statewright.console import Access, create_app
 
     engine = make_engine([Loan])
     wanted = engine.start("loan", {"loan_number": "L-2041"})

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from engine import Engine, InvalidParamsError, VirtualClock
-from engine.queries import RunFilter, decode_cursor
-from engine.testing import WorkflowHarness
+from statewright import Engine, InvalidParamsError, VirtualClock
+from statewright.queries import RunFilter, decode_cursor
+from statewright.testing import WorkflowHarness
 
 
 def _started(engine: Engine, count: int, workflow: str = "pipeline", **params: object) -> list[str]:

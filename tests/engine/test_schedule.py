@@ -7,8 +7,8 @@ from typing import Literal
 
 import pytest
 
-from engine import DefinitionError, Schedule, ScheduleError, StepContext, Workflow, step
-from engine.schedule import next_fire, plan_fires
+from statewright import DefinitionError, Schedule, ScheduleError, StepContext, Workflow, step
+from statewright.schedule import next_fire, plan_fires
 
 
 def at(day: int, hour: int = 0, minute: int = 0) -> datetime:

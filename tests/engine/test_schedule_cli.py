@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from engine import Engine, Settings
-from models.engine import WorkflowRun
+from statewright import Engine, Settings
+from statewright.models.engine import WorkflowRun
 from tests.engine.test_cli import ROOT, cli
 from tests.sample_workflows import WORKFLOWS
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import update
 
-from engine import (
+from statewright import (
     EmbeddedWorker,
     Engine,
     IllegalOperationError,
@@ -26,9 +26,9 @@ from engine import (
     Workflow,
     step,
 )
-from engine.dbtime import read_database_now as database_now
-from engine.testing import WorkflowHarness
-from models.schedules import WorkflowSchedule
+from statewright.dbtime import read_database_now as database_now
+from statewright.models.schedules import WorkflowSchedule
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.sample_workflows import WORKFLOWS, effect_counts, record_effect
 from tests.scheduled_workflows import Tick

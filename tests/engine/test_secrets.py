@@ -12,12 +12,12 @@ import sentry_sdk
 import structlog
 from sqlalchemy import update
 
-from engine import Engine, RetryPolicy, Settings, StepContext, Workflow, step
-from engine.logs import configure_logging
-from engine.observability import setup_sentry
-from engine.redaction import REDACTED, redact_text, redact_value
-from engine.testing import WorkflowHarness
-from models.engine import WorkflowTransition
+from statewright import Engine, RetryPolicy, Settings, StepContext, Workflow, step
+from statewright.logs import configure_logging
+from statewright.models.engine import WorkflowTransition
+from statewright.observability import setup_sentry
+from statewright.redaction import REDACTED, redact_text, redact_value
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.engine.test_sentry import Collector, sentry_endpoint  # noqa: F401
 from tests.sample_workflows import Approval

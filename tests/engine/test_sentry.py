@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import sentry_sdk
 
-from engine import Engine, Settings
-from engine.observability import setup_sentry
-from engine.testing import WorkflowHarness
+from statewright import Engine, Settings
+from statewright.observability import setup_sentry
+from statewright.testing import WorkflowHarness
 
 
 class Collector(BaseHTTPRequestHandler):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from engine import Engine, Settings, SiloLimitError, SiloMode
-from engine.celery_app import silo_queues
-from engine.cli.app import app as cli_app
-from engine.errors import UnknownTaskError
-from engine.testing import captured_queue
+from statewright import Engine, Settings, SiloLimitError, SiloMode
+from statewright.celery_app import silo_queues
+from statewright.cli.app import app as cli_app
+from statewright.errors import UnknownTaskError
+from statewright.testing import captured_queue
 from tests.task_workflows import ROUTED_QUEUE, Notices, Silos, regional, routed
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import Engine, InMemoryMetrics
-from engine.deliveries import DeliverySuperseded
-from engine.testing import WorkflowHarness
-from models import OutboxMessage
+from statewright import Engine, InMemoryMetrics
+from statewright.deliveries import DeliverySuperseded
+from statewright.models import OutboxMessage
+from statewright.testing import WorkflowHarness
 from tests.conftest import EngineFactory
 from tests.sample_workflows import effect_counts, record_effect
 from tests.task_workflows import Notices

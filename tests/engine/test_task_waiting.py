@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import EmbeddedWorker, Engine, Settings
-from engine.testing import captured_queue
+from statewright import EmbeddedWorker, Engine, Settings
+from statewright.testing import captured_queue
 from tests.sample_workflows import effect_counts
 from tests.task_workflows import Notices
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import select
 
-from engine import (
+from statewright import (
     DefinitionError,
     Engine,
     IllegalOperationError,
@@ -23,8 +23,8 @@ from engine import (
     on_signal,
     step,
 )
-from engine.testing import WorkflowHarness
-from models.engine import OutboxMessage
+from statewright.models.engine import OutboxMessage
+from statewright.testing import WorkflowHarness
 from tests.sample_workflows import effect_counts
 
 WEEK = timedelta(days=7)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from engine import (
+from statewright import (
     DefinitionError,
     Engine,
     InMemoryMetrics,
@@ -20,9 +20,9 @@ from engine import (
     Workflow,
     step,
 )
-from engine.context import TaskContext
-from engine.definition import task
-from engine.testing import WorkflowHarness
+from statewright.context import TaskContext
+from statewright.definition import task
+from statewright.testing import WorkflowHarness
 
 
 class Mailer(Workflow):

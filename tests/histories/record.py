@@ -16,11 +16,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
-from engine.testing import WorkflowHarness
-from models import User
-from workflows.document_review import DocumentReview
-from workflows.relocation import Relocation, RelocationConfig, start_relocation
+from statewright import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
+from statewright.models import User
+from statewright.testing import WorkflowHarness
+from statewright.workflows.document_review import DocumentReview
+from statewright.workflows.relocation import Relocation, RelocationConfig, start_relocation
 
 HERE = Path(__file__).resolve().parent
 OWNER = "owner@target.example"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from engine import Engine, Settings
+from statewright import Engine, Settings
 from tests.conftest import AMQP_URL, REDIS_URL, TEST_QUEUE, require_service, service_up
 from tests.integration.processes import BIN, ROOT, Process, ProcessGroup
 from tests.sample_workflows import WORKFLOWS
@@ -28,7 +28,7 @@ class Cluster(ProcessGroup):
     owned: list[Engine] = field(default_factory=list, kw_only=True)
 
     def worker(self, concurrency: int = 2) -> Process:
-        return self.celery_worker("engine.worker_app", ready="ready.", concurrency=concurrency)
+        return self.celery_worker("statewright.worker_app", ready="ready.", concurrency=concurrency)
 
     def relay(self, *, ahead: int = 0) -> Process:
         """A ``statewright relay``; with ``ahead``, its clock runs that many seconds ahead

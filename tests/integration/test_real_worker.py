@@ -7,8 +7,8 @@ import time
 import pytest
 from sqlalchemy import delete, select
 
-from engine.dispatch import TaskMessage
-from models import OutboxMessage
+from statewright.dispatch import TaskMessage
+from statewright.models import OutboxMessage
 from tests.integration.conftest import ClusterFactory
 from tests.sample_workflows import effect_counts
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import Engine, Settings
-from models import User
+from statewright import Engine, Settings
+from statewright.models import User
+from statewright.workflows.relocation import Relocation, RelocationConfig, start_relocation
 from tests.integration.conftest import ClusterFactory
 from tests.workflows.conftest import OWNER, Keys, snapshot
-from workflows.relocation import Relocation, RelocationConfig, start_relocation
 
 
 def test_relocation_on_real_workers(
@@ -25,7 +25,7 @@ def test_relocation_on_real_workers(
     mail = tmp_path / "mail"
     cluster = make_cluster(
         redis_url,
-        STATEWRIGHT_WORKFLOWS="workflows",
+        STATEWRIGHT_WORKFLOWS="statewright.workflows",
         STATEWRIGHT_RELOCATION_PRIVATE_KEY=str(keys.private),
         STATEWRIGHT_EMAIL_BACKEND=f"file:{mail}",
         STATEWRIGHT_RELOCATION_VALIDATION_INTERVAL="1",

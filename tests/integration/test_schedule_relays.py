@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from models.engine import WorkflowRun
-from models.schedules import WorkflowSchedule
+from statewright.models.engine import WorkflowRun
+from statewright.models.schedules import WorkflowSchedule
 from tests.integration.conftest import Cluster, ClusterFactory
 from tests.sample_workflows import effect_counts
 

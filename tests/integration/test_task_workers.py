@@ -12,8 +12,8 @@ import pytest
 from kombu import Connection
 from sqlalchemy import select
 
-from engine import Engine, Settings
-from models import OutboxMessage
+from statewright import Engine, Settings
+from statewright.models import OutboxMessage
 from tests.conftest import TEST_QUEUE
 from tests.integration.conftest import Cluster, ClusterFactory, purge
 from tests.integration.processes import BIN, Process

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine import Engine
+from statewright import Engine
 from tests.integration.conftest import ClusterFactory
 from tests.sample_workflows import effect_counts
 

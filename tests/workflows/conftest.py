@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from engine import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
-from engine.testing import WorkflowHarness
-from models import Organization, User
-from workflows.relocation import Limits, Relocation, RelocationConfig
-from workflows.relocation.crypto import generate_keypair, load_public_key
-from workflows.relocation.exporter import export_organizations
-from workflows.relocation.sample import SampleShape, build_sample
+from statewright import Engine, InMemoryMetrics, Settings, VirtualClock, migrate
+from statewright.models import Organization, User
+from statewright.testing import WorkflowHarness
+from statewright.workflows.relocation import Limits, Relocation, RelocationConfig
+from statewright.workflows.relocation.crypto import generate_keypair, load_public_key
+from statewright.workflows.relocation.exporter import export_organizations
+from statewright.workflows.relocation.sample import SampleShape, build_sample
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def target(make_target: TargetFactory) -> Target:
 
 def snapshot(url: str, org_slugs: list[str] | None = None) -> dict[str, set[tuple[Any, ...]]]:
     """Every relocated record of an installation, by natural keys (no ids)."""
-    from models import OrganizationMember, Project, ProjectTeam, Team
+    from statewright.models import OrganizationMember, Project, ProjectTeam, Team
 
     engine = create_engine(url)
     with engine.connect() as connection:

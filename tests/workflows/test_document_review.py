@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from engine import Engine, InvalidParamsError
-from engine.testing import WorkflowHarness
-from workflows.document_review import DocumentReview
+from statewright import Engine, InvalidParamsError
+from statewright.testing import WorkflowHarness
+from statewright.workflows.document_review import DocumentReview
 
 
 @pytest.fixture

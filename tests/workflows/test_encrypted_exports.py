@@ -13,10 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import select
 
-from models import Organization, RelocationEmail
-from tests.workflows.conftest import OWNER, Keys, Target
-from workflows.relocation import start_relocation
-from workflows.relocation.crypto import (
+from statewright.models import Organization, RelocationEmail
+from statewright.workflows.relocation import start_relocation
+from statewright.workflows.relocation.crypto import (
     ALGORITHM_V1,
     CHUNK,
     MAGIC,
@@ -28,7 +27,8 @@ from workflows.relocation.crypto import (
     fingerprint,
     load_private_key,
 )
-from workflows.relocation.format import Limits, read_records, seal
+from statewright.workflows.relocation.format import Limits, read_records, seal
+from tests.workflows.conftest import OWNER, Keys, Target
 
 SECRET = b"kim.secret-address@acme.example"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models import Organization, OrganizationMember, User
+from statewright.models import Organization, OrganizationMember, User
+from statewright.workflows.relocation import start_relocation
 from tests.workflows.conftest import OWNER, Target
-from workflows.relocation import start_relocation
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hostile"
 MANIFEST: dict[str, str] = json.loads((CORPUS / "manifest.json").read_text())

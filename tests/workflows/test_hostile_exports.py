@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Engine, InMemoryMetrics, Settings, StatewrightError, VirtualClock, migrate
-from engine.testing import WorkflowHarness
-from models import Organization, User
+from statewright import Engine, InMemoryMetrics, Settings, StatewrightError, VirtualClock, migrate
+from statewright.models import Organization, User
+from statewright.testing import WorkflowHarness
+from statewright.workflows.relocation import Limits, Relocation, RelocationConfig, start_relocation
+from statewright.workflows.relocation.format import SECTIONS, ExportError, read_records, seal
 from tests.workflows.conftest import Keys
-from workflows.relocation import Limits, Relocation, RelocationConfig, start_relocation
-from workflows.relocation.format import SECTIONS, ExportError, read_records, seal
 
 LIMITS = Limits(
     max_file_bytes=200_000,
@@ -160,7 +160,7 @@ def tampered_ciphertexts(draw: st.DrawFn, keys: Keys) -> bytes:
 @functools.cache
 def private_key(path: Path) -> Any:
     """Loaded once: checking an RSA key takes a noticeable fraction of a second."""
-    from workflows.relocation.crypto import load_private_key
+    from statewright.workflows.relocation.crypto import load_private_key
 
     return load_private_key(path.read_bytes())
 

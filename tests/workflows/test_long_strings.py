@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.relocation.strings import StringTooLongError, refuse_long_strings
+from statewright.workflows.relocation.strings import StringTooLongError, refuse_long_strings
 
 
 def longest_string(document: bytes) -> int:

@@ -10,11 +10,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import InvalidParamsError
-from models import Organization, OrganizationMember, RelocationEmail, User
+from statewright import InvalidParamsError
+from statewright.models import Organization, OrganizationMember, RelocationEmail, User
+from statewright.workflows.relocation import Limits, start_relocation
+from statewright.workflows.relocation.format import (
+    ExportError,
+    _gunzip_members,
+    seal,
+    write_document,
+)
 from tests.workflows.conftest import OWNER, Keys, Target, TargetFactory, snapshot
-from workflows.relocation import Limits, start_relocation
-from workflows.relocation.format import ExportError, _gunzip_members, seal, write_document
 
 
 def relocate(target: Target, export: bytes, **options: Any) -> Any:
@@ -324,7 +329,7 @@ def test_start_refuses_an_unknown_owner(target: Target) -> None:
 
 def test_document_writer_and_reader_agree() -> None:
     """What the writer writes, the reader reads back record for record."""
-    from workflows.relocation.format import Limits, read_records
+    from statewright.workflows.relocation.format import Limits, read_records
 
     out = io.BytesIO()
     document = good_document(orgs=2, users=3)

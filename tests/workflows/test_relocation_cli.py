@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from statewright.workflows.relocation.crypto import MAGIC, generate_keypair
 from tests.engine.test_cli import ROOT, cli
-from workflows.relocation.crypto import MAGIC, generate_keypair
 
 
 @pytest.fixture

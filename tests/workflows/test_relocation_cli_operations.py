@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import delete
 
-from models import Organization
+from statewright.models import Organization
 from tests.engine.test_cli import ROOT, cli
 from tests.workflows.conftest import OWNER, Keys, Target
 from tests.workflows.test_relocation import good_document, plain
@@ -23,7 +23,7 @@ def test_start_show_and_retry(
     env = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": database_url,
-        "STATEWRIGHT_WORKFLOWS": "workflows",
+        "STATEWRIGHT_WORKFLOWS": "statewright.workflows",
         "STATEWRIGHT_RELOCATION_PRIVATE_KEY": str(keys.private),
         "STATEWRIGHT_EMAIL_BACKEND": f"file:{tmp_path / 'cli-mail'}",
         "PYTHONPATH": str(ROOT),

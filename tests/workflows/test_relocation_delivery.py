@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from engine import migrate
+from statewright import migrate
+from statewright.workflows.relocation import Limits, start_relocation
+from statewright.workflows.relocation.exporter import export_organizations
+from statewright.workflows.relocation.sample import SampleShape, build_sample
 from tests.workflows.conftest import OWNER, Keys, Target, TargetFactory, snapshot
-from workflows.relocation import Limits, start_relocation
-from workflows.relocation.exporter import export_organizations
-from workflows.relocation.sample import SampleShape, build_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +116,7 @@ def test_a_large_export_relocates_in_bounded_memory(
     assert moved == snapshot(source_url)
     # reading the whole document at once would hold every record; the import holds a batch
     tracemalloc.start()
-    from workflows.relocation.format import plaintext
+    from statewright.workflows.relocation.format import plaintext
 
     document = json.loads(
         b"".join(plaintext(export.getvalue(), target.config.private_key, target.config.limits))
@@ -208,7 +208,7 @@ def _add_owner(url: str) -> None:
 
     from sqlalchemy import create_engine, insert
 
-    from models import User
+    from statewright.models import User
 
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -222,7 +222,7 @@ def _add_owner(url: str) -> None:
 
 def test_target_fixture_is_isolated(target: Target) -> None:
     """Each test starts from an installation holding only its owner."""
-    from models import Organization, User
+    from statewright.models import Organization, User
 
     assert target.count(Organization) == 0
     assert target.count(User) == 1

@@ -13,10 +13,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from models import Organization, RelocationEmail
+from statewright.models import Organization, RelocationEmail
+from statewright.workflows.relocation import start_relocation
+from statewright.workflows.relocation.mail import address_problem
 from tests.workflows.conftest import OWNER, Target, TargetFactory
-from workflows.relocation import start_relocation
-from workflows.relocation.mail import address_problem
 
 
 class Server:

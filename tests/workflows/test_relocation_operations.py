@@ -10,12 +10,17 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
-from engine import IllegalOperationError, InvalidParamsError, RunInfo, RunNotFoundError
-from models import Organization, RelocationFile, User
-from models.relocation import Relocation as RelocationRecord
+from statewright import IllegalOperationError, InvalidParamsError, RunInfo, RunNotFoundError
+from statewright.models import Organization, RelocationFile, User
+from statewright.models.relocation import Relocation as RelocationRecord
+from statewright.workflows.relocation import (
+    Limits,
+    relocation_info,
+    retry_relocation,
+    start_relocation,
+)
 from tests.workflows.conftest import OWNER, Target, TargetFactory
 from tests.workflows.test_relocation import good_document, plain
-from workflows.relocation import Limits, relocation_info, retry_relocation, start_relocation
 
 ADMIN = "admin@target.example"
 

@@ -8,10 +8,10 @@ from typing import Literal
 
 import pytest
 
-from engine import InvalidParamsError, Poll, StepContext, Workflow, step
-from engine.replay import ReplayDivergenceError, load_history, replay
+from statewright import InvalidParamsError, Poll, StepContext, Workflow, step
+from statewright.replay import ReplayDivergenceError, load_history, replay
+from statewright.workflows.relocation import Relocation, start_relocation
 from tests.workflows.conftest import OWNER, Target
-from workflows.relocation import Relocation, start_relocation
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 RECORDED = sorted(HISTORIES.glob("relocation-*.json"))
@@ -135,7 +135,7 @@ def test_bad_history_documents_are_refused() -> None:
 
 
 def test_engine_replays_its_own_runs(target: Target) -> None:
-    """engine.replay walks a stored run's history and the export round-trips."""
+    """statewright.replay walks a stored run's history and the export round-trips."""
     import json as _json
 
     from tests.workflows.test_relocation import good_document
@@ -250,7 +250,7 @@ def test_waits_timeouts_and_deadlines_are_recorded() -> None:
 @pytest.mark.parametrize("path", REVIEWS, ids=lambda p: p.stem)
 def test_recorded_review_histories_replay(path: Path) -> None:
     """Each recorded document review walks through the current definition to its end."""
-    from workflows.document_review import DocumentReview
+    from statewright.workflows.document_review import DocumentReview
 
     document = json.loads(path.read_text())
     final = replay(DocumentReview.definition, load_history(document, path.name))
@@ -260,7 +260,7 @@ def test_recorded_review_histories_replay(path: Path) -> None:
 
 def test_folded_polls_count_in_replay() -> None:
     """A folded poll row counts every poll it stands for; a bad count is refused."""
-    from workflows.document_review import DocumentReview
+    from statewright.workflows.document_review import DocumentReview
 
     path = HISTORIES / "document-review-review-past-deadline.json"
     document = json.loads(path.read_text())

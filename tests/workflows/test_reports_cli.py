@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from engine import Engine, Settings, migrate
-from models import ReportDelivery, ReportSchedule
+from statewright import Engine, Settings, migrate
+from statewright.models import ReportDelivery, ReportSchedule
+from statewright.workflows.weekly_reports import WeeklyReports
 from tests.engine.test_cli import ROOT, cli
 from tests.workflows.test_weekly_reports import build_organizations
-from workflows.weekly_reports import WeeklyReports
 
 
 def count(url: str, model: object) -> int:

@@ -12,10 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from engine import Engine, InMemoryMetrics, Settings, VirtualClock
-from engine.testing import WorkflowHarness
-from models import Organization, OrganizationMember, ReportDelivery, ReportSchedule, User
-from workflows.weekly_reports import ReportsConfig, WeeklyReports
+from statewright import Engine, InMemoryMetrics, Settings, VirtualClock
+from statewright.models import (
+    Organization,
+    OrganizationMember,
+    ReportDelivery,
+    ReportSchedule,
+    User,
+)
+from statewright.testing import WorkflowHarness
+from statewright.workflows.weekly_reports import ReportsConfig, WeeklyReports
 
 DAY = "2030-01-07"
 
@@ -170,8 +176,8 @@ def test_a_task_delivered_twice_delivers_once(
 
 def test_config_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad batch size or schedule names the variable."""
-    from engine import ConfigurationError
-    from workflows.weekly_reports.tasks import weekly_schedule
+    from statewright import ConfigurationError
+    from statewright.workflows.weekly_reports.tasks import weekly_schedule
 
     monkeypatch.setenv("STATEWRIGHT_REPORTS_BATCH", "lots")
     with pytest.raises(ConfigurationError, match=r"STATEWRIGHT_REPORTS_BATCH 'lots'"):

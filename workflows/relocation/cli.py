@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import (
+from statewright.cli.common import (
     JsonFlag,
     RunId,
     engine_from_env,
@@ -17,7 +17,7 @@ from engine.cli.common import (
     wait_with_progress,
     waited_exit_code,
 )
-from engine.errors import StatewrightError
+from statewright.errors import StatewrightError
 
 keys_app = typer.Typer(
     help="Key pairs for encrypted relocation exports: the target installation generates "
@@ -42,7 +42,11 @@ def keys_generate(
 
     Example: statewright keys generate --out /etc/statewright/keys
     """
-    from workflows.relocation.crypto import fingerprint, generate_keypair, load_public_key
+    from statewright.workflows.relocation.crypto import (
+        fingerprint,
+        generate_keypair,
+        load_public_key,
+    )
 
     if (directory / "private.pem").exists():
         raise StatewrightError(f"{directory / 'private.pem'} exists; refusing to overwrite a key")
@@ -68,8 +72,8 @@ def relocation_export(
     Example: statewright relocation export --org acme --from postgresql://old/app -o acme.swr
              --encrypt-to target-public.pem
     """
-    from workflows.relocation.crypto import load_public_key
-    from workflows.relocation.exporter import check_source, export_organizations
+    from statewright.workflows.relocation.crypto import load_public_key
+    from statewright.workflows.relocation.exporter import check_source, export_organizations
 
     public_key = None
     if encrypt_to is not None:
@@ -110,7 +114,7 @@ def relocation_start(
 
     Example: statewright relocation start acme.swr --owner kim@example.com --wait
     """
-    from workflows.relocation.start import start_relocation
+    from statewright.workflows.relocation.start import start_relocation
 
     if not file.is_file():
         raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
@@ -137,7 +141,7 @@ def relocation_retry(
 
     Example: statewright relocation retry 0193a4f2 --wait
     """
-    from workflows.relocation.retry import retry_relocation
+    from statewright.workflows.relocation.retry import retry_relocation
 
     with engine_from_env() as engine:
         info = retry_relocation(engine, engine.resolve_run_id(run_id), creator=creator)
@@ -153,8 +157,8 @@ def relocation_show(run_id: RunId, as_json: JsonFlag = False) -> None:
 
     Example: statewright relocation show 0193a4f2 --json
     """
-    from workflows.relocation.details import relocation_info
-    from workflows.relocation.show import print_relocation
+    from statewright.workflows.relocation.details import relocation_info
+    from statewright.workflows.relocation.show import print_relocation
 
     with engine_from_env() as engine:
         info = relocation_info(engine, engine.resolve_run_id(run_id))

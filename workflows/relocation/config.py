@@ -11,10 +11,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.errors import ConfigurationError
-from workflows.relocation.crypto import load_private_key
-from workflows.relocation.format import Limits
-from workflows.relocation.mail import MailBackend, backend_from_url
+from statewright.errors import ConfigurationError
+from statewright.workflows.relocation.crypto import load_private_key
+from statewright.workflows.relocation.format import Limits
+from statewright.workflows.relocation.mail import MailBackend, backend_from_url
 
 
 @dataclass(frozen=True)

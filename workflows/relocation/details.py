@@ -12,16 +12,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.api import Engine
-from engine.errors import InvalidParamsError
-from engine.queries import RunInfo
-from models.relocation import (
+from statewright.api import Engine
+from statewright.errors import InvalidParamsError
+from statewright.models.relocation import (
     Relocation,
     RelocationEmail,
     RelocationFile,
     RelocationValidation,
     RelocationValidationAttempt,
 )
+from statewright.queries import RunInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,17 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.config import parse_database_url
-from engine.errors import InvalidParamsError
-from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
-from workflows.relocation.format import Record, seal, write_document
+from statewright.config import parse_database_url
+from statewright.errors import InvalidParamsError
+from statewright.models.domain import (
+    Organization,
+    OrganizationMember,
+    Project,
+    ProjectTeam,
+    Team,
+    User,
+)
+from statewright.workflows.relocation.format import Record, seal, write_document
 
 EXPORTED_TABLES = (Organization, User, OrganizationMember, Team, Project, ProjectTeam)
 

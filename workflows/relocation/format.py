@@ -22,16 +22,16 @@ from typing import IO, Any
 import ijson
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.jsonvalues import is_unicode
-from models.domain import ROLES
-from workflows.relocation.crypto import (
+from statewright.jsonvalues import is_unicode
+from statewright.models.domain import ROLES
+from statewright.workflows.relocation.crypto import (
     DecryptionError,
     decrypt_chunks,
     encrypt_stream,
     is_encrypted,
 )
-from workflows.relocation.mail import address_problem
-from workflows.relocation.strings import StringTooLongError, refuse_long_strings
+from statewright.workflows.relocation.mail import address_problem
+from statewright.workflows.relocation.strings import StringTooLongError, refuse_long_strings
 
 FORMAT = "statewright.relocation"
 VERSION = 1

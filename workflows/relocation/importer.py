@@ -15,8 +15,15 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
-from workflows.relocation.format import Record
+from statewright.models.domain import (
+    Organization,
+    OrganizationMember,
+    Project,
+    ProjectTeam,
+    Team,
+    User,
+)
+from statewright.workflows.relocation.format import Record
 
 MAX_FINDINGS = 20
 

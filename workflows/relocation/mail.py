@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from engine.errors import ConfigurationError
+from statewright.errors import ConfigurationError
 
 
 class UndeliverableError(OSError):

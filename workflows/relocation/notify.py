@@ -15,8 +15,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.relocation import Relocation, RelocationEmail
-from workflows.relocation.mail import MailBackend, UndeliverableError, address_problem, compose
+from statewright.models.relocation import Relocation, RelocationEmail
+from statewright.workflows.relocation.mail import (
+    MailBackend,
+    UndeliverableError,
+    address_problem,
+    compose,
+)
 
 TEMPLATES = {
     "started": (

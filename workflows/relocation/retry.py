@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from engine.api import Engine
-from engine.errors import IllegalOperationError, InvalidParamsError
-from engine.persistence import require_run
-from engine.queries import RunInfo
-from models.relocation import Relocation as RelocationRecord
-from models.relocation import RelocationFile
-from workflows.relocation.start import claim_owner, require_user
+from statewright.api import Engine
+from statewright.errors import IllegalOperationError, InvalidParamsError
+from statewright.models.relocation import Relocation as RelocationRecord
+from statewright.models.relocation import RelocationFile
+from statewright.persistence import require_run
+from statewright.queries import RunInfo
+from statewright.workflows.relocation.start import claim_owner, require_user
 
 
 def retry_relocation(

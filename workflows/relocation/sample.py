@@ -9,8 +9,15 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, select
 
-from engine.config import parse_database_url
-from models.domain import Organization, OrganizationMember, Project, ProjectTeam, Team, User
+from statewright.config import parse_database_url
+from statewright.models.domain import (
+    Organization,
+    OrganizationMember,
+    Project,
+    ProjectTeam,
+    Team,
+    User,
+)
 
 
 @dataclass(frozen=True, slots=True)

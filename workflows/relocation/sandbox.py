@@ -10,9 +10,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.migrate import upgrade
-from workflows.relocation.format import ExportError, Limits, read_records
-from workflows.relocation.importer import Importer, ImportProblemError
+from statewright.migrate import upgrade
+from statewright.workflows.relocation.format import ExportError, Limits, read_records
+from statewright.workflows.relocation.importer import Importer, ImportProblemError
 
 Finding = dict[str, str]
 

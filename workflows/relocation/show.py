@@ -7,7 +7,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from workflows.relocation.details import RelocationInfo
+from statewright.workflows.relocation.details import RelocationInfo
 
 
 def print_relocation(console: Console, info: RelocationInfo) -> None:

@@ -13,15 +13,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.api import Engine
-from engine.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
-from engine.queries import RunInfo
-from models.domain import User
-from models.engine import WorkflowRun
-from models.relocation import Relocation as RelocationRecord
-from models.relocation import RelocationFile
-from workflows.relocation.crypto import is_encrypted
-from workflows.relocation.workflow import Relocation
+from statewright.api import Engine
+from statewright.errors import ConfigurationError, IllegalOperationError, InvalidParamsError
+from statewright.models.domain import User
+from statewright.models.engine import WorkflowRun
+from statewright.models.relocation import Relocation as RelocationRecord
+from statewright.models.relocation import RelocationFile
+from statewright.queries import RunInfo
+from statewright.workflows.relocation.crypto import is_encrypted
+from statewright.workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 ACTIVE = ("running", "paused")

@@ -15,23 +15,23 @@ from typing import BinaryIO, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.context import StepContext, TaskContext
-from engine.definition import Workflow, step, task
-from engine.errors import PermanentError
-from engine.outcomes import Poll
-from engine.retry import RetryPolicy
-from models.domain import Organization, OrganizationMember, User
-from models.engine import WorkflowRun
-from models.relocation import (
+from statewright.context import StepContext, TaskContext
+from statewright.definition import Workflow, step, task
+from statewright.errors import PermanentError
+from statewright.models.domain import Organization, OrganizationMember, User
+from statewright.models.engine import WorkflowRun
+from statewright.models.relocation import (
     Relocation as RelocationRecord,
 )
-from models.relocation import (
+from statewright.models.relocation import (
     RelocationFile,
     RelocationValidation,
     RelocationValidationAttempt,
 )
-from workflows.relocation.config import RelocationConfig
-from workflows.relocation.format import (
+from statewright.outcomes import Poll
+from statewright.retry import RetryPolicy
+from statewright.workflows.relocation.config import RelocationConfig
+from statewright.workflows.relocation.format import (
     SECTIONS,
     ExportError,
     Header,
@@ -40,15 +40,15 @@ from workflows.relocation.format import (
     seal,
     write_document,
 )
-from workflows.relocation.importer import Importer, ImportProblemError
-from workflows.relocation.notify import (
+from statewright.workflows.relocation.importer import Importer, ImportProblemError
+from statewright.workflows.relocation.notify import (
     Delivery,
     EmailsPendingError,
     queue_email,
     recipients,
     send_pending,
 )
-from workflows.relocation.sandbox import validate_in_sandbox
+from statewright.workflows.relocation.sandbox import validate_in_sandbox
 
 
 class Relocation(Workflow):

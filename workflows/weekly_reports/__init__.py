@@ -9,13 +9,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workflows.weekly_reports.tasks import ReportsConfig, WeeklyReports
+    from statewright.workflows.weekly_reports.tasks import ReportsConfig, WeeklyReports
 
 
 def __getattr__(name: str) -> Any:
     if name not in ("ReportsConfig", "WeeklyReports"):
-        raise AttributeError(f"module 'workflows.weekly_reports' has no attribute {name!r}")
-    value = getattr(import_module("workflows.weekly_reports.tasks"), name)
+        raise AttributeError(
+            f"module 'statewright.workflows.weekly_reports' has no attribute {name!r}"
+        )
+    value = getattr(import_module("statewright.workflows.weekly_reports.tasks"), name)
     globals()[name] = value
     return value
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import engine_from_env
+from statewright.cli.common import engine_from_env
 
 reports_app = typer.Typer(
     help="Weekly organization reports (beat sends them on STATEWRIGHT_REPORTS_CRON).",
@@ -28,9 +28,9 @@ def reports_run(
 
     Example: statewright reports run --date 2026-11-23 --dry-run
     """
-    from workflows.weekly_reports.run_now import dry_run as show
-    from workflows.weekly_reports.run_now import run
-    from workflows.weekly_reports.tasks import WeeklyReports, parse_date
+    from statewright.workflows.weekly_reports.run_now import dry_run as show
+    from statewright.workflows.weekly_reports.run_now import run
+    from statewright.workflows.weekly_reports.tasks import WeeklyReports, parse_date
 
     with engine_from_env() as engine:
         group = engine.registry.groups["weekly_reports"].instance

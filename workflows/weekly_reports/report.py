@@ -8,9 +8,9 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from models.domain import Organization, OrganizationMember, Project, Team, User
-from models.reports import ReportDelivery
-from workflows.relocation.mail import MailBackend, compose
+from statewright.models.domain import Organization, OrganizationMember, Project, Team, User
+from statewright.models.reports import ReportDelivery
+from statewright.workflows.relocation.mail import MailBackend, compose
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from engine.api import Engine
-from engine.cli.common import err, out
-from models.reports import ReportDelivery, ReportSchedule
-from workflows.weekly_reports.report import active_organizations, build_report
-from workflows.weekly_reports.tasks import WeeklyReports
+from statewright.api import Engine
+from statewright.cli.common import err, out
+from statewright.models.reports import ReportDelivery, ReportSchedule
+from statewright.workflows.weekly_reports.report import active_organizations, build_report
+from statewright.workflows.weekly_reports.tasks import WeeklyReports
 
 
 def _pages(engine: Engine, batch: int) -> list[int]:
@@ -59,7 +59,7 @@ def run(engine: Engine, group: WeeklyReports, day: date) -> None:
     total = len(_pages(engine, group.config.batch))
     worker = None
     if engine.settings.embedded:
-        from engine.embedded import EmbeddedWorker
+        from statewright.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(engine).start()
     try:

@@ -19,13 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from engine.context import TaskContext
-from engine.definition import TaskGroup, task
-from engine.errors import ConfigurationError, InvalidParamsError
-from engine.silo import SiloMode
-from models.reports import ReportSchedule
-from workflows.relocation.mail import MailBackend, backend_from_url
-from workflows.weekly_reports.report import (
+from statewright.context import TaskContext
+from statewright.definition import TaskGroup, task
+from statewright.errors import ConfigurationError, InvalidParamsError
+from statewright.models.reports import ReportSchedule
+from statewright.silo import SiloMode
+from statewright.workflows.relocation.mail import MailBackend, backend_from_url
+from statewright.workflows.weekly_reports.report import (
     active_organizations,
     build_report,
     record_deliveries,
