@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit example diagrams bench clean
+.PHONY: install demo test lint typecheck unit chaos example diagrams bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,24 @@ lint: install
 typecheck: install
 	$(BIN)/python .ci/typecheck
 
+## The suite in $(PYTEST_WORKERS) processes side by side (pytest-xdist; each has its own
+## PostgreSQL database, queues and worker node names), then the chaos suite on its own: it
+## restarts Redis and RabbitMQ under every test beside it. Either failing (pytest's exit 5,
+## no tests collected, included) fails `make unit`, after both have run.
+PYTEST_WORKERS ?= 2
+
 unit: install
-	$(BIN)/pytest
+	@parallel=0; chaos=0; \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 --ignore=tests/chaos \
+		|| parallel=$$?; \
+	$(BIN)/pytest tests/chaos || chaos=$$?; \
+	if [ $$parallel -ne 0 ] || [ $$chaos -ne 0 ]; then \
+		echo "make unit: the suite exited $$parallel, the chaos suite $$chaos" >&2; exit 1; \
+	fi
+
+## Only the chaos suite (alone: nothing else may use Redis or RabbitMQ meanwhile).
+chaos: install
+	$(BIN)/pytest tests/chaos
 
 ## The loan service in tests/example_app, on statewright's wheel in a fresh virtualenv.
 example: install

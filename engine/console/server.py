@@ -33,13 +33,25 @@ def access_for(engine: Engine, host: str) -> Access:
     return access
 
 
+#: Seconds a stopping console gives open requests (a live event stream never finishes).
+SHUTDOWN_GRACE = 2
+
+
 class ConsoleServer:
     """A uvicorn server for ``engine``'s console."""
 
     def __init__(self, engine: Engine, *, host: str = "127.0.0.1", port: int = 8080) -> None:
         app = create_app(engine, access_for(engine, host))
+        # a run page's live event stream never ends by itself: on SIGTERM or Ctrl-C, give
+        # requests this long, then close the streams (browsers reconnect to the next server)
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
         self.server = uvicorn.Server(config)
         self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"

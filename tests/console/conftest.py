@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -54,23 +55,29 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def mermaid_js() -> Path:
-    """Mermaid's own bundle (parser and renderer), fetched once with npm into .statewright/."""
+    """Mermaid's own bundle (parser and renderer), fetched once with npm into .statewright/.
+
+    Test processes running side by side (``pytest -n``) take turns: the first fetches it
+    while the others wait on the lock, so none reads a half-written bundle.
+    """
     bundle = MERMAID_DIR / "package" / "dist" / "mermaid.min.js"
-    if bundle.exists():
-        return bundle
-    npm = shutil.which("npm")
-    if npm is None:
-        missing("npm is not installed (apt-get install npm), so Mermaid cannot be fetched")
     MERMAID_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [str(npm), "pack", f"mermaid@{MERMAID_VERSION}", "--silent"],
-        cwd=MERMAID_DIR,
-        check=True,
-        timeout=300,
-    )
-    with tarfile.open(MERMAID_DIR / f"mermaid-{MERMAID_VERSION}.tgz") as archive:
-        archive.extractall(MERMAID_DIR, filter="data")
-    return bundle
+    with (MERMAID_DIR / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if bundle.exists():
+            return bundle
+        npm = shutil.which("npm")
+        if npm is None:
+            missing("npm is not installed (apt-get install npm), so Mermaid cannot be fetched")
+        subprocess.run(
+            [str(npm), "pack", f"mermaid@{MERMAID_VERSION}", "--silent"],
+            cwd=MERMAID_DIR,
+            check=True,
+            timeout=300,
+        )
+        with tarfile.open(MERMAID_DIR / f"mermaid-{MERMAID_VERSION}.tgz") as archive:
+            archive.extractall(MERMAID_DIR, filter="data")
+        return bundle
 
 
 @pytest.fixture

@@ -3,7 +3,10 @@ against PostgreSQL while an embedded worker runs the steps."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from statewright import EmbeddedWorker, Engine, Settings
+from statewright.console.server import SHUTDOWN_GRACE
 from statewright.models import User
 from statewright.workflows.relocation import Relocation, RelocationConfig, start_relocation
 from statewright.workflows.relocation.crypto import generate_keypair, load_public_key
@@ -180,6 +184,8 @@ def test_a_relocation_moves_live_and_is_paused_and_resumed_from_the_page(
     timeline = text_of(page, "#timeline")
     for move in ("--uploaded-->", "--pause-->", "--resume-->", "--notified-->"):
         assert move in timeline
+    # the diagram loads after the page: wait for it before measuring it
+    page.wait_for_function("() => document.getElementById('run-diagram').complete")
     assert page.locator("#run-diagram").evaluate("img => img.naturalWidth") > 100
     screenshot(page, "relocation-completed")
 
@@ -236,3 +242,26 @@ def test_an_operation_without_credentials_is_refused(
     operator.wait_for_url(re.compile(r"done=pause"))
     wait_for_run(operator, "paused")
     assert worker.get(run.id).status == "paused"
+
+
+def test_a_stopped_console_closes_the_live_pages_it_serves(
+    browser: Any, pg_url: str, console_process: tuple[str, Process]
+) -> None:
+    """SIGTERM stops `statewright web` within seconds while a browser still shows a run's
+    live page (its event stream never ends: waiting for it held the console until killed)."""
+    url, process = console_process
+    engine = Engine(Settings(database_url=pg_url), SAMPLES)
+    try:
+        run = engine.start("waiter", {})
+        page = new_page(browser, url, operator=False)
+        page.goto(f"/runs/{run.id}")
+        wait_for_run(page, "running")
+        os.killpg(process.popen.pid, signal.SIGTERM)
+        started = time.monotonic()
+        process.popen.wait(SHUTDOWN_GRACE + 10)  # raises if it is still serving the page
+        assert time.monotonic() - started < SHUTDOWN_GRACE + 10
+        page.context.close()
+    finally:
+        engine.close()
+    # uvicorn stops gracefully, then dies of the signal it caught, as is conventional
+    assert process.popen.returncode == -signal.SIGTERM, process.output()

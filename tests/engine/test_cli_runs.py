@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def migrated(env: dict[str, str]) -> dict[str, str]:
-    assert cli("migrate", env=env).returncode == 0
+def migrated(env: dict[str, str], sqlite_template: Path, tmp_path: Path) -> dict[str, str]:
+    """``env`` on a migrated database (a copy of the session's migrated SQLite file)."""
+    shutil.copy(sqlite_template, tmp_path / "cli.db")
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pexpect
@@ -17,8 +18,10 @@ COLUMNS, ROWS = 100, 200
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A migrated embedded installation; logs at INFO, rendered for a terminal."""
+def env(tmp_path: Path, sqlite_template: Path) -> dict[str, str]:
+    """A migrated embedded installation (a copy of the session's migrated SQLite file);
+    logs at INFO, rendered for a terminal."""
+    shutil.copy(sqlite_template, tmp_path / "cli.db")
     values = {
         **os.environ,
         "STATEWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
@@ -28,7 +31,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
     for name in ("STATEWRIGHT_BROKER_URL", "COLUMNS", "LINES", "STATEWRIGHT_LOG_FORMAT"):
         values.pop(name, None)
-    assert cli("migrate", env=values).returncode == 0
     return values
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 
 import pytest
 import structlog
@@ -29,6 +30,35 @@ from statewright.redaction import redact_text, redact_value
 def test_url_credentials_are_redacted(text: str, expected: str) -> None:
     """Passwords and DSN keys inside URLs are replaced, the rest kept."""
     assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12http://u:p@h", "12http://u:***@h"),
+        ("x.1+ssh://u:p@h", "x.1+ssh://u:***@h"),
+        ("a=token=xyz", "a=token=***"),
+        ("my.api_key: 'abc def'", "my.api_key: '***'"),
+        ("KeyError: 'x'", "KeyError: 'x'"),
+    ],
+)
+def test_a_name_or_scheme_is_the_whole_run_of_its_characters(text: str, expected: str) -> None:
+    """A scheme starts at the first letter of its run; a secret name is its whole run."""
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["s" * 200_000, "key" * 70_000, "a" * 200_000 + "_token=abc", "x=" + "1" * 200_000],
+    ids=["letters", "secret-words", "long-name", "long-value"],
+)
+def test_long_text_is_redacted_in_linear_time(text: str) -> None:
+    """200,000 characters take milliseconds, not the hours a pattern retried at every
+    character of a run (quadratic in the run) would take."""
+    started = time.perf_counter()
+    redacted = redact_text(text)
+    assert time.perf_counter() - started < 5.0
+    assert redacted == text.replace("_token=abc", "_token=***")
 
 
 def test_secret_fields_and_private_keys_are_redacted() -> None:
