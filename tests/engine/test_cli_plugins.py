@@ -102,7 +102,7 @@ def test_a_plugin_that_does_not_import_fails_only_its_command() -> None:
     assert runner.invoke(app, ["hello"]).output == "hello\n"
     result = runner.invoke(app, ["broken", "anything", "--at", "x"], env={"COLUMNS": "300"})
     assert result.exit_code == 1
-    assert says in result.output
+    assert says in " ".join(result.output.split())  # unwrapped: the width varies
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
