@@ -4,9 +4,8 @@ Every method takes a locked run inside the caller's transaction; nothing here
 commits, so a transition and its history and dispatch land atomically. What an
 event does to the run is ``statewright.lifecycle``'s to say: ``change`` applies it and
 adds the history rows it wrote; the rest here is I/O around it (the outbox, the
-metrics). A run ends in one of four functions, one per kind: ``_succeeded``,
-``_failed``, ``_cancelled``, ``_paused`` (the fast path's success in
-``advance_claimed``).
+metrics). A run ends in one of four functions, one per kind, in
+``statewright.run_endings`` (the fast path's success too, from ``advance_claimed``).
 """
 
 from __future__ import annotations
@@ -19,11 +18,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from statewright import lifecycle, run_end
+from statewright import lifecycle
 from statewright.config import Settings
 from statewright.context import Claim
 from statewright.dispatch import Dispatcher
-from statewright.lifecycle import CANCELLED, FAILED, PAUSED, RUNNING, SUCCEEDED
+from statewright.lifecycle import RUNNING
 from statewright.lifecycle.state import (
     Transition,
 )
@@ -32,8 +31,10 @@ from statewright.models.engine import WorkflowRun, WorkflowTransition
 from statewright.polls import fold_poll
 from statewright.redaction import redact_text, redact_value
 from statewright.registry import Registry, StepOptions, task_queue
+from statewright.run_endings import RunEndings
 from statewright.run_rows import apply_to, state_of
 from statewright.stores import RunStore
+from statewright.stores.statements import dispatch_values, move_values
 
 #: The events that end a run as failed; each carries a reason and the real error.
 Failure = lifecycle.Fail | lifecycle.LostWorker | lifecycle.Abort | lifecycle.DeadlineFail
@@ -73,9 +74,18 @@ class RunRecorder:
         self._metrics = metrics
         #: The queue of a task that is not a workflow's (raises for an unknown task).
         self._queue_of = queue_of
-        #: Child runs and Maps (``statewright.children.Children``), set by the engine: holds
-        #: a join or Map state's step until its children are done, counts finished runs.
-        self.children: Any = None
+        #: How each kind of end is carried out (``statewright.run_endings``).
+        self._endings = RunEndings(registry, dispatcher, metrics, self.enqueue)
+
+    @property
+    def children(self) -> Any:
+        """Child runs and Maps (``statewright.children.Children``), set by the engine: holds
+        a join or Map state's step until its children are done, counts finished runs."""
+        return self._endings.children
+
+    @children.setter
+    def children(self, children: Any) -> None:
+        self._endings.children = children
 
     def change(
         self,
@@ -109,7 +119,7 @@ class RunRecorder:
                 )
             )
         if run.status != status and run.status != RUNNING:
-            self._ended(session, run, event)
+            self._endings.ended(session, run, event)
         return moved
 
     def enqueue(
@@ -341,22 +351,17 @@ class RunRecorder:
         terminal = self._registry.get(claim.workflow).is_terminal(dest)
         step = None if terminal else self._registry.step(claim.workflow, dest)
         claim_next = claim_lease is not None and not terminal
-        params = _move_values(claim, trigger, dest, context, now, duration_ms)
+        params = move_values(claim, trigger, dest, context, now, duration_ms)
         if step is not None:
             lease = now + timedelta(seconds=self._settings.dispatch_timeout)
-            params.update(_dispatch_values(step, claim, lease))
+            params.update(dispatch_values(step, claim, lease))
         if claim_next:
             params.update(a_claim_lease=claim_lease, a_marker=claim.successor_marker)
         moved = self._store.advance(session, params, terminal=terminal, claim_next=claim_next)
         if moved is None:
             return Advanced.FENCED, None
         if step is None:
-            run_end.claimed_run_succeeded(
-                session, self._registry.get(claim.workflow), claim, dest, context
-            )
-            if self.children is not None:  # a child's end counts in its parent's join
-                self.children.finished(session, claim.run_id, SUCCEEDED)
-            self._count_end(claim.workflow, SUCCEEDED)  # the fast path's end of a run
+            self._endings.claimed_succeeded(session, claim, dest, context)
             return Advanced.FINISHED, None
         if moved.claimed:
             return Advanced.CLAIMED, Claim.of(moved.row)
@@ -369,88 +374,3 @@ class RunRecorder:
             queue=step.queue,
         )
         return Advanced.DISPATCHED, None
-
-    # -- the ends of a run: one function per kind --
-
-    def _ended(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
-        """A run just stopped: its messages of the old token go, and it is counted."""
-        ends = {
-            SUCCEEDED: self._succeeded,
-            FAILED: self._failed,
-            CANCELLED: self._cancelled,
-            PAUSED: self._paused,
-        }
-        ends[run.status](session, run, event)
-
-    def _succeeded(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
-        self._dispatcher.discard_for_run(session, run.id)
-        self._count_end(run.workflow, SUCCEEDED)
-        run_end.run_ended(session, self._registry.get(run.workflow), run, "succeeded")
-        self._children_finished(session, run)
-
-    def _failed(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
-        self._dispatcher.discard_for_run(session, run.id)
-        self._count_end(run.workflow, FAILED)
-        ending = "aborted" if isinstance(event, lifecycle.Abort) else "failed"
-        run_end.run_ended(session, self._registry.get(run.workflow), run, ending)
-        self._children_finished(session, run)
-        failure_task = self._registry.get(run.workflow).failure_task
-        if failure_task is not None:
-            self.enqueue(
-                session, f"{run.workflow}.{failure_task}", kwargs={"run_id": run.id}, run_id=run.id
-            )
-
-    def _cancelled(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
-        self._dispatcher.discard_for_run(session, run.id)
-        self._count_end(run.workflow, CANCELLED)
-        run_end.run_ended(session, self._registry.get(run.workflow), run, "cancelled")
-        self._children_finished(session, run)
-
-    def _paused(self, session: Session, run: WorkflowRun, event: lifecycle.Event) -> None:
-        """A paused run keeps its deadline timer (and what it scheduled ahead)."""
-        self._dispatcher.discard_for_run(session, run.id, steps_only=True)
-        self._metrics.incr("run.paused", tags={"workflow": run.workflow})
-
-    def _children_finished(self, session: Session, run: WorkflowRun) -> None:
-        """A child's end counts in its parent's join (or Map); a parent that stopped with
-        children running has its ``child_policy`` carried out."""
-        if self.children is not None:
-            self.children.finished(session, run.id, run.status, run.failure_reason, run)
-
-    def _count_end(self, workflow: str, status: str) -> None:
-        self._metrics.incr("run.finished", tags={"workflow": workflow, "status": status})
-
-
-def _move_values(
-    claim: Claim,
-    trigger: str,
-    dest: str,
-    context: dict[str, Any],
-    now: datetime,
-    duration_ms: float,
-) -> dict[str, Any]:
-    """What the statements of a claimed run's move to ``dest`` bind (see
-    ``statewright.stores.statements``): the run's new values and its history row's."""
-    return {
-        "a_run_id": claim.run_id,
-        "a_token": claim.token,
-        "a_new_token": claim.token + 1,
-        "a_dest": dest,
-        "a_seq": claim.history_len + 1,
-        "a_now": now,
-        "a_context": context,
-        "a_from": claim.state,
-        "a_trigger": trigger,
-        "a_attempt": claim.attempt,
-        "a_duration": duration_ms,
-    }
-
-
-def _dispatch_values(step: StepOptions, claim: Claim, lease: datetime) -> dict[str, Any]:
-    """What the outbox row of the next step's message binds (its lease if dispatched)."""
-    return {
-        "a_lease": lease,
-        "a_task": step.task_name,
-        "a_kwargs": {"run_id": claim.run_id, "token": claim.token + 1},
-        "a_queue": step.queue,
-    }

@@ -8,7 +8,8 @@ them together the way each database runs them best.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, case, literal, or_, select, update
 from sqlalchemy.orm import Session
@@ -20,6 +21,10 @@ from statewright.lifecycle import RUNNING, SUCCEEDED
 from statewright.lifecycle.state import claiming, dispatching, ending, entering, recording
 from statewright.models.base import UTCDateTime
 from statewright.models.engine import OutboxMessage, WorkflowRun, WorkflowTransition
+
+if TYPE_CHECKING:
+    from statewright.context import Claim
+    from statewright.registry import StepOptions
 
 #: The task name of a run's deadline timer (an outbox row without a token).
 DEADLINE_TASK = "statewright.deadline"
@@ -180,4 +185,39 @@ def outbox_values() -> dict[str, Any]:
         "token": _bound("a_new_token", c.token),
         "not_before": _bound("a_now", c.not_before),
         "created_at": _bound("a_now", c.created_at),
+    }
+
+
+def move_values(
+    claim: Claim,
+    trigger: str,
+    dest: str,
+    context: dict[str, Any],
+    now: datetime,
+    duration_ms: float,
+) -> dict[str, Any]:
+    """What the statements of a claimed run's move to ``dest`` bind: the run's new
+    values and its history row's (``RunRecorder.advance_claimed``)."""
+    return {
+        "a_run_id": claim.run_id,
+        "a_token": claim.token,
+        "a_new_token": claim.token + 1,
+        "a_dest": dest,
+        "a_seq": claim.history_len + 1,
+        "a_now": now,
+        "a_context": context,
+        "a_from": claim.state,
+        "a_trigger": trigger,
+        "a_attempt": claim.attempt,
+        "a_duration": duration_ms,
+    }
+
+
+def dispatch_values(step: StepOptions, claim: Claim, lease: datetime) -> dict[str, Any]:
+    """What the outbox row of the next step's message binds (its lease if dispatched)."""
+    return {
+        "a_lease": lease,
+        "a_task": step.task_name,
+        "a_kwargs": {"run_id": claim.run_id, "token": claim.token + 1},
+        "a_queue": step.queue,
     }
