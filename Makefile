@@ -40,12 +40,14 @@ typecheck: install
 ## restarts Redis and RabbitMQ under every test beside it. Either failing (pytest's exit 5,
 ## no tests collected, included) fails `make unit`, after both have run.
 PYTEST_WORKERS ?= 2
+## Items of the Map chaos test in `make unit` (`make chaos` runs the full 10,000).
+CHAOS_MAP_ITEMS ?= 3000
 
 unit: install
 	@parallel=0; chaos=0; \
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 --ignore=tests/chaos \
 		|| parallel=$$?; \
-	$(BIN)/pytest tests/chaos || chaos=$$?; \
+	STATEWRIGHT_CHAOS_MAP_ITEMS=$(CHAOS_MAP_ITEMS) $(BIN)/pytest tests/chaos || chaos=$$?; \
 	if [ $$parallel -ne 0 ] || [ $$chaos -ne 0 ]; then \
 		echo "make unit: the suite exited $$parallel, the chaos suite $$chaos" >&2; exit 1; \
 	fi
