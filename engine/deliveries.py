@@ -120,13 +120,20 @@ class TaskDeliveries:
         row = OutboxMessage
         limit = time_limit if time_limit else self._default_time_limit
         lease = self._clock.now() + timedelta(seconds=limit + self._lease_grace)
+        take = (
+            update(row)
+            .where(row.id == outbox_id, row.token.is_(None), row.claimed.is_(False))
+            .values(claimed=True, attempts=row.attempts + 1, sends=0, not_before=lease)
+            .returning(row.attempts, row.run_id)
+        )
         with self._db.transaction() as session:
-            claimed = session.execute(
-                update(row)
-                .where(row.id == outbox_id, row.token.is_(None), row.claimed.is_(False))
-                .values(claimed=True, attempts=row.attempts + 1, sends=0, not_before=lease)
-                .returning(row.attempts, row.run_id)
-            ).first()
+            claimed = session.execute(take).first()
+            if claimed is None:
+                # A relay re-sending a lost worker's task publishes before it commits the row
+                # as unclaimed; the message can arrive first. Wait for whoever holds the row,
+                # then try once more: a copy is dropped only against what was committed.
+                session.execute(select(row.id).where(row.id == outbox_id).with_for_update())
+                claimed = session.execute(take).first()
             if claimed is None:
                 held = session.execute(select(row.id).where(row.id == outbox_id)).first()
                 self._dropped(task_name, "duplicate" if held else "done")

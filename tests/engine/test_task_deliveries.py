@@ -3,11 +3,12 @@ lost worker is sent again, a duplicate is dropped, and the task runs to completi
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from statewright import Engine, InMemoryMetrics
 from statewright.deliveries import DeliverySuperseded
@@ -173,3 +174,34 @@ def test_finished_run_keeps_its_pending_tasks(engine: Engine, harness: WorkflowH
     harness.run_all()
     assert engine.pending_tasks(run_id) == []
     assert effects(engine, run_id)["notice-1"] == 1
+
+
+def test_a_resend_not_yet_committed_is_taken_not_dropped(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A re-sent task that arrives before the relay commits its row as unclaimed waits for
+    that commit and is taken, instead of being dropped as a duplicate of the lost one."""
+    start_and_lose_the_task_message(engine, harness)
+    (lost,) = task_rows(engine)
+    with engine.db.transaction() as session:  # a worker took it, then died
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == lost.id).values(claimed=True)
+        )
+    taken: list[object] = []
+    with engine.db.engine.connect() as relay:  # the relay, mid re-send: row locked, unclaimed
+        relay.execute(
+            update(OutboxMessage).where(OutboxMessage.id == lost.id).values(claimed=False)
+        )
+        worker = threading.Thread(
+            target=lambda: taken.append(
+                engine.deliveries.claim(lost.id, lost.task_name, time_limit=None, max_attempts=None)
+            )
+        )
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive(), "the claim waits for the relay's commit"
+        relay.commit()
+    worker.join(30)
+    (delivery,) = taken
+    assert delivery is not None
+    assert delivery.attempt == lost.attempts + 1
