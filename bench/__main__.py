@@ -1,7 +1,8 @@
 """statewright's benchmarks, side by side with their baselines: ``make bench``.
 
-    python -m bench [--quick] [--only steps,scale,retention,memory,import,embedded] [--runs 300]
-        [--systems celery,statewright,...] [--retention-rows 10000000]
+    python -m bench [--quick] [--only steps,scale,retention,memory,import,embedded,map]
+        [--runs 300] [--systems celery,statewright,...] [--retention-rows 10000000]
+        [--map-items 10000] [--map-timeout 300]
 
 Every comparison runs in this one process tree, one after another, on the same
 PostgreSQL and Redis, so the ratios compare like with like on a shared machine.
@@ -27,6 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cluster import drop_database, fresh_database
+from bench.map_workload import REDELIVER_AFTER
+from bench.maps import MAP_CASES, MAP_SYSTEMS, MapFigures, prepare_map_database, run_map
 from bench.pgbench import INSTALL_HINT as PGBENCH_HINT
 from bench.pgbench import available as pgbench_available
 from bench.pgbench import run_pgbench
@@ -42,7 +45,8 @@ from bench.steps import (
 )
 from tests.integration.processes import BIN, ROOT
 
-SECTIONS = ("steps", "scale", "retention", "memory", "import", "embedded")
+SECTIONS = ("steps", "scale", "retention", "memory", "import", "embedded", "map")
+MAP_DATABASE = os.environ.get("BENCH_MAP_DATABASE", "statewright_bench_map")
 console = Console(width=max(Console().width, 150))
 
 
@@ -416,6 +420,75 @@ def embedded_section(workdir: Path) -> dict[str, Any]:
     return {"wall_seconds": round(seconds, 2)}
 
 
+def map_section(
+    workdir: Path,
+    items: int,
+    timeout: float,
+    systems: tuple[str, ...] = MAP_SYSTEMS,
+    cases: tuple[str, ...] = MAP_CASES,
+) -> dict[str, Any]:
+    """A Map of ``items`` items against a Celery chord of as many tasks, each system
+    once undisturbed and once with a worker SIGKILLed half-way (``bench/maps.py``)."""
+    url = fresh_database(MAP_DATABASE)
+    prepare_map_database(url)
+    measured: list[MapFigures] = []
+    try:
+        for kill in [case == "killed" for case in cases]:
+            for system in systems:
+                case = "a worker SIGKILLed half-way" if kill else "undisturbed"
+                console.print(f"[bold]map[/]: {system}, {items:,} items, {case} ...")
+                figures = run_map(system, url, workdir, items, kill=kill, timeout=timeout)
+                console.print(f"  {figures.outcome}; to the join: {figures.seconds_to_join} s")
+                measured.append(figures)
+    finally:
+        drop_database(MAP_DATABASE)
+    table = Table(
+        title=f"Map: {items:,} items, each one UPDATE, then a join (2 executors)",
+        caption="statewright: a Map state of task items, the join counted in the items' "
+        "transactions; celery: a chord of as many tasks with a callback (Redis result "
+        f"backend). A message a dead worker held is delivered again after {REDELIVER_AFTER} s "
+        "on both (statewright's item lease; the chord's Redis visibility timeout).",
+    )
+    for column in (
+        "system",
+        "case",
+        "s to join",
+        "items/s",
+        "joins",
+        "items once",
+        "lost",
+        "duplicated",
+        "outcome",
+    ):
+        table.add_column(column, justify="right")
+    for f in measured:
+        table.add_row(
+            f.system,
+            f"killed at {f.done_at_kill:,} done" if f.done_at_kill is not None else "undisturbed",
+            f"{f.seconds_to_join:.1f}" if f.seconds_to_join is not None else "-",
+            f"{f.items_per_second:.0f}" if f.items_per_second is not None else "-",
+            str(f.joins),
+            f"{f.items_done_once:,}",
+            f"{f.items_lost:,}",
+            f"{f.items_duplicated:,}",
+            f.outcome,
+        )
+    console.print(table)
+    clean = {f.system: f for f in measured if not f.killed}
+    result: dict[str, Any] = {
+        "items": items,
+        "timeout_seconds": timeout,
+        "runs": [f.as_dict() for f in measured],
+    }
+    sw, raw = clean.get("statewright"), clean.get("celery")
+    if sw and raw and sw.items_per_second and raw.items_per_second:
+        result["ratio_vs_chord"] = round(sw.items_per_second / raw.items_per_second, 3)
+    result["killed_joined_once_every_item_once"] = {
+        f.system: f.joins == 1 and f.items_done_once == items for f in measured if f.killed
+    }
+    return result
+
+
 def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
@@ -477,6 +550,15 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
             "< 5",
             growth < 5,
         )
+    if "map" in results:
+        once = results["map"]["killed_joined_once_every_item_once"]
+        if "statewright" in once:
+            add(
+                "Map, worker SIGKILLed: joined once, every item once",
+                once["statewright"],
+                "True",
+                once["statewright"],
+            )
     if "import" in results:
         ratio = results["import"]["ratio"]
         add("import vs plain bulk insert", ratio, "≥ 0.5x", ratio >= 0.5)
@@ -518,7 +600,35 @@ def main() -> None:
         help=f"comma-separated systems of the steps benchmark (of {', '.join(SYSTEMS)}, "
         "or statewright-busy<N>)",
     )
+    parser.add_argument(
+        "--map-items",
+        type=int,
+        default=0,
+        help="items of the Map benchmark, and tasks of its chord (default 10,000; 1,000 "
+        "with --quick)",
+    )
+    parser.add_argument(
+        "--map-timeout",
+        type=float,
+        default=600.0,
+        help="seconds the Map benchmark waits for a join before calling it hung",
+    )
+    parser.add_argument(
+        "--map-systems",
+        default=",".join(MAP_SYSTEMS),
+        help=f"comma-separated systems of the Map benchmark (of {', '.join(MAP_SYSTEMS)})",
+    )
+    parser.add_argument(
+        "--map-cases",
+        default=",".join(MAP_CASES),
+        help=f"comma-separated cases of the Map benchmark (of {', '.join(MAP_CASES)})",
+    )
     args = parser.parse_args()
+    if args.map_items < 0 or args.map_timeout <= 0:
+        parser.error(
+            f"--map-items must be at least 1 (got {args.map_items}) and --map-timeout "
+            f"positive (got {args.map_timeout})"
+        )
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -527,6 +637,17 @@ def main() -> None:
     bad = sorted(s for s in systems if not known_system(s))
     if bad or not systems:
         parser.error(f"unknown system(s) {', '.join(bad)}; allowed: {', '.join(SYSTEMS)}")
+    map_systems = tuple(s.strip() for s in args.map_systems.split(",") if s.strip())
+    map_cases = tuple(s.strip() for s in args.map_cases.split(",") if s.strip())
+    for label, chosen, allowed in (
+        ("--map-systems", map_systems, MAP_SYSTEMS),
+        ("--map-cases", map_cases, MAP_CASES),
+    ):
+        wrong = sorted(set(chosen) - set(allowed))
+        if wrong or not chosen:
+            parser.error(
+                f"{label}: unknown {', '.join(wrong) or '(none)'}; allowed: {', '.join(allowed)}"
+            )
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -551,8 +672,14 @@ def main() -> None:
                 results["import"] = import_section(workdir, 10_000 if args.quick else 40_000)
             if "embedded" in sections:
                 results["embedded"] = embedded_section(workdir)
+            if "map" in sections:
+                map_items = args.map_items or (1_000 if args.quick else 10_000)
+                results["map"] = map_section(
+                    workdir, map_items, args.map_timeout, map_systems, map_cases
+                )
         finally:
-            drop_database()
+            if {"steps", "scale", "retention", "memory"} & set(sections):
+                drop_database()
     results["targets"] = targets_table(results)
     out = ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)
