@@ -110,6 +110,7 @@ class Settings:
             statsd_addr=parse_statsd_addr(env.get("STATEWRIGHT_STATSD_ADDR")),
             sentry_dsn=env.get("STATEWRIGHT_SENTRY_DSN") or None,
             lease_grace=_seconds(env, "STATEWRIGHT_LEASE_GRACE", 30.0),
+            default_time_limit=_seconds(env, "STATEWRIGHT_DEFAULT_TIME_LIMIT", 300.0),
             dispatch_timeout=_seconds(env, "STATEWRIGHT_DISPATCH_TIMEOUT", 600.0),
             relay_interval=_seconds(env, "STATEWRIGHT_RELAY_INTERVAL", 0.2),
             continue_for=_seconds(env, "STATEWRIGHT_CONTINUE_FOR", 1.0, allow_zero=True),

@@ -36,6 +36,7 @@ def test_map_joins_once_while_workers_are_killed(make_cluster: ClusterFactory, p
         REDIS_URL,
         STATEWRIGHT_WORKFLOWS="tests.chaos.map_workflow",
         STATEWRIGHT_LEASE_GRACE="2",
+        STATEWRIGHT_DEFAULT_TIME_LIMIT="10",  # a killed item's lease ends in 12 s, not 302
         STATEWRIGHT_DISPATCH_TIMEOUT="6",
     )
     from statewright import Engine, Settings
