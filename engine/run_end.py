@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from statewright.errors import DefinitionError, LifecycleHookError
+from statewright.redaction import redact_text
 
 if TYPE_CHECKING:
     from statewright.context import Claim
@@ -125,7 +126,9 @@ def run_ended(session: Session, definition: Definition, run: WorkflowRun, ending
         return
     error = _call_in_savepoint(found, end)
     if error is not None:
-        run.failure_detail = {**(run.failure_detail or {}), "on_end_error": str(error)}
+        # stored like the failure it joins: redacted (a hook's error may quote a secret)
+        on_end_error = redact_text(str(error))
+        run.failure_detail = {**(run.failure_detail or {}), "on_end_error": on_end_error}
 
 
 def claimed_run_succeeded(

@@ -57,7 +57,7 @@ class Application(Workflow):
         )
         end.session.flush()
         if end.status in RAISE_ON:
-            raise RuntimeError(f"hook refuses {end.status}")
+            raise RuntimeError(f"hook refuses {end.status} at postgresql://app:hunter2@db/loans")
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +139,8 @@ def test_a_success_whose_hook_raises_is_retried_as_the_step(hooked: Engine) -> N
 
 
 def test_a_failure_whose_hook_raises_still_fails_the_run(hooked: Engine) -> None:
-    """The failure commits without the hook's writes and its detail names the hook's error."""
+    """The failure commits without the hook's writes; its detail names the hook's error,
+    redacted like every stored detail."""
     RAISE_ON.add("failed")
     run = hooked.start("hooked_application", {"number": "a8", "broken": True})
     info = WorkflowHarness(hooked).run(run.id)
@@ -149,6 +150,8 @@ def test_a_failure_whose_hook_raises_still_fails_the_run(hooked: Engine) -> None
 
         detail = session.get(WorkflowRun, run.id).failure_detail  # type: ignore[union-attr]
     assert "hook refuses failed" in detail["on_end_error"]
+    assert "postgresql://app:***@db/loans" in detail["on_end_error"]
+    assert "hunter2" not in str(detail)
     assert owning_rows(hooked, "a8") == {}
 
 
