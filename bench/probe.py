@@ -130,6 +130,16 @@ def install() -> None:
 
     DefaultDialect._do_ping_w_event = counted_ping  # type: ignore[method-assign]
 
+    from statewright import persistence
+
+    engine_ping = persistence.ping  # the engine's own ping of a connection that rested
+
+    def counted_engine_ping(engine: Any, dbapi_connection: Any) -> bool:
+        _bump("statements", kind="pre-ping SELECT 1")
+        return engine_ping(engine, dbapi_connection)
+
+    persistence.ping = counted_engine_ping
+
 
 def _autocommit(connection: Any) -> bool:
     """Whether the driver connection is in autocommit (no BEGIN, COMMIT or ROLLBACK is sent)."""

@@ -13,16 +13,24 @@ from statewright.hooks import TaskCall
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
+#: This process's ``/proc/<pid>/statm``, kept open: (pid, descriptor). A forked pool
+#: process opens its own (the parent's descriptor would tell the parent's memory).
+_statm: tuple[int, int] | None = None
+
 
 def current_rss() -> int:
     """Resident memory of this process now, in bytes.
 
-    On Linux this reads ``/proc/self/statm`` (the current figure, unlike ``ru_maxrss``,
-    which only ever grows); elsewhere the peak is the best the OS tells.
+    On Linux this reads ``/proc/<pid>/statm`` (the current figure, unlike ``ru_maxrss``,
+    which only ever grows) through a descriptor kept open, twice per task; elsewhere the
+    peak is the best the OS tells.
     """
+    global _statm
+    pid = os.getpid()
     try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE
+        if _statm is None or _statm[0] != pid:
+            _statm = (pid, os.open(f"/proc/{pid}/statm", os.O_RDONLY))
+        return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE
     except OSError:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
