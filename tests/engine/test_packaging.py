@@ -79,6 +79,10 @@ def test_wheel_holds_one_import_name_and_the_migrations(wheel: Path) -> None:
     ):
         assert expected in names
     assert any(name.startswith("statewright/console/templates/") for name in names)
+    for folder in ("templates", "static"):  # every file the console serves
+        for path in (ROOT / "engine" / "console" / folder).iterdir():
+            if path.is_file():
+                assert f"statewright/console/{folder}/{path.name}" in names
 
 
 def test_installed_wheel_migrates_and_runs_without_a_checkout(wheel: Path, tmp_path: Path) -> None:
