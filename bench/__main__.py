@@ -85,6 +85,7 @@ def steps_section(
         title=f"Steps: {runs} concurrent runs x 10 steps, 2 executors (median of {rounds} rounds)",
         caption="statewright: as configured by default (a delivery continues its run in "
         "process, fairly); statewright-msg: STATEWRIGHT_CONTINUE_FOR=0, a message per step; "
+        "-ping: and STATEWRIGHT_DB_PING_AFTER=0, a ping at every checkout; "
         "pgbench: BEGIN, the UPDATE, COMMIT on 2 connections, no Python",
     )
     for column in (
@@ -165,6 +166,11 @@ def steps_section(
                     per_message / figures["dbos"].steps_per_second, 3
                 ),
             }
+        if "statewright-msg-ping" in figures:  # the rested ping's gain, in the same run
+            pinging = figures["statewright-msg-ping"].steps_per_second
+            result["message_per_step_pinging_ratio_vs_celery"] = round(
+                pinging / figures["celery"].steps_per_second, 3
+            )
     return result
 
 

@@ -30,10 +30,13 @@ from tests.integration.processes import BIN, ROOT, Process, ProcessGroup
 #: same queue with DBOS running ``DBOS_QUEUE_CONCURRENCY`` workflows at once per executor;
 #: ``dbos-direct``: ``DBOS.start_workflow`` in the executors, no queue.
 #: ``statewright-greedy``: continuing as before fairness (whatever waits behind it).
+#: ``statewright-msg-ping``: a message per step, pinging the connection at every checkout
+#: (``STATEWRIGHT_DB_PING_AFTER=0``, as before the ping waited for a rest).
 SYSTEMS = (
     "statewright",
     "statewright-greedy",
     "statewright-msg",
+    "statewright-msg-ping",
     "celery",
     "dbos",
     "dbos-queue",
@@ -107,8 +110,10 @@ class Bench:
             "STATEWRIGHT_LOG_FORMAT": "json",
             "STATEWRIGHT_RELAY_INTERVAL": "0.5",
         }
-        if system == "statewright-msg":
+        if system.startswith("statewright-msg"):
             env["STATEWRIGHT_CONTINUE_FOR"] = "0"
+        if system == "statewright-msg-ping":
+            env["STATEWRIGHT_DB_PING_AFTER"] = "0"
         if system == "statewright-greedy":
             env["STATEWRIGHT_CONTINUE_WHEN_BUSY"] = "1000000"
         if system.startswith("statewright-busy"):

@@ -100,7 +100,7 @@ class EngineParts:
         self.settings = settings or Settings.from_env()
         #: How long a delivery has run is measured on it (``time.monotonic`` by default).
         self.monotonic: Monotonic = monotonic or system_monotonic
-        self.db = Database(self.settings.database_url)
+        self.db = Database(self.settings.database_url, ping_after=self.settings.db_ping_after)
         #: Leases and due times are told by the database's clock (see ``statewright.clock``).
         self.clock: Clock = engine_clock(clock, self.db)
         self.metrics: Metrics = metrics or metrics_from_settings(self.settings)

@@ -54,6 +54,9 @@ class Settings:
     #: How long a delivery may go on continuing once other messages wait on its queue
     #: (``statewright.fairness``); then its run's next step queues behind them.
     continue_when_busy: float = 0.1
+    #: A pooled PostgreSQL connection that rested longer than this is pinged before use
+    #: (0: on every checkout, SQLAlchemy's ``pool_pre_ping``); see ``statewright.persistence``.
+    db_ping_after: float = 1.0
     #: Finished runs older than this are deleted with their history by the relay (in
     #: batches, see ``statewright.retention``); ``None`` keeps them for ever.
     retention: timedelta | None = None
@@ -79,6 +82,10 @@ class Settings:
             raise ConfigurationError(
                 f"continue_when_busy {self.continue_when_busy!r} is not zero or a positive "
                 "number of seconds"
+            )
+        if not (math.isfinite(self.db_ping_after) and self.db_ping_after >= 0):
+            raise ConfigurationError(
+                f"db_ping_after {self.db_ping_after!r} is not zero or a positive number of seconds"
             )
         if self.retention is not None and not (
             isinstance(self.retention, timedelta) and self.retention > timedelta(0)
@@ -117,6 +124,7 @@ class Settings:
             continue_when_busy=_seconds(
                 env, "STATEWRIGHT_CONTINUE_WHEN_BUSY", 0.1, allow_zero=True
             ),
+            db_ping_after=_seconds(env, "STATEWRIGHT_DB_PING_AFTER", 1.0, allow_zero=True),
             default_queue=env.get("STATEWRIGHT_DEFAULT_QUEUE") or "statewright",
             retention=_age(env, "STATEWRIGHT_RETENTION"),
             console_token=env.get("STATEWRIGHT_CONSOLE_TOKEN") or None,

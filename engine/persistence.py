@@ -34,10 +34,12 @@ class Database:
     operation; the completion's fenced move (or ``lock_run``) takes the lock.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, ping_after: float | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine: SAEngine = _create(url, echo=echo)
+        self.engine: SAEngine = _create(
+            url, echo=echo, ping_after=PING_IDLE_AFTER if ping_after is None else ping_after
+        )
         self.sessions: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False, autoflush=True
         )
@@ -79,10 +81,10 @@ class Database:
             bind.dispose()
 
 
-def _create(url: str, *, echo: bool, immediate: bool = True) -> SAEngine:
+def _create(url: str, *, echo: bool, immediate: bool = True, ping_after: float = 0.0) -> SAEngine:
     if not url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
-        _ping_when_idle(engine, PING_IDLE_AFTER)
+        _ping_when_idle(engine, ping_after)
         return engine
     engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "isolation_level": None})
 
@@ -113,7 +115,8 @@ def _create(url: str, *, echo: bool, immediate: bool = True) -> SAEngine:
     return engine
 
 
-#: Seconds a pooled connection may rest before it is pinged on checkout. A step
+#: Seconds a pooled connection may rest before it is pinged on checkout, unless the
+#: settings say otherwise (``STATEWRIGHT_DB_PING_AFTER``; 0 pings every checkout). A step
 #: message checks a connection out for each delivery; a ping each time (SQLAlchemy's
 #: ``pool_pre_ping``) was a round trip of six per step. A connection used within the
 #: last second is taken as it is: if it died since, its first statement fails, as one

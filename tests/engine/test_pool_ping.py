@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from statewright import persistence
+from statewright.config import Settings
+from statewright.errors import ConfigurationError
 from statewright.persistence import Database
 
 
@@ -72,3 +74,28 @@ def test_a_connection_killed_while_resting_is_replaced_on_checkout(
     finally:
         db.dispose()
         killer.dispose()
+
+
+def test_a_ping_bound_of_zero_pings_every_checkout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``ping_after=0`` (STATEWRIGHT_DB_PING_AFTER=0) every checkout is pinged."""
+    db = Database(pg_url, ping_after=0)
+    pings = _counting_pings(db, monkeypatch)
+    try:
+        for _ in range(5):
+            _backend_pid(db)
+        assert pings == [True] * 4  # the first checkout got a connection made just now
+    finally:
+        db.dispose()
+
+
+def test_the_ping_bound_setting_is_checked() -> None:
+    """STATEWRIGHT_DB_PING_AFTER takes zero or positive seconds; anything else is refused,
+    naming it."""
+    assert Settings.from_env({}).db_ping_after == 1.0
+    assert Settings.from_env({"STATEWRIGHT_DB_PING_AFTER": "0"}).db_ping_after == 0
+    assert Settings.from_env({"STATEWRIGHT_DB_PING_AFTER": "2.5"}).db_ping_after == 2.5
+    for bad in ("-1", "often"):
+        with pytest.raises(ConfigurationError, match=f"STATEWRIGHT_DB_PING_AFTER '{bad}'"):
+            Settings.from_env({"STATEWRIGHT_DB_PING_AFTER": bad})
