@@ -149,7 +149,9 @@ class Operations:
         _check_ahead(
             definition, "pause", at, run.state, including_current=not run.claimed, run_id=run.id
         )
-        self._recorder.change(session, run, lifecycle.PauseAt(at), now=self._clock.now())
+        now = self._clock.now()
+        self._recorder.change(session, run, lifecycle.PauseAt(at), now=now)
+        self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
         return RunInfo.of(run)
 
     def _require_state_after(self, run: WorkflowRun) -> None:
@@ -181,7 +183,8 @@ class Operations:
             now = self._clock.now()
             kept = list(run.kept_signals or [])
             self._recorder.change(session, run, lifecycle.Resume(), now=now)
-            if not self._timers.deliver_kept(session, run, kept):
+            moved = self._timers.deliver_kept(session, run, kept)
+            if not moved and not self._recorder.hold(session, run, now=now):
                 self._recorder.dispatch(session, run, now=now)
             return RunInfo.of(run)
 
@@ -207,7 +210,9 @@ class Operations:
         _check_ahead(
             definition, "cancel", at, run.state, including_current=not run.claimed, run_id=run.id
         )
-        self._recorder.change(session, run, lifecycle.CancelAt(at), now=self._clock.now())
+        now = self._clock.now()
+        self._recorder.change(session, run, lifecycle.CancelAt(at), now=now)
+        self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
         return RunInfo.of(run)
 
     def abort(self, run_id: str, *, reason: str = "Aborted by an operator") -> RunInfo:
