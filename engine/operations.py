@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from statewright import lifecycle
+from statewright.activation import activating
 from statewright.business_key import compute_key
 from statewright.clock import Clock
 from statewright.definition import Definition
@@ -94,6 +95,7 @@ class Operations:
                 if setup is not None:
                     session.flush()
                     setup(session, run.id)
+                activating(session, definition, run, "start")
                 self._recorder.move(
                     session, run, "start", definition.initial, now=self._clock.now()
                 )
@@ -127,6 +129,7 @@ class Operations:
         run = self._new_run(definition, clean, key, None)
         run.business_key = compute_key(definition.name, definition.business_key, clean)
         session.add(run)
+        activating(session, definition, run, "start")
         now = self._clock.now()
         self._recorder.move(session, run, "start", definition.initial, now=now, detail=detail)
         return RunInfo.of(run), True
@@ -230,11 +233,13 @@ class Operations:
             return RunInfo.of(run)
 
     def redrive(self, run_id: str) -> RunInfo:
-        """Continue a failed run from its failed state with a fresh attempt budget."""
+        """Continue a failed run from its failed state with a fresh attempt budget;
+        refused, as a start would be, by its workflow's ``@on_activate`` hooks."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
             _require(lifecycle.Redrive, run)
             self._check_state_known(run)
+            activating(session, self._registry.get(run.workflow), run, "redrive")
             now = self._clock.now()
             self._recorder.change(session, run, lifecycle.Redrive(), now=now)
             self._recorder.dispatch(session, run, now=now)
