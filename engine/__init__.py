@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from statewright.migrate import upgrade as migrate
 
 if TYPE_CHECKING:
+    from statewright.activation import Activation, on_activate
     from statewright.api import Engine
     from statewright.children import ChildInfo
     from statewright.clock import Clock, SystemClock, VirtualClock
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
 #: Public name -> (module, name in that module).
 _LAZY: dict[str, tuple[str, str]] = {
+    "Activation": ("statewright.activation", "Activation"),
     "ChildInfo": ("statewright.children", "ChildInfo"),
     "Clock": ("statewright.clock", "Clock"),
     "ConfigurationError": ("statewright.errors", "ConfigurationError"),
@@ -115,6 +117,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Wait": ("statewright.waits", "Wait"),
     "Workflow": ("statewright.definition", "Workflow"),
     "instrumented_task": ("statewright.instrumentation", "instrumented_task"),
+    "on_activate": ("statewright.activation", "on_activate"),
     "on_end": ("statewright.run_end", "on_end"),
     "on_signal": ("statewright.waits", "on_signal"),
     "step": ("statewright.definition", "step"),
@@ -133,6 +136,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Activation",
     "ChildInfo",
     "Clock",
     "ConfigurationError",
@@ -187,6 +191,7 @@ __all__ = [
     "Workflow",
     "instrumented_task",
     "migrate",
+    "on_activate",
     "on_end",
     "on_signal",
     "step",

@@ -8,9 +8,9 @@ scheduler's quantum); after that the run's next step goes to the back of the que
 as a message, like anyone else's. ``continue_for`` still bounds every delivery.
 
 Whether messages wait is asked of the broker (``LLEN`` on Redis, a passive queue
-declaration on RabbitMQ), at most once every ``check_every`` seconds per queue and
-process, and only once the delivery has used its quantum; the answer is kept in
-between. If the broker cannot answer, the delivery continues as it would without
+declaration on a channel of its own on RabbitMQ), at most once every ``check_every``
+seconds per queue and process, and only once the delivery has used its quantum; the
+answer is kept in between. If the broker cannot answer, the delivery continues as it would without
 this policy.
 """
 
@@ -83,7 +83,11 @@ class FairContinuation:
 def broker_waiting(app: object) -> WaitingCounter:
     """A ``WaitingCounter`` over a Celery app's broker, on a connection from the app's
     pool: ``LLEN`` of the queue's lists on Redis (kombu's virtual transports count
-    their own queues), a passive declaration's message count on AMQP."""
+    their own queues), a passive declaration's message count on AMQP.
+
+    On AMQP the declaration goes on a channel of its own, closed after: the broker
+    answers a queue that does not exist (0 waiting) by closing the channel, which must
+    not be the connection's default channel, the one its producer publishes on."""
     from celery import Celery
     from kombu.exceptions import ChannelError
 
@@ -92,14 +96,16 @@ def broker_waiting(app: object) -> WaitingCounter:
     def waiting(queue: str) -> int | None:
         pool: Any = app.pool  # a connection pool (typed as a producer pool by the stubs)
         with pool.acquire(block=True, timeout=1.0) as connection:
-            channel = connection.default_channel
-            size = getattr(channel, "_size", None)
+            size = getattr(connection.default_channel, "_size", None)
             if callable(size):  # a virtual transport (Redis, memory): a missing list is empty
                 return int(size(queue))
+            channel = connection.channel()
             try:
                 declared = channel.queue_declare(queue=queue, passive=True)
             except ChannelError:
                 return 0
+            finally:
+                channel.close()
         count = getattr(declared, "message_count", None)
         return int(count) if count is not None else None
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from statewright import lifecycle
+from statewright.activation import activating
 from statewright.business_key import compute_key
 from statewright.clock import Clock
 from statewright.definition import Definition
@@ -94,6 +95,7 @@ class Operations:
                 if setup is not None:
                     session.flush()
                     setup(session, run.id)
+                activating(session, definition, run, "start")
                 self._recorder.move(
                     session, run, "start", definition.initial, now=self._clock.now()
                 )
@@ -127,6 +129,7 @@ class Operations:
         run = self._new_run(definition, clean, key, None)
         run.business_key = compute_key(definition.name, definition.business_key, clean)
         session.add(run)
+        activating(session, definition, run, "start")
         now = self._clock.now()
         self._recorder.move(session, run, "start", definition.initial, now=now, detail=detail)
         return RunInfo.of(run), True
@@ -149,7 +152,9 @@ class Operations:
         _check_ahead(
             definition, "pause", at, run.state, including_current=not run.claimed, run_id=run.id
         )
-        self._recorder.change(session, run, lifecycle.PauseAt(at), now=self._clock.now())
+        now = self._clock.now()
+        self._recorder.change(session, run, lifecycle.PauseAt(at), now=now)
+        self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
         return RunInfo.of(run)
 
     def _require_state_after(self, run: WorkflowRun) -> None:
@@ -181,7 +186,8 @@ class Operations:
             now = self._clock.now()
             kept = list(run.kept_signals or [])
             self._recorder.change(session, run, lifecycle.Resume(), now=now)
-            if not self._timers.deliver_kept(session, run, kept):
+            moved = self._timers.deliver_kept(session, run, kept)
+            if not moved and not self._recorder.hold(session, run, now=now):
                 self._recorder.dispatch(session, run, now=now)
             return RunInfo.of(run)
 
@@ -207,7 +213,9 @@ class Operations:
         _check_ahead(
             definition, "cancel", at, run.state, including_current=not run.claimed, run_id=run.id
         )
-        self._recorder.change(session, run, lifecycle.CancelAt(at), now=self._clock.now())
+        now = self._clock.now()
+        self._recorder.change(session, run, lifecycle.CancelAt(at), now=now)
+        self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
         return RunInfo.of(run)
 
     def abort(self, run_id: str, *, reason: str = "Aborted by an operator") -> RunInfo:
@@ -225,11 +233,13 @@ class Operations:
             return RunInfo.of(run)
 
     def redrive(self, run_id: str) -> RunInfo:
-        """Continue a failed run from its failed state with a fresh attempt budget."""
+        """Continue a failed run from its failed state with a fresh attempt budget;
+        refused, as a start would be, by its workflow's ``@on_activate`` hooks."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
             _require(lifecycle.Redrive, run)
             self._check_state_known(run)
+            activating(session, self._registry.get(run.workflow), run, "redrive")
             now = self._clock.now()
             self._recorder.change(session, run, lifecycle.Redrive(), now=now)
             self._recorder.dispatch(session, run, now=now)

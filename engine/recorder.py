@@ -259,18 +259,30 @@ class RunRecorder:
         self._entered(session, run, now)
 
     def _entered(self, session: Session, run: WorkflowRun, now: datetime) -> None:
-        """After a move: dispatch the state entered, unless the run finished there or it
-        is a state that may wait without a message (a waiting, join or Map state) entered
-        with a pause or cancel asked for, which applies there (no step may be claimed to
-        apply it)."""
+        """After a move: dispatch the state entered, unless the run finished there or a
+        pause or cancel applies on entering it (``_held_here``)."""
         if run.status != RUNNING:
             return
-        if self._registry.get(run.workflow).holds(run.state):
-            held = lifecycle.held(state_of(run), entering_wait=True)
-            if held is not None:
-                self.change(session, run, held, now=now)
-                return
-        self.dispatch(session, run, now=now)
+        if not self._held_here(session, run, now):
+            self.dispatch(session, run, now=now)
+
+    def hold(self, session: Session, run: WorkflowRun, *, now: datetime) -> bool:
+        """For a run standing unclaimed in its state (an operator scheduled something at
+        it, or resumed it): apply what ``_held_here`` applies; whether it did."""
+        return not run.claimed and self._held_here(session, run, now)
+
+    def _held_here(self, session: Session, run: WorkflowRun, now: datetime) -> bool:
+        """Apply a pause or cancel asked for now or at the run's state (``lifecycle.held``)
+        if the run is running in a state that may wait with no step message (a waiting,
+        join or Map state), where no claim would come to apply it; whether one applied.
+        In a step state, the claim applies it."""
+        if run.status != RUNNING or not self._registry.get(run.workflow).holds(run.state):
+            return False
+        held = lifecycle.held(state_of(run))
+        if held is None:
+            return False
+        self.change(session, run, held, now=now)
+        return True
 
     def repeat(
         self,

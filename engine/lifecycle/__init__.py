@@ -107,16 +107,13 @@ RECORDED: Mapping[str, Event] = MappingProxyType(
 )
 
 
-def held(run: RunState, *, entering_wait: bool = False) -> Event | None:
+def held(run: RunState) -> Event | None:
     """What a step boundary in the run's state applies instead of a claim: a cancel
     asked for now or at this state (a cancel beats a pause), else such a pause; or
-    nothing. (``stores.statements.nothing_asked_at`` is the same rule in SQL.)
-
-    On ``entering_wait`` (a waiting state, where no step is claimed), a cancel
-    scheduled at that state does not apply: the engine has always applied only a
-    cancel asked for now there."""
-    cancel_here = run.cancel_at == run.state and not entering_wait
-    if run.cancel_requested or cancel_here:
+    nothing. A boundary is a claim of the state's step, or entering (or resuming in) a
+    state that may wait with no step message, where no claim would come to apply it.
+    (``stores.statements.nothing_asked_at`` is the same rule in SQL.)"""
+    if run.cancel_requested or run.cancel_at == run.state:
         return Cancel(at_boundary=True)
     if run.pause_requested or run.pause_at == run.state:
         return Pause(at_boundary=True)

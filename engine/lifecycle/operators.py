@@ -50,8 +50,8 @@ class Pause(Event):
     """Pause where the run stands. Asked by an operator while a step runs (``claimed``,
     not ``at_boundary``), it only sets ``pause_requested``: the pause applies at the next
     step boundary. Otherwise it writes the row ``pause`` and stops the run as paused
-    (the token moves on; the run keeps what it scheduled ahead); ``at_boundary`` (a
-    claim, a waiting state entered) also uses up a pause scheduled at this state.
+    (the token moves on; the run keeps what it scheduled ahead), using up a pause
+    scheduled at this state: it has applied, so a resume does not pause again.
     Refused unless the run is running."""
 
     verb: ClassVar[str] = "paused"
@@ -61,7 +61,7 @@ class Pause(Event):
     def effect(self, run: RunState, now: datetime) -> Transition:
         if run.claimed and not self.at_boundary:
             return asked(run, now, pause_requested=True)
-        if self.at_boundary and run.pause_at == run.state:
+        if run.pause_at == run.state:
             run = replace(run, pause_at=None)
         paused = record(run, "pause", run.state, now)
         return then(paused, ended(paused.run, PAUSED, now))

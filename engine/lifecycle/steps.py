@@ -47,8 +47,8 @@ class Advance(Event):
 
     Writes the row ``trigger``, enters ``dest`` with a fresh attempt and poll budget; a
     ``terminal`` ``dest`` ends the run as succeeded. Otherwise the recorder then sends
-    ``dest``'s step (``Dispatch``), or applies a pause or cancel asked for on entering a
-    waiting state (``held``). Only a running run moves."""
+    ``dest``'s step (``Dispatch``), or, on entering a waiting, join or Map state, applies
+    a pause or cancel asked for now or at ``dest`` (``held``). Only a running run moves."""
 
     verb: ClassVar[str] = "moved along a transition"
     trigger_name: str

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from celery import Celery
-from kombu import Queue
+from kombu import Consumer, Producer, Queue
+from kombu.message import Message
 
 from statewright import Engine, Settings
 from statewright.errors import ConfigurationError
@@ -78,6 +79,44 @@ def test_the_broker_tells_how_many_messages_wait(broker: Broker) -> None:
     while waiting(broker.queue) != 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert waiting(broker.queue) == 3
+
+
+def test_a_missing_queue_leaves_the_publishing_channel_alone() -> None:
+    """On RabbitMQ a queue that does not exist counts 0 without the broker closing the
+    pooled connection's default channel (whose consumers and settings a close would
+    drop); then a queue with messages in it counts them."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    broker = Broker(AMQP_URL)
+    received: list[object] = []
+    try:
+        with broker.app.pool.acquire(block=True) as connection:
+            channel = connection.default_channel
+            listened = Queue(f"{broker.queue}-listened", channel=channel, auto_delete=True)
+            listened.declare()
+            consumer = Consumer(channel, [listened], callbacks=[keep(received)], accept=["json"])
+            consumer.consume()
+        waiting = broker_waiting(broker.app)
+        assert waiting(f"statewright-missing-{uuid.uuid4().hex[:12]}") == 0
+        with broker.app.pool.acquire(block=True) as connection:
+            assert connection.default_channel is channel
+            Producer(channel).publish({"n": 1}, routing_key=listened.name, serializer="json")
+            connection.drain_events(timeout=5.0)
+        assert received == [{"n": 1}]
+        broker.fill(2)
+        deadline = time.monotonic() + 5.0
+        while waiting(broker.queue) != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting(broker.queue) == 2
+    finally:
+        broker.close()
+
+
+def keep(received: list[object]) -> Callable[[object, Message], None]:
+    def on_message(body: object, message: Message) -> None:
+        received.append(body)
+        message.ack()
+
+    return on_message
 
 
 def fair_engine(make_engine: EngineFactory, broker: Broker, busy_for: float) -> Engine:

@@ -235,14 +235,13 @@ def test_a_step_boundary_applies_what_was_asked(asked: dict[str, object], held: 
     assert lifecycle.held(a_run(**asked)) == held
 
 
-def test_entering_a_waiting_state_applies_only_a_cancel_asked_for_now() -> None:
-    """On entering a waiting state a cancel scheduled at it does not apply (one asked
-    for now, or a pause, does)."""
-    assert lifecycle.held(a_run(cancel_at="working"), entering_wait=True) is None
-    asked = a_run(cancel_requested=True)
-    assert lifecycle.held(asked, entering_wait=True) == lifecycle.Cancel(at_boundary=True)
-    paused = a_run(pause_at="working", cancel_at="working")
-    assert lifecycle.held(paused, entering_wait=True) == lifecycle.Pause(at_boundary=True)
+def test_a_pause_that_stops_a_run_uses_up_the_pause_scheduled_at_its_state() -> None:
+    """A pause that stops a run where no step is claimed (an operator's, not only one
+    applied at a boundary) uses up a pause scheduled at its state, so nothing is left
+    to pause it again on resume."""
+    stopped = lifecycle.apply(a_run(pause_at="working"), lifecycle.Pause(), NOW)
+    assert (stopped.status, stopped.pause_at) == (PAUSED, None)
+    assert lifecycle.held(lifecycle.apply(stopped, lifecycle.Resume(), NOW)) is None
 
 
 def test_claim_counts_an_attempt_and_hand_back_returns_it() -> None:

@@ -254,3 +254,23 @@ def test_pause_during_a_step_keeps_a_scheduled_pause(
     engine.resume(run.id)
     assert harness.run(run.id).state == "storing"
     assert engine.get(run.id).status == "paused"
+
+
+def test_a_pause_of_an_unclaimed_run_uses_up_the_pause_scheduled_there(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """Pausing a run whose step waits unclaimed uses up a pause scheduled for its state:
+    once resumed, it runs to the end without pausing again."""
+    run = engine.start("pipeline", pause_at="fetching")
+    paused = engine.pause(run.id)
+    assert (paused.status, paused.state, paused.pause_at) == ("paused", "fetching", None)
+    engine.resume(run.id)
+    assert harness.run(run.id).status == "succeeded"
+    assert triggers(engine, run.id) == [
+        "start",
+        "pause",
+        "resume",
+        "fetched",
+        "transformed",
+        "stored",
+    ]

@@ -3,6 +3,7 @@
 import statewright as engine
 
 PUBLIC = {
+    "Activation",
     "ChildInfo",
     "Clock",
     "ConfigurationError",
@@ -57,6 +58,7 @@ PUBLIC = {
     "Workflow",
     "instrumented_task",
     "migrate",
+    "on_activate",
     "on_end",
     "on_signal",
     "step",

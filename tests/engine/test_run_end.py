@@ -110,6 +110,16 @@ def test_cancel_and_abort_call_their_hooks(hooked: Engine) -> None:
     assert owning_rows(hooked, "a5") == {"aborted": "checking|withdrawn by phone"}
 
 
+def test_a_cancel_scheduled_at_a_waiting_state_calls_the_cancelled_hook(hooked: Engine) -> None:
+    """A cancel scheduled for a waiting state ends the run as it enters it, calling the
+    ``cancelled`` hook as any cancel does."""
+    run = hooked.start("hooked_application", {"number": "a8"})
+    hooked.cancel(run.id, at="deciding")
+    ended = WorkflowHarness(hooked).run(run.id)
+    assert (ended.status, ended.state) == ("cancelled", "deciding")
+    assert owning_rows(hooked, "a8") == {"cancelled": "deciding|"}
+
+
 def test_a_cancel_whose_hook_raises_changes_nothing(hooked: Engine) -> None:
     """The cancel raises naming the hook; the run and the domain rows stay as they were."""
     run = hooked.start("hooked_application", {"number": "a6"})

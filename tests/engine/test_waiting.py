@@ -345,3 +345,59 @@ def test_a_timer_delivered_early_is_armed_again(engine: Engine, harness: Workflo
     assert [m.not_before for m in outbox(engine, run_id)] == [entered + WEEK, entered + WEEK]
     assert harness.run(run_id).state == "expired"
     assert lines(engine, run_id)[-1] == "awaiting --expired--> expired"
+
+
+def test_cancel_at_a_waiting_state_applies_on_entry_and_arms_no_timer(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """A cancel scheduled for a waiting state cancels the run as it enters it: no timer
+    stays armed, and the cancel uses up what was scheduled."""
+    run = engine.start("review", {})
+    assert engine.cancel(run.id, at="awaiting").cancel_at == "awaiting"
+    cancelled = harness.run(run.id)
+    assert (cancelled.status, cancelled.state, cancelled.cancel_at) == (
+        "cancelled",
+        "awaiting",
+        None,
+    )
+    assert lines(engine, run.id)[-2:] == [
+        "asking --asked--> awaiting",
+        "awaiting --cancel--> awaiting",
+    ]
+    assert outbox(engine, run.id) == []
+    with pytest.raises(IllegalOperationError, match="is cancelled"):
+        engine.signal(run.id, "submitted")
+
+
+@pytest.mark.parametrize(("operation", "status"), [("cancel", "cancelled"), ("pause", "paused")])
+def test_a_cancel_or_pause_at_the_waiting_state_a_run_is_in_applies_now(
+    engine: Engine, harness: WorkflowHarness, operation: str, status: str
+) -> None:
+    """Scheduled for the waiting state the run already waits in, a cancel or pause applies
+    at once (no step will be claimed there to apply it) and drops the wait's timer."""
+    run_id = waiting_run(engine, harness)
+    asked = getattr(engine, operation)(run_id, at="awaiting")
+    assert (asked.status, asked.state, asked.pause_at, asked.cancel_at) == (
+        status,
+        "awaiting",
+        None,
+        None,
+    )
+    assert lines(engine, run_id)[-1] == f"awaiting --{operation}--> awaiting"
+    assert outbox(engine, run_id) == []
+
+
+def test_resume_after_a_pause_at_a_waiting_state_waits_without_pausing_again(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """Resumed after a pause scheduled for its waiting state, the run waits again (the
+    pause was used up) and a cancel scheduled there meanwhile applies on resume."""
+    run = engine.start("review", {}, pause_at="awaiting")
+    assert harness.run(run.id).status == "paused"
+    assert engine.resume(run.id).status == "running"
+    assert engine.signal(run.id, "submitted").state == "checking"
+    other = engine.start("review", {}, pause_at="awaiting")
+    harness.run(other.id)
+    engine.cancel(other.id, at="awaiting")
+    assert engine.resume(other.id).status == "cancelled"
+    assert outbox(engine, other.id) == []

@@ -218,6 +218,29 @@ def test_retry_refusals(target: Target) -> None:
     assert len(target.engine.list()) == 3
 
 
+def test_redrive_is_refused_while_another_relocation_of_the_owner_is_active(
+    target: Target,
+) -> None:
+    """Redriving a failed relocation after another of its owner became active is refused
+    naming that run, and nothing changes; once that one ends, the redrive goes through."""
+    failed = failed_on_collision(target)
+    active = start_relocation(target.engine, plain(good_document()), owner=OWNER)
+    history = target.engine.history(failed.id)
+    with pytest.raises(
+        IllegalOperationError,
+        match=rf"{OWNER} already has an active relocation: run {active.id} is running",
+    ):
+        target.engine.redrive(failed.id)
+    assert target.engine.get(failed.id) == failed
+    assert target.engine.history(failed.id) == history
+    target.engine.cancel(active.id)
+    assert target.engine.redrive(failed.id).status == "running"
+    with pytest.raises(
+        IllegalOperationError, match=rf"already has an active relocation: run {failed.id}"
+    ):
+        start_relocation(target.engine, plain(good_document()), owner=OWNER)
+
+
 def test_retry_refuses_an_export_cut_at_the_size_limit(make_target: TargetFactory) -> None:
     """An export that was only partly stored (over the limit) cannot be retried from."""
     target = make_target(limits=Limits(max_file_bytes=100))

@@ -11,7 +11,7 @@ from statewright import Engine, IllegalOperationError, InvalidParamsError, RunIn
 from statewright.models.relocation import Relocation as RelocationRecord
 from statewright.models.relocation import RelocationFile
 from statewright.persistence import require_run
-from statewright.workflows.relocation.start import claim_owner, require_user
+from statewright.workflows.relocation.owners import require_user
 
 
 def retry_relocation(
@@ -54,7 +54,7 @@ def retry_relocation(
         _require_failed(run_id, require_run(session, run_id).status)  # locked until commit
         source_record = _record(session, run_id)
         _stored_upload(session, source_record)
-        claim_owner(session, owner, new_run_id)
+        require_user(session, owner, "owner")  # locked and checked for others on activation
         require_user(session, creator, "creator")
         copy = RelocationRecord(
             run_id=new_run_id,

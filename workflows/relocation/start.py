@@ -1,8 +1,7 @@
 """Starting a relocation: the run, its owning record and the uploaded file, in one transaction.
 
-One owner has at most one active (running or paused) relocation: the start locks the
-owner's account rows before looking, so two concurrent starts for one owner are decided
-one after the other and the second sees the first.
+One owner has at most one active (running or paused) relocation: the workflow's
+activation hook (``owners.claim_owner``) refuses a start, or a redrive, past it.
 """
 
 from __future__ import annotations
@@ -10,22 +9,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from statewright import (
     ConfigurationError,
     Engine,
-    IllegalOperationError,
     InvalidParamsError,
     RunInfo,
 )
-from statewright.lifecycle import ACTIVE
-from statewright.models.domain import User
-from statewright.models.engine import WorkflowRun
 from statewright.models.relocation import Relocation as RelocationRecord
 from statewright.models.relocation import RelocationFile
 from statewright.workflows.relocation.crypto import is_encrypted
+from statewright.workflows.relocation.owners import require_user
 from statewright.workflows.relocation.workflow import Relocation
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -66,7 +61,7 @@ def start_relocation(
     creator = creator or owner
 
     def setup(session: Session, run_id: str) -> None:
-        claim_owner(session, owner, run_id)
+        require_user(session, owner, "owner")  # locked and checked for others on activation
         require_user(session, creator, "creator")
         record = RelocationRecord(
             run_id=run_id,
@@ -94,44 +89,6 @@ def start_relocation(
     return engine.start(
         "relocation", params, idempotency_key=idempotency_key, pause_at=pause_at, setup=setup
     )
-
-
-def claim_owner(session: Session, owner: str, run_id: str) -> None:
-    """Lock the owner's account and make sure no other relocation of theirs is active.
-
-    The lock is held until the starting transaction ends, so a concurrent start for the
-    same owner waits here and then finds this run.
-    """
-    require_user(session, owner, "owner", lock=True)
-    active = session.execute(
-        select(WorkflowRun.id, WorkflowRun.status, WorkflowRun.state)
-        .join(RelocationRecord, RelocationRecord.run_id == WorkflowRun.id)
-        .where(
-            RelocationRecord.owner_email == owner,
-            WorkflowRun.status.in_(ACTIVE),
-            WorkflowRun.id != run_id,
-        )
-        .order_by(WorkflowRun.created_at)
-        .limit(1)
-    ).first()
-    if active is not None:
-        raise IllegalOperationError(
-            f"{owner} already has an active relocation: run {active.id} is {active.status} in "
-            f"{active.state!r}; one relocation per owner at a time, so let it finish or "
-            "cancel it first"
-        )
-
-
-def require_user(session: Session, email: str, role: str, *, lock: bool = False) -> None:
-    """A user with this email exists here (its rows locked with ``lock``)."""
-    statement = select(User.id).where(User.email == email).order_by(User.id)
-    if lock:
-        statement = statement.with_for_update()
-    if not session.execute(statement).all():
-        raise InvalidParamsError(
-            f"no user with email {email!r} exists in this installation; the {role} of a "
-            "relocation must have an account here"
-        )
 
 
 def _read(export: bytes | Path, limit: int) -> tuple[bytes, int]:

@@ -16,12 +16,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from statewright import (
+    Activation,
     PermanentError,
     Poll,
     RetryPolicy,
     StepContext,
     TaskContext,
     Workflow,
+    on_activate,
     step,
     task,
 )
@@ -54,6 +56,7 @@ from statewright.workflows.relocation.notify import (
     recipients,
     send_pending,
 )
+from statewright.workflows.relocation.owners import claim_owner
 from statewright.workflows.relocation.sandbox import validate_in_sandbox
 
 
@@ -87,6 +90,14 @@ class Relocation(Workflow):
         if self._config is None:
             self._config = RelocationConfig.from_env()
         return self._config
+
+    @on_activate
+    def one_active_per_owner(self, activation: Activation) -> None:
+        """An owner has one active relocation at a time: a start or a redrive past it is
+        refused, naming the active one."""
+        owner = activation.params.get("owner")
+        if isinstance(owner, str):
+            claim_owner(activation.session, owner, activation.run_id)
 
     # -- states --------------------------------------------------------------------
 
