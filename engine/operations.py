@@ -149,9 +149,7 @@ class Operations:
     def _pause_at(self, session: Session, run: WorkflowRun, at: str) -> RunInfo:
         _require(lifecycle.PauseAt, run)
         definition = self._registry.get(run.workflow)
-        _check_ahead(
-            definition, "pause", at, run.state, including_current=not run.claimed, run_id=run.id
-        )
+        _check_ahead(definition, "pause", at, run.state, **_where_it_stands(run))
         now = self._clock.now()
         self._recorder.change(session, run, lifecycle.PauseAt(at), now=now)
         self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
@@ -210,9 +208,7 @@ class Operations:
     def _cancel_at(self, session: Session, run: WorkflowRun, at: str) -> RunInfo:
         _require(lifecycle.CancelAt, run)
         definition = self._registry.get(run.workflow)
-        _check_ahead(
-            definition, "cancel", at, run.state, including_current=not run.claimed, run_id=run.id
-        )
+        _check_ahead(definition, "cancel", at, run.state, **_where_it_stands(run))
         now = self._clock.now()
         self._recorder.change(session, run, lifecycle.CancelAt(at), now=now)
         self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
@@ -299,6 +295,18 @@ def _require(event: type[lifecycle.Event], run: WorkflowRun) -> None:
         raise IllegalOperationError(f"run {run.id} {why}")
 
 
+def _where_it_stands(run: WorkflowRun) -> dict[str, Any]:
+    """What ``_check_ahead`` needs of a run: its current state counts as ahead only while
+    its step has yet to be taken. A running step has passed it, and so has a paused run:
+    resuming goes on from there, so a pause or cancel scheduled for it would apply the
+    moment the run resumes (pause, resume or cancel it now instead)."""
+    return {
+        "including_current": not run.claimed and run.status != lifecycle.PAUSED,
+        "run_id": run.id,
+        "paused": run.status == lifecycle.PAUSED,
+    }
+
+
 def _check_ahead(
     definition: Definition,
     verb: str,
@@ -307,6 +315,7 @@ def _check_ahead(
     *,
     including_current: bool,
     run_id: str | None = None,
+    paused: bool = False,
 ) -> None:
     """``at`` is a state with a step that the run (in ``current``) has yet to reach."""
     ahead = _steps_ahead(definition, current) | ({current} if including_current else set())
@@ -324,6 +333,8 @@ def _check_ahead(
             f"finished; states ahead: {listed}"
         )
     who = f"run {run_id} is in {current!r}" if run_id else f"runs start in {current!r}"
+    if paused:
+        who = f"run {run_id} is paused in {current!r} (resuming goes on from there)"
     raise IllegalOperationError(
         f"cannot {verb} at {at!r}: {who}, and {at!r} is not ahead of it; states ahead: {listed}"
     )

@@ -38,6 +38,24 @@ def test_cancel_at_a_state_of_a_paused_run(engine: Engine, harness: WorkflowHarn
     assert (cancelled.status, cancelled.state) == ("cancelled", "storing")
 
 
+def test_a_paused_run_refuses_a_pause_or_cancel_at_the_state_it_is_paused_in(
+    engine: Engine, harness: WorkflowHarness
+) -> None:
+    """Paused in a state, a run refuses a pause or cancel scheduled for that state (it
+    would apply the moment the run resumed), naming the states ahead; resumed, it goes on."""
+    run = engine.start("pipeline", pause_at="transforming")
+    assert harness.run(run.id).status == "paused"
+    for verb in (engine.pause, engine.cancel):
+        with pytest.raises(IllegalOperationError) as refused:
+            verb(run.id, at="transforming")
+        assert "paused in 'transforming'" in str(refused.value)
+        assert "states ahead: storing" in str(refused.value)
+    assert engine.get(run.id).pause_at is None
+    assert engine.get(run.id).cancel_at is None
+    engine.resume(run.id)
+    assert harness.run(run.id).status == "succeeded"
+
+
 def test_cancel_and_pause_for_the_same_state_cancel_wins(
     engine: Engine, harness: WorkflowHarness
 ) -> None:

@@ -391,13 +391,15 @@ def test_resume_after_a_pause_at_a_waiting_state_waits_without_pausing_again(
     engine: Engine, harness: WorkflowHarness
 ) -> None:
     """Resumed after a pause scheduled for its waiting state, the run waits again (the
-    pause was used up) and a cancel scheduled there meanwhile applies on resume."""
+    pause was used up); while paused there, a cancel for that state is refused (it would
+    apply the moment the run resumed) and a cancel now applies."""
     run = engine.start("review", {}, pause_at="awaiting")
     assert harness.run(run.id).status == "paused"
     assert engine.resume(run.id).status == "running"
     assert engine.signal(run.id, "submitted").state == "checking"
     other = engine.start("review", {}, pause_at="awaiting")
     harness.run(other.id)
-    engine.cancel(other.id, at="awaiting")
-    assert engine.resume(other.id).status == "cancelled"
+    with pytest.raises(IllegalOperationError, match="paused in 'awaiting'"):
+        engine.cancel(other.id, at="awaiting")
+    assert engine.cancel(other.id).status == "cancelled"
     assert outbox(engine, other.id) == []
