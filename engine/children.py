@@ -54,7 +54,8 @@ class ChildInfo:
     key: str
     run_id: str | None
     workflow: str
-    #: ``running``, or how it finished: ``succeeded``, ``failed`` or ``cancelled``.
+    #: ``running``, or how it finished: ``succeeded``, ``failed`` or ``cancelled``; a
+    #: failed Map item a redrive queued to run again is ``queued``.
     status: str
     #: A child run's context when it finished; a Map task item's returned value.
     result: Any
@@ -65,7 +66,7 @@ class ChildInfo:
 
     @property
     def finished(self) -> bool:
-        return self.status != "running"
+        return self.status in ("succeeded", "failed", "cancelled")
 
     def to_json(self) -> dict[str, Any]:
         return {

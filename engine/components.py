@@ -211,9 +211,15 @@ class EngineParts:
             self.metrics,
         )
         self.child_runs.fanout = self.fanout
+        self._operations.fanout = self.fanout
         self.recorder.children = self.child_runs
         register_child_tasks(
-            self.celery, self.child_runs, self.fanout, self.settings.default_queue, InstrumentedTask
+            self.celery,
+            self.registry,
+            self.child_runs,
+            self.fanout,
+            self.settings.default_queue,
+            InstrumentedTask,
         )
         #: Cron schedules that start runs: ``engine.schedules.add(...)``, ``.pause(name)``…
         self.schedules = ScheduleOperations(

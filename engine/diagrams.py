@@ -258,11 +258,14 @@ def _tags(definition: Definition, state: str, run: RunInfo | None) -> list[str]:
 
 
 def _map_tags(definition: Definition, fanout: Map) -> list[str]:
-    """What a Map state fans out over, how widely, and what it tolerates."""
+    """What a Map state fans out over, how widely (and how long each item may take, if
+    it says), and what it tolerates."""
     each = f"{fanout.workflow} runs" if fanout.workflow else f"{fanout.each} tasks"
+    limit = fanout.time_limit
     return [
         f"Map over {fanout.items} as {each}",
         f"at most {fanout.concurrency} at a time, pages of {fanout.page_size}",
+        *([f"each item within {_span(timedelta(seconds=limit))}"] if limit is not None else []),
         f"tolerates {fanout.tolerance.describe()}",
     ]
 

@@ -75,6 +75,15 @@ class Map:
     named ``each``, ``(ctx: ItemContext) -> JSON result or None``, whose writes commit
     with the item's completion. An ``each`` item that raises is tried again, up to
     ``attempts`` times in all, then counts as failed with its error as the reason.
+    ``time_limit`` (seconds) bounds each attempt of an ``each`` item: its soft limit
+    raises in the item (a failed attempt), its hard limit a few seconds later ends the
+    worker process, and a worker lost mid-item has the item sent again once that limit
+    and the lease grace have passed; without it, the engine's default time limit
+    applies. A child run's item has no time limit of its own (its steps have theirs).
+
+    When the run fails in the Map state (past the tolerance, say) and is redriven, its
+    failed items, those cancelled with it included, run again under the same bound,
+    each with a fresh attempt budget; items that succeeded are kept.
     """
 
     items: str
@@ -89,6 +98,7 @@ class Map:
     attempts: int
     queue: str | None
     reason: str | None
+    time_limit: float | None
 
     def __init__(
         self,
@@ -105,6 +115,7 @@ class Map:
         attempts: int = 3,
         queue: str | None = None,
         reason: str | None = None,
+        time_limit: float | None = None,
     ) -> None:
         if (each is None) == (workflow is None):
             raise DefinitionError(
@@ -133,6 +144,7 @@ class Map:
             "attempts": attempts,
             "queue": queue,
             "reason": reason,
+            "time_limit": time_limit,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -207,8 +219,27 @@ def collect_maps(
                     f"workflow {name!r}: Map state {state!r} names {label}={method!r}, which "
                     "is not a method of the workflow"
                 )
+        found.extend(_time_limit_problems(name, state, spec))
     _raise_all(found)
     return dict(declared)
+
+
+def _time_limit_problems(name: str, state: str, spec: Map) -> list[str]:
+    """What is wrong with a Map's ``time_limit``: it must be a positive number of
+    seconds, and only task items (``each=``) have one."""
+    limit = spec.time_limit
+    if limit is None:
+        return []
+    where = f"workflow {name!r}: Map state {state!r}"
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < math.inf:
+        return [f"{where} has time_limit={limit!r}; it must be a positive number of seconds"]
+    if spec.workflow is not None:
+        return [
+            f"{where} has time_limit={limit!r}, but its items are child runs of "
+            f"{spec.workflow!r}: a child run's steps have their own time limits (set them "
+            "on its workflow); a Map's time_limit bounds each call of each= only"
+        ]
+    return []
 
 
 def _raise_all(found: Sequence[str]) -> None:

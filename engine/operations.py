@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +30,9 @@ from statewright.recorder import RunRecorder
 from statewright.registry import Registry
 from statewright.run_rows import new_row_columns
 from statewright.timers import Timers, merged_context
+
+if TYPE_CHECKING:
+    from statewright.fanout import Fanout
 
 MAX_KEY = 200
 
@@ -59,6 +62,8 @@ class Operations:
         self._timers = timers
         #: Where new runs' ids come from (``new_run_id`` unless a test injects another).
         self._run_ids = run_ids or new_run_id
+        #: Set by the engine: the Map runtime, which queues a redriven Map's failed items.
+        self.fanout: Fanout | None = None
 
     def start(
         self,
@@ -229,18 +234,26 @@ class Operations:
             return RunInfo.of(run)
 
     def redrive(self, run_id: str) -> RunInfo:
-        """Continue a failed run from its failed state with a fresh attempt budget;
-        refused, as a start would be, by its workflow's ``@on_activate`` hooks."""
+        """Continue a failed run from its failed state with a fresh attempt budget; in a
+        Map state, its failed items run again (``statewright.fanout.redrive``). Refused, as a
+        start would be, by its workflow's ``@on_activate`` hooks."""
         with self._db.transaction() as session:
             run = require_run(session, run_id)
-            _require(lifecycle.Redrive, run)
-            self._check_state_known(run)
-            activating(session, self._registry.get(run.workflow), run, "redrive")
-            now = self._clock.now()
-            self._recorder.change(session, run, lifecycle.Redrive(), now=now)
-            self._recorder.dispatch(session, run, now=now)
-            self._timers.arm_deadline(session, run)
+            self.redrive_in(session, run)
             return RunInfo.of(run)
+
+    def redrive_in(self, session: Session, run: WorkflowRun) -> None:
+        """Redrive the locked ``run`` in the caller's transaction (a redriven Map's fill
+        redrives its failed item runs this way)."""
+        _require(lifecycle.Redrive, run)
+        self._check_state_known(run)
+        activating(session, self._registry.get(run.workflow), run, "redrive")
+        now = self._clock.now()
+        self._recorder.change(session, run, lifecycle.Redrive(), now=now)
+        if self.fanout is not None:
+            self.fanout.redriven(session, run)
+        self._recorder.dispatch(session, run, now=now)
+        self._timers.arm_deadline(session, run)
 
     def signal(self, run_id: str, trigger: str, data: dict[str, Any] | None = None) -> RunInfo:
         """Fire a declared trigger from outside. In a waiting state, its signal handler

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from statewright.models.base import Base, BigId, JSONType, UTCDateTime
 
-#: What a child (or a Map item) can be: started and not finished, or finished one way.
-CHILD_STATUSES = ("running", "succeeded", "failed", "cancelled")
+#: What a child (or a Map item) can be: started and not finished, finished one way, or
+#: (a Map item) failed and queued by a redrive to run again.
+CHILD_STATUSES = ("running", "succeeded", "failed", "cancelled", "queued")
 
 
 class WorkflowChild(Base):
@@ -68,7 +69,9 @@ class WorkflowMap(Base):
 
     ``started - done`` items are in flight (never more than ``concurrency``); the item
     whose completing transaction makes ``done == started`` with the source ``exhausted``
-    is the last, and dispatches the parent's Map step in that transaction."""
+    is the last, and dispatches the parent's Map step in that transaction. After a
+    redrive, ``started`` trails ``next_offset`` by the failed items queued to run again
+    (``statewright.fanout.redrive``); the Map is complete only once they have run too."""
 
     __tablename__ = "workflow_maps"
 

@@ -17,7 +17,7 @@ from statewright import PermanentError, Poll, StepContext, Workflow, step
 from statewright.fanout import ItemContext, PageContext
 from statewright.joins import Map
 from statewright.waits import Wait
-from tests.sample_workflows import record_effect
+from tests.sample_workflows import effect_counts, record_effect
 
 
 class Child(Workflow):
@@ -225,6 +225,101 @@ class MapRuns(Workflow):
         return item
 
 
+def fixed(session: Any, run_id: str) -> bool:
+    """Whether the cause of ``run_id``'s broken items was fixed (``fix`` was called)."""
+    return "fixed" in effect_counts(session, run_id)
+
+
+class FixableMap(MapTasks):
+    """Task items; those in ``params["broken"]`` fail until the run's cause is fixed.
+    No tolerance and no ``on_failed``: a failed item fails the run."""
+
+    name = "fixable_map"
+    transitions = [("prepared", "preparing", "mapping"), ("mapped", "mapping", "done")]
+    terminal = ["done"]
+    maps = {
+        "mapping": Map(
+            items="page", each="one", concurrency=2, page_size=2, attempts=2, on_done="mapped"
+        )
+    }
+
+    def one(self, ctx: ItemContext) -> dict[str, int]:
+        if ctx.item in ctx.params.get("broken", []) and not fixed(ctx.session, ctx.run_id):
+            raise ValueError(f"item {ctx.item} is broken")
+        record_effect(ctx.session, ctx.run_id, f"item-{ctx.item}")
+        return {"attempt": ctx.attempt}
+
+
+class FixableChild(Workflow):
+    """Prepares, then works: its work fails while it is ``broken`` and its parent's cause
+    is not fixed. Each step counts its effect under the parent run."""
+
+    name = "fixable_child"
+    transitions = [("prepared", "preparing", "working"), ("worked", "working", "done")]
+    terminal = ["done"]
+
+    @step(initial=True)
+    def preparing(self, ctx: StepContext) -> Literal["prepared"]:
+        record_effect(ctx.session, ctx.params["parent"], f"prepared-{ctx.params['n']}")
+        return "prepared"
+
+    @step()
+    def working(self, ctx: StepContext) -> Literal["worked"]:
+        if ctx.params["broken"] and not fixed(ctx.session, ctx.params["parent"]):
+            raise PermanentError(f"child {ctx.params['n']} is broken")
+        record_effect(ctx.session, ctx.params["parent"], f"item-{ctx.params['n']}")
+        return "worked"
+
+
+class FixableRuns(Workflow):
+    """Maps over ``items`` numbers as ``fixable_child`` runs, 2 at a time, no tolerance."""
+
+    name = "fixable_runs"
+    transitions = [("prepared", "preparing", "mapping"), ("mapped", "mapping", "done")]
+    terminal = ["done"]
+    maps = {
+        "mapping": Map(
+            items="page", workflow="fixable_child", concurrency=2, page_size=2, on_done="mapped"
+        )
+    }
+
+    @step(initial=True)
+    def preparing(self, ctx: StepContext) -> Literal["prepared"]:
+        return "prepared"
+
+    def page(self, ctx: PageContext, offset: int, limit: int) -> Sequence[dict[str, Any]]:
+        broken = ctx.params.get("broken", [])
+        return [
+            {"n": n, "parent": ctx.run_id, "broken": n in broken}
+            for n in numbers(ctx.params, offset, limit)
+        ]
+
+
+class TimedMap(MapTasks):
+    """Task items with a 2-second time limit; items in ``params["slow"]`` sleep
+    ``params["sleep"]`` seconds on their first attempt."""
+
+    name = "timed_map"
+    maps = {
+        "mapping": Map(
+            items="page",
+            each="one",
+            concurrency=4,
+            page_size=4,
+            attempts=2,
+            on_done="mapped",
+            on_failed="too_many_failed",
+            time_limit=2,
+        )
+    }
+
+    def one(self, ctx: ItemContext) -> dict[str, int]:
+        if ctx.item in ctx.params.get("slow", []) and ctx.attempt == 1:
+            time.sleep(float(ctx.params["sleep"]))
+        record_effect(ctx.session, ctx.run_id, f"item-{ctx.item}")
+        return {"attempt": ctx.attempt, "pid": os.getpid()}
+
+
 WORKFLOWS: list[Any] = [
     Child,
     Parent,
@@ -235,4 +330,8 @@ WORKFLOWS: list[Any] = [
     WideMap,
     FlakySource,
     MapRuns,
+    FixableMap,
+    FixableChild,
+    FixableRuns,
+    TimedMap,
 ]

@@ -9,12 +9,13 @@ task's own) runs ``UPDATE workflow_maps SET done = done + 1 ... RETURNING``: the
 that makes ``done == started`` with the source exhausted dispatches the parent's Map
 step in that same transaction; an item that leaves room for a page asks for the next
 fill. No process polls, and nothing counts outside the database. The Map step then
-takes ``on_done``, or ``on_failed`` (or fails the run) past the tolerance.
+takes ``on_done``, or ``on_failed`` (or fails the run) past the tolerance. Redriving a
+run that failed there runs its failed items again, and only those (``redrive``).
 
 The parts: ``contexts`` (what the workflow's methods receive), ``fill`` (entering a
 Map and starting its items), ``items`` (running task items), ``join`` (counting each
-item's end), ``reading`` (counters, failed items, the Map step) and ``tasks`` (the
-durable tasks that drive them).
+item's end), ``reading`` (counters, failed items, the Map step), ``redrive`` (failed
+items run again) and ``tasks`` (the durable tasks that drive them).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from statewright.fanout.reading import (
     map_outcome,
     maps_of,
 )
-from statewright.fanout.tasks import FILL_TASK, ITEM_TASK, register_child_tasks
+from statewright.fanout.redrive import MapRedrive
+from statewright.fanout.tasks import FILL_TASK, ITEM_TASK, item_task, register_child_tasks
 from statewright.metrics import Metrics
 from statewright.models.engine import WorkflowRun
 from statewright.persistence import Database
@@ -63,13 +65,21 @@ class Fanout:
         metrics: Metrics,
     ) -> None:
         self._join = MapJoin(recorder, children, clock, metrics)
-        self._fill = MapFill(db, registry, recorder, operations, self._join, clock, metrics)
+        self._redrive = MapRedrive(registry, recorder, operations, clock, metrics)
+        self._fill = MapFill(
+            db, registry, recorder, operations, self._join, self._redrive, clock, metrics
+        )
         self._items = TaskItems(db, registry, recorder, self._join, clock, metrics)
 
     def holds(self, session: Session, run: WorkflowRun, step: StepOptions) -> bool:
         """Whether ``run``, entering or resuming in Map state ``step``, waits there (see
         ``MapFill.holds``)."""
         return self._fill.holds(session, run, step)
+
+    def redriven(self, session: Session, run: WorkflowRun) -> int:
+        """The locked ``run`` is being redriven: queue its Map's failed items to run again
+        (see ``MapRedrive.requeue``); returns how many."""
+        return self._redrive.requeue(session, run)
 
     def fill(self, map_id: int, retry: Callable[[float], BaseException] | None = None) -> int:
         """Start the Map's next items up to its concurrency (see ``MapFill.fill``)."""
@@ -95,6 +105,7 @@ __all__ = [
     "MapInfo",
     "PageContext",
     "failed_items",
+    "item_task",
     "map_outcome",
     "maps_of",
     "register_child_tasks",

@@ -17,8 +17,9 @@ from statewright.deliveries import current_delivery
 from statewright.errors import InvalidParamsError
 from statewright.fanout.contexts import PageContext, workflow_method
 from statewright.fanout.join import MapJoin
-from statewright.fanout.reading import MapInfo
-from statewright.fanout.tasks import ITEM_TASK
+from statewright.fanout.reading import complete, has_more
+from statewright.fanout.redrive import MapRedrive
+from statewright.fanout.tasks import item_task
 from statewright.joins import Map
 from statewright.jsonvalues import check_json_object
 from statewright.metrics import Metrics
@@ -47,6 +48,7 @@ class MapFill:
         recorder: RunRecorder,
         operations: Operations,
         join: MapJoin,
+        redrive: MapRedrive,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
@@ -55,6 +57,7 @@ class MapFill:
         self._recorder = recorder
         self._operations = operations
         self._join = join
+        self._redrive = redrive
         self._clock = clock
         self._metrics = metrics
 
@@ -74,7 +77,7 @@ class MapFill:
                 WorkflowMap.parent_run_id == run.id, WorkflowMap.visit == run.entry_seq
             )
         ).scalar_one_or_none()
-        if row is not None and MapInfo.of(row).complete:
+        if row is not None and complete(row):
             return False
         if row is None:
             row = self._new_map(run, step, spec)
@@ -154,18 +157,22 @@ class MapFill:
         spec = self._registry.get(parent.workflow).map_of(row.state)
         assert spec is not None
         limit = min(room, spec.page_size)
-        items = self._page(session, parent, spec, row, limit)
-        self._start_page(session, parent, row, spec, items)
-        row.next_offset += len(items)
-        row.started += len(items)
-        row.exhausted = len(items) < limit
-        more = not row.exhausted and room > len(items)
+        if row.started < row.next_offset:  # failed items a redrive queued go first
+            count = self._redrive.restart(session, parent, row, spec, limit)
+        else:
+            items = self._page(session, parent, spec, row, limit)
+            self._start_page(session, parent, row, spec, items)
+            count = len(items)
+            row.next_offset += count
+            row.started += count
+            row.exhausted = count < limit
+            self._metrics.incr("map.started", value=count, tags={"workflow": parent.workflow})
+        more = has_more(row) and room > count
         if not more:
             row.filling = False
-        self._metrics.incr("map.started", value=len(items), tags={"workflow": parent.workflow})
-        if row.exhausted and row.done == row.started:  # the source ended with nothing left
+        if complete(row):  # nothing left to start and every item done
             self._join.finish(session, row)
-        return len(items), more
+        return count, more
 
     def _page(
         self, session: Session, parent: WorkflowRun, spec: Map, row: WorkflowMap, limit: int
@@ -206,10 +213,11 @@ class MapFill:
         ]
         if spec.each is not None and links:
             session.flush()  # the page's item rows in one go, then a task for each
+            task = item_task(parent.workflow, row.state, spec)
             for link in links:
                 kwargs = {"item_id": link.id}
                 self._recorder.enqueue(
-                    session, ITEM_TASK, kwargs=kwargs, run_id=parent.id, queue=row.queue
+                    session, task, kwargs=kwargs, run_id=parent.id, queue=row.queue
                 )
         if items:
             row.last_item = links[-1].item if spec.each is not None else _json(items[-1])
@@ -256,12 +264,12 @@ class MapFill:
 
 
 def _fillable(parent: WorkflowRun, row: WorkflowMap, room: int) -> bool:
-    """Whether the Map may start items: its run is running in it, its source has more,
-    and it has room under its concurrency."""
+    """Whether the Map may start items: its run is running in it, it has items to
+    start, and it has room under its concurrency."""
     return (
         parent.status == "running"
         and (parent.state, parent.entry_seq) == (row.state, row.visit)
-        and not row.exhausted
+        and has_more(row)
         and room > 0
     )
 

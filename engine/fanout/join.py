@@ -1,7 +1,8 @@
 """Counting a Map's items as they finish, each in its own completing transaction.
 
 ``UPDATE workflow_maps SET done = done + 1 ... RETURNING``: the item that makes
-``done == started`` with the source exhausted releases the parent's Map step in that
+``done == started`` with the source exhausted (and no failed item queued by a redrive
+waiting to start again) releases the parent's Map step in that
 same transaction; an item that leaves room for a page asks for the next fill.
 """
 
@@ -37,13 +38,14 @@ class MapJoin:
         row = self._count(session, map_id, failed)
         if row is None:
             return
-        if row.exhausted and row.done == row.started:
+        if row.exhausted and row.done == row.started == row.next_offset:
             self._set(session, map_id, finished_at=self._clock.now())
             self._metrics.incr("map.joined", tags={"state": row.state})
             self._children.release(session, row.parent_run_id, row.state, row.visit)
             return
         room = row.concurrency - (row.started - row.done)
-        if not row.exhausted and not row.filling and room >= _low_water(row.concurrency):
+        more = not row.exhausted or row.started < row.next_offset  # (``reading.has_more``)
+        if more and not row.filling and room >= _low_water(row.concurrency):
             self._set(session, map_id, filling=True)
             self.ask_fill(session, map_id, row.parent_run_id, row.queue)
 
@@ -72,6 +74,7 @@ class MapJoin:
                 table.visit,
                 table.concurrency,
                 table.started,
+                table.next_offset,
                 table.done,
                 table.exhausted,
                 table.filling,

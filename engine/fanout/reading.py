@@ -33,6 +33,8 @@ class MapInfo:
     failed: int
     exhausted: bool
     finished_at: datetime | None
+    #: Failed items a redrive queued to run again, not started yet.
+    queued: int = 0
 
     @property
     def in_flight(self) -> int:
@@ -40,7 +42,7 @@ class MapInfo:
 
     @property
     def complete(self) -> bool:
-        return self.exhausted and self.done == self.started
+        return self.exhausted and self.done == self.started and not self.queued
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class MapInfo:
             "failed": self.failed,
             "in_flight": self.in_flight,
             "exhausted": self.exhausted,
+            "queued": self.queued,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
 
@@ -66,7 +69,19 @@ class MapInfo:
             row.failed,
             row.exhausted,
             row.finished_at,
+            row.next_offset - row.started,
         )
+
+
+def has_more(row: WorkflowMap) -> bool:
+    """Whether the Map has items to start: its source has more, or a redrive queued
+    failed items to run again (``started`` then trails ``next_offset`` by as many)."""
+    return not row.exhausted or row.started < row.next_offset
+
+
+def complete(row: WorkflowMap) -> bool:
+    """Whether every item of the Map has been started and has finished."""
+    return row.exhausted and row.done == row.started == row.next_offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,8 +147,9 @@ class Resume(Event):
 class Redrive(Event):
     """Continue a failed run from its failed state: running again, its failure and end
     forgotten, fresh attempt and poll budgets and time in the state, a deadline already
-    passed dropped, and the row ``redrive``. The recorder then dispatches the step.
-    Refused unless the run failed."""
+    passed dropped, and the row ``redrive``. The recorder then dispatches the step; in
+    a Map state the Map's failed items are queued to run again first, and the run waits
+    for them (``statewright.fanout.redrive``). Refused unless the run failed."""
 
     allowed: ClassVar[tuple[str, ...]] = (FAILED,)
     verb: ClassVar[str] = "redriven"

@@ -64,3 +64,21 @@ def test_failed_items_are_listed_with_their_reasons(env: dict[str, str]) -> None
     page = cli("runs", "failed-items", str(run["id"]), "--after", "10", env=env)
     assert "item 20 is not allowed" in page.stdout
     assert "item 0 is not allowed" not in page.stdout
+
+
+def test_failed_items_of_a_run_failed_in_its_map_say_a_redrive_runs_them(
+    env: dict[str, str],
+) -> None:
+    """When the run failed in the Map, `runs failed-items` says a redrive runs its failed
+    items again; `runs show` gives each Map's item time limit ("default" when unset)."""
+    run = finished("fixable_map", '{"items": 3, "broken": [1]}', env)
+    assert run["status"] == "failed"
+    listed = cli("runs", "failed-items", str(run["id"]), env=env)
+    assert listed.returncode == 0, listed.stderr
+    text = " ".join(listed.stdout.split())  # rich wraps lines at the terminal's width
+    assert f"statewright runs redrive {run['id']} runs its failed items again" in text
+    shown = cli("runs", "show", str(run["id"]), env=env)
+    assert "item limit" in shown.stdout
+    assert "default" in shown.stdout
+    data = json.loads(cli("runs", "show", str(run["id"]), "--json", env=env).stdout)
+    assert [m["item_time_limit"] for m in data["maps"]] == [None]
