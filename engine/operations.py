@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from statewright import lifecycle
 from statewright.activation import activating
+from statewright.ahead import check_ahead, steps_ahead, where_it_stands
 from statewright.business_key import compute_key
 from statewright.clock import Clock
 from statewright.definition import Definition
@@ -86,7 +87,7 @@ class Operations:
         _check_key(idempotency_key)
         deadline_at = _deadline_at(definition, deadline, self._clock.now())
         if pause_at is not None:
-            _check_ahead(definition, "pause", pause_at, definition.initial, including_current=True)
+            check_ahead(definition, "pause", pause_at, definition.initial, including_current=True)
         business_key = compute_key(definition.name, definition.business_key, clean)
         try:
             with self._db.transaction() as session:
@@ -154,7 +155,7 @@ class Operations:
     def _pause_at(self, session: Session, run: WorkflowRun, at: str) -> RunInfo:
         _require(lifecycle.PauseAt, run)
         definition = self._registry.get(run.workflow)
-        _check_ahead(definition, "pause", at, run.state, **_where_it_stands(run))
+        check_ahead(definition, "pause", at, run.state, **where_it_stands(run))
         now = self._clock.now()
         self._recorder.change(session, run, lifecycle.PauseAt(at), now=now)
         self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
@@ -164,7 +165,7 @@ class Operations:
         """A pause asked for while a step runs applies at a later step: refused when the
         running step is the last one, since the run would only finish past it."""
         definition = self._registry.get(run.workflow)
-        if not _steps_ahead(definition, run.state):
+        if not steps_ahead(definition, run.state):
             raise IllegalOperationError(
                 f"run {run.id} is running its last step {run.state!r}; there is no state "
                 "left to pause at (it finishes when this step does; cancel or abort it instead)"
@@ -213,7 +214,7 @@ class Operations:
     def _cancel_at(self, session: Session, run: WorkflowRun, at: str) -> RunInfo:
         _require(lifecycle.CancelAt, run)
         definition = self._registry.get(run.workflow)
-        _check_ahead(definition, "cancel", at, run.state, **_where_it_stands(run))
+        check_ahead(definition, "cancel", at, run.state, **where_it_stands(run))
         now = self._clock.now()
         self._recorder.change(session, run, lifecycle.CancelAt(at), now=now)
         self._recorder.hold(session, run, now=now)  # at a waiting state it is in: now
@@ -306,56 +307,6 @@ def _require(event: type[lifecycle.Event], run: WorkflowRun) -> None:
     why = lifecycle.refusal(event, run.status)
     if why is not None:
         raise IllegalOperationError(f"run {run.id} {why}")
-
-
-def _where_it_stands(run: WorkflowRun) -> dict[str, Any]:
-    """What ``_check_ahead`` needs of a run: its current state counts as ahead only while
-    its step has yet to be taken. A running step has passed it, and so has a paused run:
-    resuming goes on from there, so a pause or cancel scheduled for it would apply the
-    moment the run resumes (pause, resume or cancel it now instead)."""
-    return {
-        "including_current": not run.claimed and run.status != lifecycle.PAUSED,
-        "run_id": run.id,
-        "paused": run.status == lifecycle.PAUSED,
-    }
-
-
-def _check_ahead(
-    definition: Definition,
-    verb: str,
-    at: str,
-    current: str,
-    *,
-    including_current: bool,
-    run_id: str | None = None,
-    paused: bool = False,
-) -> None:
-    """``at`` is a state with a step that the run (in ``current``) has yet to reach."""
-    ahead = _steps_ahead(definition, current) | ({current} if including_current else set())
-    listed = ", ".join(s for s in definition.states if s in ahead) or "(none)"
-    if at in definition.steps and at in ahead:
-        return
-    if at not in definition.states:
-        raise InvalidParamsError(
-            f"cannot {verb} at {at!r}: unknown state {at!r} in workflow {definition.name!r}; "
-            f"states ahead: {listed}"
-        )
-    if definition.is_terminal(at):
-        raise InvalidParamsError(
-            f"cannot {verb} at {at!r}: {at} is a final state, where a run has already "
-            f"finished; states ahead: {listed}"
-        )
-    who = f"run {run_id} is in {current!r}" if run_id else f"runs start in {current!r}"
-    if paused:
-        who = f"run {run_id} is paused in {current!r} (resuming goes on from there)"
-    raise IllegalOperationError(
-        f"cannot {verb} at {at!r}: {who}, and {at!r} is not ahead of it; states ahead: {listed}"
-    )
-
-
-def _steps_ahead(definition: Definition, state: str) -> set[str]:
-    """The states with a step reachable from ``state`` by one or more moves."""
-    return {s for s in definition.ahead_of(state) if s in definition.steps}
 
 
 def _deadline_at(definition: Definition, asked: Deadline | None, now: datetime) -> datetime | None:
