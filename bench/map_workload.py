@@ -30,16 +30,18 @@ from sqlalchemy.orm import Session
 
 from statewright import RetryPolicy, StepContext, Workflow, step
 from statewright.fanout import ItemContext, PageContext
+from statewright.instrumentation import HARD_LIMIT_MARGIN
 from statewright.joins import Map
 
 #: How long a message that a dead worker held waits before it is delivered again, on
-#: both systems. statewright leases a Map item it runs for the default task time limit
-#: (300 s; a Map item has no time limit of its own) plus ``STATEWRIGHT_LEASE_GRACE``
+#: both systems. statewright leases a Map item it runs for the Map's item time limit
+#: (``ITEM_TIME_LIMIT``), the hard-limit margin (5 s) and ``STATEWRIGHT_LEASE_GRACE``
 #: (2 s here); the chord app gets the same as its Redis ``visibility_timeout``, and
 #: statewright the same as ``STATEWRIGHT_DISPATCH_TIMEOUT`` (a message published but
 #: never claimed).
+ITEM_TIME_LIMIT = 30.0
 LEASE_GRACE = 2
-REDELIVER_AFTER = 300 + LEASE_GRACE
+REDELIVER_AFTER = ITEM_TIME_LIMIT + HARD_LIMIT_MARGIN + LEASE_GRACE
 
 
 @worker_ready.connect
@@ -98,7 +100,13 @@ class BenchMap(Workflow):
     time_limit = 10.0
     maps = {
         "mapping": Map(
-            items="page", each="one", concurrency=500, page_size=250, attempts=20, on_done="mapped"
+            items="page",
+            each="one",
+            concurrency=500,
+            page_size=250,
+            attempts=20,
+            time_limit=ITEM_TIME_LIMIT,
+            on_done="mapped",
         )
     }
 
