@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from statewright import Engine
 from statewright.cli.common import waited_exit_code
 from statewright.testing import WorkflowHarness
-from tests.helpers import cli_env, cli_process
+from tests.helpers import ROOT, cli_env, cli_process
 
 
 @pytest.fixture
@@ -136,3 +138,25 @@ def test_wait_exits_1_for_a_run_that_did_not_succeed(
     statuses = [r.status for r in (succeeded, failed, cancelled, paused)]
     assert statuses == ["succeeded", "failed", "cancelled", "paused"]
     assert [waited_exit_code(r) for r in (succeeded, failed, cancelled, paused)] == [0, 1, 1, 0]
+
+
+def test_a_command_without_a_sentry_dsn_does_not_import_sentry(env: dict[str, str]) -> None:
+    """With no STATEWRIGHT_SENTRY_DSN a command that builds an engine (`runs list`) never
+    imports sentry-sdk, which would cost its start a tenth of a second."""
+    assert cli_process("migrate", env=env).returncode == 0
+    script = (
+        "import sys\nfrom statewright.cli import main\nsys.argv = ['statewright', *sys.argv[1:]]\n"
+        "try:\n    main()\nfinally:\n    print('sentry_sdk' in sys.modules, file=sys.stderr)\n"
+    )
+    env = {name: value for name, value in env.items() if name != "STATEWRIGHT_SENTRY_DSN"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, "runs", "list", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "False"
