@@ -3,6 +3,7 @@ every item's effect once, spread over the workers, and the parent joined exactly
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from statewright import Engine, Settings
@@ -17,6 +18,7 @@ CHILDREN = {
 }
 
 
+@pytest.mark.long
 def test_a_map_of_2000_items_joins_once_on_real_workers(
     make_cluster: ClusterFactory, redis_url: str
 ) -> None:

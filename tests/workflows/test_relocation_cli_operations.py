@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete
 
 from statewright.models import Organization
@@ -15,6 +16,7 @@ from tests.workflows.test_relocation import good_document, plain
 from tests.workflows.test_relocation_operations import ADMIN, add_org, add_user
 
 
+@pytest.mark.long
 def test_start_show_and_retry(
     target: Target, database_url: str, keys: Keys, tmp_path: Path
 ) -> None:
