@@ -72,7 +72,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     changes: dict[str, str | None] = {name: None for name in os.environ if name not in env}
     changes.update(env)
     with _restored_process_state(), contextlib.chdir(ROOT):
-        with CliRunner().isolation(env=changes) as (stdout, stderr, _):
+        with CliRunner().isolation(env=changes) as (stdout, stderr, _), _fresh_consoles():
             code = _run_main(args)
             sys.stdout.flush()  # as the interpreter does on exit
             sys.stderr.flush()
@@ -106,19 +106,13 @@ def _run_main(args: tuple[str, ...]) -> int:
 def _restored_process_state() -> Iterator[None]:
     """Put back what a command changes for its whole process: ``sys.argv``, structlog's
     and the root logger's configuration; fail if it left a thread behind."""
-    from statewright.cli.common import err, out
-
     argv, root = list(sys.argv), logging.getLogger()
     handlers, level = list(root.handlers), root.level
     structlog_config = structlog.get_config() if structlog.is_configured() else None
     threads = set(threading.enumerate())
-    # the consoles chose their colours when first imported; a captured stream has none
-    colours = out._color_system, err._color_system
-    out._color_system = err._color_system = None
     try:
         yield
     finally:
-        out._color_system, err._color_system = colours
         sys.argv = argv
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -128,6 +122,25 @@ def _restored_process_state() -> Iterator[None]:
             structlog.configure(**structlog_config)
     left = _threads_left(threads)
     assert not left, f"the command left threads running: {left}"
+
+
+@contextlib.contextmanager
+def _fresh_consoles() -> Iterator[None]:
+    """The command line's consoles made again, as a new process makes them on import, for
+    the environment and streams of this call (they fix their width from ``COLUMNS`` and
+    their colours from the terminal when made); as they were afterwards."""
+    from statewright.cli.common import err, out
+
+    consoles = ((out, {}), (err, {"stderr": True}))  # as statewright.cli.common makes them
+    saved = [dict(vars(console)) for console, _ in consoles]
+    for console, arguments in consoles:
+        console.__init__(**arguments)  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        for (console, _), state in zip(consoles, saved, strict=True):
+            vars(console).clear()
+            vars(console).update(state)
 
 
 def _threads_left(before: set[threading.Thread], patience: float = 5.0) -> list[str]:
