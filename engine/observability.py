@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import sentry_sdk
-from sentry_sdk.integrations.celery import CeleryIntegration
-from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
-
 from statewright.config import Settings
 from statewright.redaction import redact_sentry_event
 
 
 def setup_sentry(settings: Settings) -> bool:
-    """Initialise sentry-sdk when ``STATEWRIGHT_SENTRY_DSN`` is set; ``True`` if it was."""
+    """Initialise sentry-sdk when ``STATEWRIGHT_SENTRY_DSN`` is set; ``True`` if it was.
+
+    sentry-sdk is imported only then (it costs a command a tenth of a second to start).
+    """
     if not settings.sentry_dsn:
         return False
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         integrations=[CeleryIntegration(), SqlalchemyIntegration()],

@@ -33,6 +33,12 @@ AMQP_URL = os.environ.get("STATEWRIGHT_TEST_AMQP", "amqp://guest:guest@127.0.0.1
 ALL_TABLES = tuple(table.name for table in reversed(metadata.sorted_tables))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` first, in their order: a parallel run hands them out at its
+    start, so none is left running alone at its end while the other process waits."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def service_up(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from statewright.cli.plugins import GROUP, add_plugin_commands
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli_process
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -152,13 +152,13 @@ def test_an_installed_broken_plugin_breaks_no_other_command(
     """With a broken plugin installed, --help and `runs list` work; its own command
     answers with one line naming the entry point, and no traceback."""
     env = broken_plugin_env
-    helped = cli("--help", env=env)
+    helped = cli_process("--help", env=env)
     assert helped.returncode == 0
     assert "relocation" in helped.stdout
-    assert cli("migrate", env=env).returncode == 0
-    listed = cli("runs", "list", "--json", env=env)
+    assert cli_process("migrate", env=env).returncode == 0
+    listed = cli_process("runs", "list", "--json", env=env)
     assert (listed.returncode, listed.stdout.strip(), listed.stderr) == (0, "[]", "")
-    broken = cli("broken", env=env)
+    broken = cli_process("broken", env=env)
     assert broken.returncode == 1
     assert broken.stderr.strip().splitlines() == [
         "error: the statewright.cli entry point broken = 'broken_plugin:app' did not load "

@@ -87,9 +87,11 @@ def test_every_id_argument_takes_a_unique_prefix(migrated: dict[str, str]) -> No
     env = migrated
     one = str(started("approval", env=env)["id"])
     two = str(started("approval", env=env)["id"])
-    paused = cli("runs", "pause", one[:10], "--json", env=env)
+    # ids begin with their time: two started in the same instant share more of it
+    prefix = next(one[:n] for n in range(10, len(one)) if not two.startswith(one[:n]))
+    paused = cli("runs", "pause", prefix, "--json", env=env)
     assert json.loads(paused.stdout)["id"] == one
-    assert json.loads(cli("runs", "history", one[:10], "--json", env=env).stdout)
+    assert json.loads(cli("runs", "history", prefix, "--json", env=env).stdout)
     shared = cli("runs", "cancel", one[:4], env=env)
     assert shared.returncode == 1
     assert f"run id prefix '{one[:4]}' is ambiguous" in shared.stderr

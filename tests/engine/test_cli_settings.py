@@ -15,7 +15,7 @@ from statewright import ConfigurationError, Engine, Settings
 from statewright.cli.app import app
 from statewright.environment import unknown_variables
 from statewright.workflows.weekly_reports import WeeklyReports
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli_process
 
 
 @pytest.fixture
@@ -41,13 +41,13 @@ def test_bad_workflow_settings_break_only_the_commands_that_need_them(
         "STATEWRIGHT_RELOCATION_MAX_ORGS": "abc",
         "STATEWRIGHT_REPORTS_CRON": "0 6 * *",
     }
-    assert cli("--help", env=bad).returncode == 0
-    assert cli("migrate", env=bad).returncode == 0
-    listed = cli("runs", "list", "--json", env=bad)
+    assert cli_process("--help", env=bad).returncode == 0
+    assert cli_process("migrate", env=bad).returncode == 0
+    listed = cli_process("runs", "list", "--json", env=bad)
     assert (listed.returncode, listed.stdout.strip()) == (0, "[]"), listed.stderr
     export = Path(bad["STATEWRIGHT_DATABASE_URL"].removeprefix("sqlite:///")).parent / "x.swr"
     export.write_bytes(b"{}")
-    started = cli("relocation", "start", str(export), "--owner", "kim@example.com", env=bad)
+    started = cli_process("relocation", "start", str(export), "--owner", "kim@example.com", env=bad)
     assert started.returncode == 1
     assert "STATEWRIGHT_RELOCATION_MAX_ORGS 'abc' is not a positive whole number" in (
         started.stderr
@@ -75,7 +75,7 @@ def test_a_bad_report_schedule_is_named_where_beat_loads_it(
 
 def test_a_misspelt_variable_is_pointed_out(env: dict[str, str]) -> None:
     """An unknown STATEWRIGHT_* variable is warned about with the closest known name."""
-    result = cli("workflows", "--json", env={**env, "STATEWRIGHT_BORKER_URL": "redis://x"})
+    result = cli_process("workflows", "--json", env={**env, "STATEWRIGHT_BORKER_URL": "redis://x"})
     assert result.returncode == 0
     assert (
         "STATEWRIGHT_BORKER_URL is not a statewright setting and is ignored; did you mean "
@@ -98,7 +98,7 @@ def test_bad_engine_settings_are_named(
     env: dict[str, str], variable: str, value: str, says: str
 ) -> None:
     """A bad engine setting fails a command with its name and value, and no traceback."""
-    result = cli("runs", "list", env={**env, variable: value})
+    result = cli_process("runs", "list", env={**env, variable: value})
     assert result.returncode == 1
     assert says in result.stderr
     assert "Traceback" not in result.stderr

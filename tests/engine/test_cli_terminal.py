@@ -12,7 +12,7 @@ import pexpect
 import pyte
 import pytest
 
-from tests.helpers import CLI, ROOT, cli
+from tests.helpers import CLI, ROOT, cli_process
 
 COLUMNS, ROWS = 100, 200
 
@@ -60,7 +60,7 @@ def test_live_progress_keeps_log_lines_above_it(env: dict[str, str]) -> None:
     child.close()
     assert child.exitstatus == 0, child.before
     lines = screen_of(child.before)
-    run_id = json.loads(cli("runs", "list", "--json", env=env).stdout)[0]["id"]
+    run_id = json.loads(cli_process("runs", "list", "--json", env=env).stdout)[0]["id"]
     assert any(line.strip() == f"onboarding run {run_id}" for line in lines), lines
     assert sum("┃ state" in line for line in lines) == 1, "a stale frame of the table is left"
     logged = [n for n, line in enumerate(lines) if "step polls again" in line]
@@ -79,7 +79,7 @@ def test_live_progress_keeps_log_lines_above_it(env: dict[str, str]) -> None:
 def test_ctrl_c_leaves_the_run_going(env: dict[str, str]) -> None:
     """Ctrl-C on `runs wait` stops following, says the run goes on and how to follow it
     again, exits 130, and the run is still running."""
-    started = cli("runs", "start", "approval", "--json", env=env)
+    started = cli_process("runs", "start", "approval", "--json", env=env)
     run_id = json.loads(started.stdout)["id"]
     child = spawn("runs", "wait", run_id[:12], env=env)
     child.expect("awaiting")
@@ -91,5 +91,5 @@ def test_ctrl_c_leaves_the_run_going(env: dict[str, str]) -> None:
     assert f"stopped following run {run_id}" in text
     assert f"Follow it again with: statewright runs wait {run_id}" in text
     assert child.exitstatus == 130
-    shown = json.loads(cli("runs", "show", run_id, "--json", env=env).stdout)
+    shown = json.loads(cli_process("runs", "show", run_id, "--json", env=env).stdout)
     assert shown["status"] == "running"

@@ -68,6 +68,7 @@ def scale_engine(sqlite_url: str) -> Iterator[Engine]:
     engine.close()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
 def test_a_large_map_is_paged_and_joined_once(scale_engine: Engine) -> None:

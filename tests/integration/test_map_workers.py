@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from statewright import Engine, Settings
@@ -21,6 +22,7 @@ CHILDREN = {
 }
 
 
+@pytest.mark.long
 def test_a_map_of_2000_items_joins_once_on_real_workers(
     make_cluster: ClusterFactory, redis_url: str
 ) -> None:

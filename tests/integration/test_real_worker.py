@@ -37,6 +37,7 @@ def test_three_states_complete_on_real_workers(
     assert len(deliveries) == (1 if continue_for == "1" else 3)
 
 
+@pytest.mark.long
 def test_retries_wait_their_real_countdown(make_cluster: ClusterFactory, redis_url: str) -> None:
     """Backoff between attempts is honoured by the relay's durable timers (2s, then 4s)."""
     cluster = make_cluster(redis_url)
@@ -74,6 +75,7 @@ def test_duplicate_broker_messages_apply_once(make_cluster: ClusterFactory, redi
     assert cluster.worker_logs().count('"message dropped"') == 2
 
 
+@pytest.mark.long
 def test_sigkilled_worker_mid_step_resumes_after_the_lease(
     make_cluster: ClusterFactory, redis_url: str
 ) -> None:

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from statewright.models.engine import WorkflowRun
@@ -48,6 +49,7 @@ def tick_runs(cluster: Cluster) -> dict[str, WorkflowRun]:
         return {run.idempotency_key or "": run for run in runs.scalars()}
 
 
+@pytest.mark.long
 def test_two_relay_processes_start_each_fire_time_once(
     make_cluster: ClusterFactory, redis_url: str
 ) -> None:

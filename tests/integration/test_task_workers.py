@@ -83,6 +83,7 @@ def test_task_message_lost_in_the_broker_is_sent_again(
     assert engine.wait_for_tasks("lost", timeout=20) == []
 
 
+@pytest.mark.long
 def test_task_whose_worker_dies_after_acking_runs_again(
     make_cluster: ClusterFactory, broker_url: str
 ) -> None:

@@ -174,6 +174,7 @@ def read_all(data: bytes, keys: Keys) -> list[Any]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.long
 @given(data=hostile_exports())
 def test_reader_refuses_clearly_or_reads(data: bytes, keys: Keys) -> None:
     """The reader either reads a valid document or raises ExportError with a reason; nothing
@@ -239,6 +240,7 @@ def installation(keys: Keys) -> Installation:
         HealthCheck.data_too_large,
     ],
 )
+@pytest.mark.long
 @given(data=hostile_exports())
 def test_hostile_relocation_fails_with_a_reason_and_imports_nothing(
     data: bytes, installation: Installation

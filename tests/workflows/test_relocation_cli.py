@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from statewright.workflows.relocation.crypto import MAGIC, generate_keypair
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli_process
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def one_line(text: str) -> str:
 
 
 def no_runs(env: dict[str, str]) -> bool:
-    return json.loads(cli("runs", "list", "--json", env=env).stdout) == []
+    return json.loads(cli_process("runs", "list", "--json", env=env).stdout) == []
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_start_refuses_a_bad_private_key(
     generate_keypair(tmp_path)
     export = tmp_path / "acme.swr"
     export.write_bytes(MAGIC + b"sealed")
-    result = cli(
+    result = cli_process(
         "relocation",
         "start",
         str(export),
@@ -75,7 +75,7 @@ def test_start_refuses_an_encrypted_export_without_a_key(
     """An encrypted export and no private key configured is refused before starting."""
     export = tmp_path / "acme.swr"
     export.write_bytes(MAGIC + b"sealed")
-    result = cli("relocation", "start", str(export), "--owner", "kim@example.com", env=env)
+    result = cli_process("relocation", "start", str(export), "--owner", "kim@example.com", env=env)
     assert result.returncode == 1
     assert "the export is encrypted, and this installation has no private key" in result.stderr
     assert no_runs(env)
@@ -86,7 +86,7 @@ def test_export_from_a_missing_database_leaves_nothing(env: dict[str, str], tmp_
     .partial file is created."""
     source = tmp_path / "nowhere.db"
     output = tmp_path / "x.swr"
-    result = cli(
+    result = cli_process(
         "relocation", "export", "--org", "acme", "--from", f"sqlite:///{source}", "-o",
         str(output), env=env,
     )  # fmt: skip
@@ -103,7 +103,7 @@ def test_export_from_a_database_without_the_tables_leaves_nothing(
     source = tmp_path / "empty.db"
     source.touch()
     output = tmp_path / "x.swr"
-    result = cli(
+    result = cli_process(
         "relocation", "export", "--org", "acme", "--from", f"sqlite:///{source}", "-o",
         str(output), env=env,
     )  # fmt: skip

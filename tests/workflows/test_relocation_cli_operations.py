@@ -6,15 +6,17 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete
 
 from statewright.models import Organization
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli_process
 from tests.workflows.conftest import OWNER, Keys, Target
 from tests.workflows.test_relocation import good_document, plain
 from tests.workflows.test_relocation_operations import ADMIN, add_org, add_user
 
 
+@pytest.mark.long
 def test_start_show_and_retry(
     target: Target, database_url: str, keys: Keys, tmp_path: Path
 ) -> None:
@@ -35,12 +37,12 @@ def test_start_show_and_retry(
     export = tmp_path / "acme.json"
     export.write_bytes(plain(good_document()))
     args = ["relocation", "start", str(export), "--owner", OWNER, "--creator", ADMIN, "--json"]
-    started = cli(*args, env=env)
+    started = cli_process(*args, env=env)
     assert started.returncode == 0, started.stderr
     run_id = json.loads(started.stdout)["id"]
     assert target.harness.run(run_id).status == "failed"  # acme-1 exists here
     target.harness.run_all()
-    shown = cli("relocation", "show", run_id[:12], "--json", env=env)  # a unique prefix
+    shown = cli_process("relocation", "show", run_id[:12], "--json", env=env)  # a unique prefix
     assert shown.returncode == 0, shown.stderr
     info = json.loads(shown.stdout)
     assert (info["owner"], info["creator"], info["run"]["status"]) == (OWNER, ADMIN, "failed")
@@ -51,19 +53,19 @@ def test_start_show_and_retry(
         ("started", ADMIN, True),
         ("started", OWNER, True),
     ]
-    table = cli("relocation", "show", run_id, env=env).stdout
+    table = cli_process("relocation", "show", run_id, env=env).stdout
     for expected in ("files", "emails", "validation: not started", ADMIN, "already exists"):
         assert expected in table
     with target.engine.db.transaction() as session:
         session.execute(delete(Organization))
-    retried = cli("relocation", "retry", run_id[:12], "--json", env=env)
+    retried = cli_process("relocation", "retry", run_id[:12], "--json", env=env)
     assert retried.returncode == 0, retried.stderr
     new_id = json.loads(retried.stdout)["id"]
     assert json.loads(retried.stdout)["params"]["retry_of"] == run_id
     assert target.harness.run(new_id).status == "succeeded"
-    again = cli("relocation", "retry", new_id, env=env)
+    again = cli_process("relocation", "retry", new_id, env=env)
     assert again.returncode == 1
     assert "is succeeded; only a failed relocation can be retried" in again.stderr
-    missing = cli("relocation", "show", "feedface", env=env)
+    missing = cli_process("relocation", "show", "feedface", env=env)
     assert missing.returncode == 1
     assert "no run with id 'feedface'" in missing.stderr

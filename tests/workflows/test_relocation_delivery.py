@@ -69,6 +69,7 @@ def test_a_real_smtp_server_receives_the_emails(make_target: TargetFactory) -> N
     ]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_large_export_relocates_in_bounded_memory(
@@ -134,6 +135,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.long
 def test_cli_keys_export_and_start(tmp_path: Path, source_url: str) -> None:
     """keys generate, relocation export --encrypt-to and relocation start --wait work together."""
     env = {

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select
 from statewright import Engine, Settings, migrate
 from statewright.models import ReportDelivery, ReportSchedule
 from statewright.workflows.weekly_reports import WeeklyReports
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli_process
 from tests.workflows.test_weekly_reports import build_organizations
 
 
@@ -38,20 +38,20 @@ def test_dry_run_then_real_run(tmp_path: Path) -> None:
         "COLUMNS": "200",
     }
     env.pop("STATEWRIGHT_BROKER_URL", None)
-    dry = cli("reports", "run", "--date", "2030-01-07", "--dry-run", env=env)
+    dry = cli_process("reports", "run", "--date", "2030-01-07", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert f"30 organizations, {owners} reports would be delivered" in dry.stdout
     assert "org-0" in dry.stdout
     assert count(url, ReportDelivery) == 0
     assert count(url, ReportSchedule) == 0
     assert not mail.exists()
-    real = cli("reports", "run", "--date", "2030-01-07", env=env)
+    real = cli_process("reports", "run", "--date", "2030-01-07", env=env)
     assert real.returncode == 0, real.stderr
     assert count(url, ReportDelivery) == owners
     assert len(list(mail.glob("*.eml"))) == owners
-    again = cli("reports", "run", "--date", "2030-01-07", env=env)
+    again = cli_process("reports", "run", "--date", "2030-01-07", env=env)
     assert again.returncode == 0
     assert len(list(mail.glob("*.eml"))) == owners
-    bad = cli("reports", "run", "--date", "next monday", env=env)
+    bad = cli_process("reports", "run", "--date", "next monday", env=env)
     assert bad.returncode == 1
     assert "report date 'next monday' is not a date like 2026-11-23" in bad.stderr
