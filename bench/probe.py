@@ -130,15 +130,15 @@ def install() -> None:
 
     DefaultDialect._do_ping_w_event = counted_ping  # type: ignore[method-assign]
 
-    from statewright import persistence
+    from statewright import pool_ping
 
-    engine_ping = persistence.ping  # the engine's own ping of a connection that rested
+    engine_ping = pool_ping.ping  # the engine's own ping of a connection that rested
 
     def counted_engine_ping(engine: Any, dbapi_connection: Any) -> bool:
         _bump("statements", kind="pre-ping SELECT 1")
         return engine_ping(engine, dbapi_connection)
 
-    persistence.ping = counted_engine_ping
+    pool_ping.ping = counted_engine_ping
 
 
 def _autocommit(connection: Any) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -10,10 +9,9 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
 
+from statewright import pool_ping
 from statewright.dbtime import read_database_now
 from statewright.errors import RunNotFoundError
 from statewright.models.engine import WorkflowRun
@@ -38,7 +36,9 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine: SAEngine = _create(
-            url, echo=echo, ping_after=PING_IDLE_AFTER if ping_after is None else ping_after
+            url,
+            echo=echo,
+            ping_after=pool_ping.PING_IDLE_AFTER if ping_after is None else ping_after,
         )
         self.sessions: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False, autoflush=True
@@ -84,7 +84,7 @@ class Database:
 def _create(url: str, *, echo: bool, immediate: bool = True, ping_after: float = 0.0) -> SAEngine:
     if not url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
-        _ping_when_idle(engine, ping_after)
+        pool_ping.ping_when_rested(engine, ping_after)
         return engine
     engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "isolation_level": None})
 
@@ -113,46 +113,6 @@ def _create(url: str, *, echo: bool, immediate: bool = True, ping_after: float =
         cursor.execute("BEGIN IMMEDIATE")
 
     return engine
-
-
-#: Seconds a pooled connection may rest before it is pinged on checkout, unless the
-#: settings say otherwise (``STATEWRIGHT_DB_PING_AFTER``; 0 pings every checkout). A step
-#: message checks a connection out for each delivery; a ping each time (SQLAlchemy's
-#: ``pool_pre_ping``) was a round trip of six per step. A connection used within the
-#: last second is taken as it is: if it died since, its first statement fails, as one
-#: dying mid-transaction does (every caller handles that), and the pool replaces it.
-PING_IDLE_AFTER = 1.0
-
-_IDLE_SINCE = "statewright_idle_since"
-
-
-def _ping_when_idle(engine: SAEngine, idle_after: float) -> None:
-    """Ping a connection on checkout only when it has rested in the pool longer than
-    ``idle_after`` seconds; a dead one is replaced (the pool retries the checkout)."""
-
-    @event.listens_for(engine, "checkin")
-    def _rested(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-        since = record.info.get(_IDLE_SINCE)  # none yet: connected just now
-        if since is None or time.monotonic() - since < idle_after:
-            return
-        if not ping(engine, dbapi_connection):
-            raise DisconnectionError("the pooled connection was closed by the database")
-
-
-def ping(engine: SAEngine, dbapi_connection: Any) -> bool:
-    """Whether a pooled connection still answers (``False``: it was disconnected)."""
-    dialect = engine.dialect
-    try:
-        dialect.do_ping(dbapi_connection)
-    except dialect.loaded_dbapi.Error as error:
-        if dialect.is_disconnect(error, dbapi_connection, None):
-            return False
-        raise
-    return True
 
 
 #: Execution option of SQLite connections that take the write lock at the first write.

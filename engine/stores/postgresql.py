@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from statewright.models.engine import OutboxMessage, WorkflowTransition
+from statewright.pool_ping import rested_checkout
 from statewright.stores.base import Moved, SharedStatements
 from statewright.stores.statements import (
     claim_statement,
@@ -40,8 +42,11 @@ class PostgresRunStore(SharedStatements):
 
     @contextmanager
     def delivery(self) -> Iterator[_PostgresStep]:
-        # one pooled connection for the claims and the handlers' transactions: one checkout
-        with self._db.engine.connect() as connection:
+        # one pooled connection for the claims and the handlers' transactions: one checkout,
+        # not pinged if it rested briefly (the claim is tried again on a closed connection)
+        with rested_checkout():
+            connection = self._db.engine.connect()
+        with connection:
             yield _PostgresStep(self._db, connection)
 
     def advance(
@@ -72,14 +77,32 @@ class _PostgresStep:
             return otherwise(session)
 
     def _claim_in_autocommit(self, params: dict[str, Any]) -> Row[Any] | None:
-        """The claim as one statement in autocommit: no BEGIN or COMMIT of its own."""
+        """The claim as one statement in autocommit: no BEGIN or COMMIT of its own.
+
+        The claim is the delivery's first statement on a connection the pool pinged only
+        if it had rested (``statewright.persistence``). If the database closed it since,
+        the claim is tried once more on a new connection: sent or not, the first try
+        changed nothing this delivery could lose (a claim that did commit leaves the run
+        claimed, so the second try drops the message and the lease brings the step back).
+        """
+        try:
+            return self._claim_once(params)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            return self._claim_once(params)  # on a new connection
+
+    def _claim_once(self, params: dict[str, Any]) -> Row[Any] | None:
         connection = self._connection
         level = connection.default_isolation_level
         connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
             return connection.execute(claim_statement(), params).first()
         finally:
-            connection.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
+            if connection.invalidated:
+                connection.rollback()  # the next statement reconnects
+            else:
+                connection.commit()  # ends SQLAlchemy's transaction; nothing is sent
             connection.execution_options(isolation_level=level)
 
     def session(self) -> StepSession:
