@@ -38,7 +38,7 @@ metadata = MetaData()
 bench_rows = Table(
     "bench_rows",
     metadata,
-    Column("key", String(40), primary_key=True),
+    Column("key", String(80), primary_key=True),
     Column("system", String(20), nullable=False),
     Column("step", Integer, nullable=False),
 )
