@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from statewright.models import Organization, RelocationEmail
 from statewright.workflows.relocation import start_relocation
-from statewright.workflows.relocation.mail import address_problem
+from statewright.workflows.relocation.mail import PLAIN_ADDRESS, address_problem
 from tests.helpers import free_port
 from tests.workflows.conftest import OWNER, Target, TargetFactory
 
@@ -210,3 +212,12 @@ def test_addresses_are_one_address_each(value: str, problem: str | None) -> None
     """An address is exactly one bare address; UTF-8 is allowed as the email package allows."""
     found = address_problem(value)
     assert (found is None) if problem is None else (problem in (found or "")), found
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(PLAIN_ADDRESS, fullmatch=True))
+def test_the_plain_address_shortcut_accepts_only_what_the_parser_accepts(value: str) -> None:
+    """Every address the fast check accepts, the email package's parser accepts as it is."""
+    header = SMTPUTF8.header_factory("To", value)
+    assert [a.addr_spec for a in header.addresses] == [value]
+    assert not header.defects

@@ -6,6 +6,7 @@ A backend raises ``UndeliverableError`` when a message can never be delivered as
 
 from __future__ import annotations
 
+import re
 import smtplib
 import sys
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
@@ -26,12 +27,22 @@ class UndeliverableError(OSError):
     mail error alike still does."""
 
 
+#: The common shape of an address: ASCII dot-atoms, a domain of two labels or more. The
+#: email package's parser accepts every such address as it is; checking it here spares
+#: the parser (about 140 us an address, most of a relocation import's time).
+PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
 def address_problem(value: str) -> str | None:
     """Why ``value`` is not exactly one email address, or ``None`` when it is one.
 
     Non-ASCII is allowed where the email package allows it (a UTF-8 local part or
     domain, sent with SMTPUTF8); lists, groups, display names and comments are not.
     """
+    if PLAIN_ADDRESS.fullmatch(value):
+        return None
     try:
         header = SMTPUTF8.header_factory("To", value)
     except (HeaderParseError, IndexError, ValueError):  # the parser raises on some input
