@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy.orm import Session
 
+from statewright.run_end import marked_methods
+
 if TYPE_CHECKING:
     from statewright.definition import Definition
     from statewright.models.engine import WorkflowRun
@@ -49,12 +51,7 @@ def on_activate(fn: F) -> F:
 @functools.cache
 def _hook_names(cls: type) -> tuple[str, ...]:
     """Names of ``cls``'s activation hooks, in declaration order (base first)."""
-    found: list[str] = []
-    for klass in reversed(cls.__mro__):
-        for name, value in vars(klass).items():
-            if getattr(value, "__statewright_on_activate__", False) and name not in found:
-                found.append(name)
-    return tuple(found)
+    return tuple(name for name, _ in marked_methods(cls, "__statewright_on_activate__"))
 
 
 def activating(

@@ -82,19 +82,26 @@ def on_end(*endings: str) -> Callable[[F], F]:
     return mark
 
 
+def marked_methods(cls: type, marker: str) -> list[tuple[str, Any]]:
+    """``(name, mark)`` of ``cls``'s methods carrying the attribute ``marker``, in
+    declaration order, base first (a name counts once, with its first mark): how the
+    ``@on_end`` and ``@on_activate`` hooks are found."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            mark = getattr(value, marker, None)
+            if mark is not None and mark is not False and name not in found:
+                found[name] = mark
+    return list(found.items())
+
+
 @functools.cache
 def _hook_names(cls: type) -> Mapping[str, tuple[str, ...]]:
     """Names of ``cls``'s hook methods by ending, in declaration order (base first)."""
     found: dict[str, list[str]] = {ending: [] for ending in ENDINGS}
-    seen: set[str] = set()
-    for klass in reversed(cls.__mro__):
-        for name, value in vars(klass).items():
-            marked = getattr(value, "__statewright_on_end__", None)
-            if marked is None or name in seen:
-                continue
-            seen.add(name)
-            for ending in marked:
-                found[ending].append(name)
+    for name, endings in marked_methods(cls, "__statewright_on_end__"):
+        for ending in endings:
+            found[ending].append(name)
     return {ending: tuple(names) for ending, names in found.items()}
 
 
